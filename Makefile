@@ -1,0 +1,55 @@
+# Herald: `make ask Q="..."` and `make test` work on a fresh machine with only Python 3.11+.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.herald-installed
+# The CPU build of torch, installed before the project so nothing pulls a multi-GB CUDA build.
+# Where pip does not find it locally, point TORCH_INDEX_URL at PyTorch's CPU wheel index.
+TORCH_SPEC ?= torch==2.13.0
+TORCH_INDEX_URL ?=
+PIP_TORCH_FLAGS := $(if $(TORCH_INDEX_URL),--extra-index-url $(TORCH_INDEX_URL),)
+
+.PHONY: help install ask build info eval test bot bench quality clean
+
+help:
+	@echo "make ask Q='Who vetoed the resolution?'  answer from the terminal (sets everything up)"
+	@echo "make test                                run the offline test suite"
+	@echo "make build | info | eval | bot | bench | quality | clean"
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Herald needs Python 3.11 or newer")'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet $(PIP_TORCH_FLAGS) "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+ask: $(STAMP)
+	@test -n "$(Q)" || { echo 'usage: make ask Q="Who vetoed the resolution?"' >&2; exit 2; }
+	@$(BIN)/herald ask "$(Q)"
+
+build: $(STAMP)
+	$(BIN)/herald build
+
+info: $(STAMP)
+	$(BIN)/herald info
+
+eval: $(STAMP)
+	$(BIN)/herald eval tests/data/article_qa.jsonl
+
+bot: $(STAMP)
+	$(BIN)/herald bot
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/perf.py
+
+quality: $(STAMP)
+	$(BIN)/python benchmarks/quality.py --squad ../shared/data/squad-dev-v2.0-half.json --bbc ../shared/data/bbc-news
+
+clean:
+	rm -rf .herald .pytest_cache

@@ -1,0 +1,314 @@
+"""Loading articles from a folder and cleaning them into the text a reader would call the article.
+
+Scraped pages carry share widgets, ads, embed markup and "related headlines"; left in, they pollute
+retrieval and end up quoted back to users. Cleaning is rule-based and conservative: embedded tweets keep
+their words (they are quotes), only their markup and links go.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import logging
+import re
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from pathlib import Path
+
+from index.errors import CorpusError
+
+log = logging.getLogger(__name__)
+
+#: Bump when cleaning changes, so fingerprints change and documents are re-embedded.
+CLEANER_VERSION = 1
+
+SUFFIXES = (".txt", ".md", ".html", ".htm")
+
+# Whole lines that are page furniture, not article text.
+_BOILERPLATE_LINES = [
+    r"share this article.*",
+    r"copy/paste the article video embed link below.*",
+    r"copy to clipboard(copied)?",
+    r"advertisement",
+    r"copyright(\s+©?\s*\S*)?",
+    r"(comments|close button)",
+    r"(sign up|subscribe)( to our newsletter)?.*",
+    r"click here to .*",
+    r"read more:?",
+    r"skip to (main )?content",
+]
+_BOILERPLATE_RE = re.compile(r"^\s*(?:" + "|".join(_BOILERPLATE_LINES) + r")\s*$", re.IGNORECASE)
+_BYLINE_RE = re.compile(r"^\s*(?i:by)\s+[A-Z][\w.\- ]{0,60}$")
+# Headings after which a page lists other stories, never more of this one.
+_TRAILER_RE = re.compile(
+    r"^\s*(you might also like|related( articles| stories)?|more (from|on) .{0,40}|most read|"
+    r"recommended( for you)?|trending( now)?)\s*:?\s*$",
+    re.IGNORECASE,
+)
+_TAG_RE = re.compile(r"<[^>]+>")
+_LINK_RE = re.compile(r"(?:https?://)?(?:t\.co/\w+|pic\.twitter\.com/\w+)", re.IGNORECASE)
+_URL_RE = re.compile(r"https?://\S+")
+_FRONT_MATTER_RE = re.compile(r"\A---\s*\n(.*?)\n---\s*\n", re.DOTALL)
+
+
+@dataclass
+class Document:
+    """One article: its cleaned text is what chunk offsets point into."""
+
+    id: str
+    title: str
+    text: str
+    path: str = ""
+    url: str | None = None
+    date: str | None = None
+    fingerprint: str = ""
+    meta: dict[str, str] = field(default_factory=dict)
+
+
+def fingerprint_bytes(raw: bytes) -> str:
+    """Content fingerprint of a source file; includes the cleaner version so a new cleaner re-embeds."""
+    digest = hashlib.sha256(raw).hexdigest()[:32]
+    return f"c{CLEANER_VERSION}-{digest}"
+
+
+# --------------------------------------------------------------------------------------------- HTML
+
+
+class _HTMLText(HTMLParser):
+    """Pulls readable text out of an HTML page: block elements become paragraph breaks."""
+
+    _SKIP = {"script", "style", "nav", "footer", "aside", "noscript", "form", "button", "svg", "iframe"}
+    _BLOCK = {"p", "div", "br", "li", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "section",
+              "article", "header", "tr", "figcaption", "ul", "ol", "table"}
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self.title = ""
+        self.h1 = ""
+        self.meta: dict[str, str] = {}
+        self._skip = 0
+        self._in_title = False
+        self._in_h1 = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: (v or "") for k, v in attrs}
+        if tag in self._SKIP:
+            self._skip += 1
+        elif tag == "title":
+            self._in_title = True
+        elif tag == "h1":
+            self._in_h1 = True
+        elif tag == "meta":
+            key = a.get("property") or a.get("name") or ""
+            if key in ("og:url", "article:published_time", "og:title", "date"):
+                self.meta[key] = a.get("content", "")
+        elif tag == "link" and a.get("rel") == "canonical":
+            self.meta["canonical"] = a.get("href", "")
+        if tag in self._BLOCK:
+            self.parts.append("\n\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self._SKIP and self._skip:
+            self._skip -= 1
+        elif tag == "title":
+            self._in_title = False
+        elif tag == "h1":
+            self._in_h1 = False
+        if tag in self._BLOCK:
+            self.parts.append("\n\n")
+
+    def handle_data(self, data: str) -> None:
+        if self._in_title:
+            self.title += data
+            return
+        if self._skip:
+            return
+        if self._in_h1:
+            self.h1 += data
+        self.parts.append(data)
+
+
+def html_to_text(raw: str) -> tuple[str, str, dict[str, str]]:
+    """Return (text, title, meta) of an HTML page."""
+    parser = _HTMLText()
+    parser.feed(raw)
+    parser.close()
+    text = "".join(parser.parts)
+    title = (parser.meta.get("og:title") or parser.h1 or parser.title).strip()
+    meta = {}
+    if parser.meta.get("og:url") or parser.meta.get("canonical"):
+        meta["url"] = parser.meta.get("og:url") or parser.meta["canonical"]
+    if parser.meta.get("article:published_time") or parser.meta.get("date"):
+        meta["date"] = parser.meta.get("article:published_time") or parser.meta["date"]
+    return text, " ".join(title.split()), meta
+
+
+# ----------------------------------------------------------------------------------------- cleaning
+
+
+def _clean_inline(line: str) -> str:
+    """Strip markup, entities and tweet links from one line, keeping its words."""
+    line = line.replace("</p>&mdash;", " — ").replace("</p>", " ")
+    line = _TAG_RE.sub(" ", line)
+    line = html.unescape(line)
+    line = _LINK_RE.sub(" ", line)
+    line = _URL_RE.sub(" ", line)
+    line = line.replace("\u00a0", " ").replace("\u200b", "")
+    # Residue of removed links: dangling ellipses and colons between them.
+    line = re.sub(r"(\s+[…:])+(?=\s|$)", " ", line)
+    line = re.sub(r"[ \t]+", " ", line).strip()
+    line = re.sub(r"\s+([,.;!?])(?=\s|$)", r"\1", line)
+    # A closing quote typed as an opening one at the end of a quote ("passed. “").
+    line = re.sub(r"([.!?])\s+“$", r"\1”", line)
+    return line
+
+
+def clean_text(raw: str, title: str = "") -> str:
+    """Clean an article body: drop page furniture, keep paragraphs (blank-line separated)."""
+    lines = raw.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    out: list[str] = []
+    title_key = " ".join(title.split()).casefold()
+    for line in lines:
+        if _TRAILER_RE.match(line):
+            break  # everything after "You might also like" is other stories
+        if _BOILERPLATE_RE.match(line):
+            continue
+        cleaned = _clean_inline(line)
+        if not cleaned:
+            out.append("")
+            continue
+        if _BOILERPLATE_RE.match(cleaned):
+            continue
+        if title_key and cleaned.casefold() == title_key and not any(out_line.strip() for out_line in out):
+            continue  # the headline repeated above the body
+        if _BYLINE_RE.match(cleaned) and sum(1 for o in out if o.strip()) < 3:
+            continue
+        out.append(cleaned)
+    paragraphs: list[str] = []
+    current: list[str] = []
+    for line in out + [""]:
+        if line:
+            current.append(line)
+        elif current:
+            paragraphs.append(" ".join(current))
+            current = []
+    return "\n\n".join(paragraphs)
+
+
+def _split_front_matter(raw: str) -> tuple[dict[str, str], str]:
+    match = _FRONT_MATTER_RE.match(raw)
+    if not match:
+        return {}, raw
+    meta: dict[str, str] = {}
+    for line in match.group(1).splitlines():
+        if ":" in line:
+            key, value = line.split(":", 1)
+            meta[key.strip().lower()] = value.strip().strip("\"'")
+    return meta, raw[match.end():]
+
+
+def _decode(raw: bytes, path: Path) -> str | None:
+    """Decode UTF-8; fall back to cp1252 only for a few stray bytes in otherwise-text files."""
+    if b"\x00" in raw[:8192]:
+        log.warning("skipping %s: binary file", path)
+        return None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        bad = sum(1 for b in raw if b >= 0x80)
+        # Legacy single-byte text (e.g. one Latin-1 pound sign): safe to decode as cp1252.
+        try:
+            text = raw.decode("cp1252")
+        except UnicodeDecodeError:
+            log.warning("skipping %s: not UTF-8 (%s)", path, exc.reason)
+            return None
+        if bad > max(8, len(raw) // 100):
+            log.warning("skipping %s: not UTF-8", path)
+            return None
+        log.warning("%s is not valid UTF-8; decoded as Windows-1252", path)
+        return text
+
+
+def parse_document(path: Path, doc_id: str, raw: bytes) -> Document | None:
+    """Turn one file's bytes into a Document, or None (with a warning) when it holds no article."""
+    text = _decode(raw, path)
+    if text is None:
+        return None
+    meta, body = _split_front_matter(text)
+    suffix = path.suffix.lower()
+    title = meta.get("title", "")
+    if suffix in (".html", ".htm"):
+        body, html_title, html_meta = html_to_text(body)
+        title = title or html_title
+        for key, value in html_meta.items():
+            meta.setdefault(key, value)
+    if not title:
+        for line in body.splitlines():
+            if line.strip():
+                title = _clean_inline(line.lstrip("# "))
+                break
+    if suffix == ".md":
+        body = re.sub(r"^#{1,6}\s+", "", body, flags=re.MULTILINE)
+    cleaned = clean_text(body, title)
+    if not cleaned.strip():
+        log.warning("skipping %s: no article text", path)
+        return None
+    return Document(
+        id=doc_id,
+        title=title or path.stem,
+        text=cleaned,
+        path=str(path),
+        url=meta.get("url") or meta.get("source") or None,
+        date=meta.get("date") or None,
+        fingerprint=fingerprint_bytes(raw),
+        meta={k: v for k, v in meta.items() if k not in ("title", "url", "source", "date")},
+    )
+
+
+def corpus_files(corpus_dir: Path) -> list[tuple[str, Path]]:
+    """(document id, path) for every article file under the folder, sorted for stable ids."""
+    corpus_dir = Path(corpus_dir)
+    if not corpus_dir.exists():
+        raise CorpusError(f"corpus folder {corpus_dir} does not exist; create it and add .txt, .md or .html articles")
+    if not corpus_dir.is_dir():
+        raise CorpusError(f"corpus path {corpus_dir} is not a folder; pass the folder that holds the articles")
+    try:
+        found = sorted(p for p in corpus_dir.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES
+                       and not any(part.startswith(".") for part in p.relative_to(corpus_dir).parts))
+    except OSError as exc:
+        raise CorpusError(f"cannot read corpus folder {corpus_dir}: {exc.strerror or exc}") from exc
+    return [(p.relative_to(corpus_dir).as_posix(), p) for p in found]
+
+
+def corpus_fingerprints(corpus_dir: Path) -> dict[str, str]:
+    """Fingerprint of each article file, read without cleaning: cheap enough for a staleness check."""
+    prints: dict[str, str] = {}
+    for doc_id, path in corpus_files(corpus_dir):
+        try:
+            prints[doc_id] = fingerprint_bytes(path.read_bytes())
+        except OSError:
+            continue
+    return prints
+
+
+def load_corpus(corpus_dir: Path) -> list[Document]:
+    """Every readable article under the folder; unreadable files are skipped with a warning naming them."""
+    docs: list[Document] = []
+    for doc_id, path in corpus_files(corpus_dir):
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            log.warning("skipping %s: %s", path, exc.strerror or exc)
+            continue
+        if not raw.strip():
+            log.warning("skipping %s: empty file", path)
+            continue
+        doc = parse_document(path, doc_id, raw)
+        if doc is not None:
+            docs.append(doc)
+    if not docs:
+        raise CorpusError(
+            f"no articles found in {corpus_dir}: add .txt, .md or .html files (UTF-8) and build again"
+        )
+    return docs

