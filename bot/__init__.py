@@ -1,0 +1,1 @@
+"""Herald application: settings, the `herald` CLI and the Discord client."""

@@ -1,0 +1,291 @@
+"""The `herald` command line: a thin layer over the `index` library.
+
+Heavy imports (torch, faiss, discord) happen inside commands so `herald --help` stays instant.
+Every expected failure is a HeraldError and becomes one line on stderr with a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from index.errors import HeraldError
+
+EXAMPLE_QUESTION = "Who vetoed the resolution?"
+
+
+class HeraldGroup(click.Group):
+    """Turns HeraldError and Ctrl-C into one line and an exit code, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except HeraldError as exc:
+            raise click.ClickException(str(exc)) from None
+        except KeyboardInterrupt:
+            click.echo("Interrupted; nothing was changed.", err=True)
+            ctx.exit(130)
+
+
+class _StderrFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return f"{record.levelname.lower()}: {record.getMessage()}"
+
+
+def _setup_logging(verbose: bool) -> None:
+    root = logging.getLogger()
+    if not any(getattr(h, "_herald", False) for h in root.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(_StderrFormatter())
+        handler._herald = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
+    level = logging.DEBUG if verbose else logging.WARNING
+    root.setLevel(level)
+    for h in root.handlers:
+        if getattr(h, "_herald", False):
+            h.setLevel(level)  # bm25s sets its own logger to DEBUG; the handler still filters
+    for noisy in ("sentence_transformers", "transformers", "faiss", "bm25s", "httpx", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.ERROR if not verbose else logging.INFO)
+
+
+def index_options(fn: Callable) -> Callable:
+    """--corpus, --index and --model for every command that reads or writes the index."""
+
+    @click.option("--corpus", "corpus_dir", type=click.Path(path_type=Path), default=None,
+                  help="Folder of articles [env HERALD_CORPUS, default ./corpus].")
+    @click.option("--index", "index_dir", type=click.Path(path_type=Path), default=None,
+                  help="Folder of the built index [env HERALD_INDEX, default ./.herald/index].")
+    @click.option("--model", default=None,
+                  help="sentence-transformers model name or folder [env HERALD_MODEL, default all-MiniLM-L6-v2].")
+    @functools.wraps(fn)
+    def wrapper(*args: Any, corpus_dir: Path | None, index_dir: Path | None, model: str | None, **kwargs: Any) -> Any:
+        ctx = click.get_current_context()
+        settings = ctx.obj["settings"].with_overrides(corpus_dir=corpus_dir, index_dir=index_dir, model=model)
+        return fn(*args, settings=settings, **kwargs)
+
+    return wrapper
+
+
+@click.group(cls=HeraldGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--env-file", type=click.Path(path_type=Path), default=Path(".env"), show_default=True,
+              help="Settings file read before the environment.")
+@click.option("-v", "--verbose", is_flag=True, help="Show debug logs.")
+@click.version_option(package_name="herald")
+@click.pass_context
+def cli(ctx: click.Context, env_file: Path, verbose: bool) -> None:
+    """Herald answers questions about news articles, quoting the articles and their sources.
+
+    \b
+    Quick start:
+      herald ask "Who vetoed the resolution?"
+    """
+    from bot.settings import load_settings
+
+    _setup_logging(verbose)
+    ctx.ensure_object(dict)
+    ctx.obj["settings"] = load_settings(env_file)
+
+
+def _progress_bar(label: str) -> tuple[Callable[[int, int], None], Callable[[], None]]:
+    """A click progress bar driven by (done, total) callbacks; silent when nothing is embedded."""
+    state: dict[str, Any] = {"bar": None, "shown": 0}
+
+    def update(done: int, total: int) -> None:
+        if total == 0:
+            return
+        if state["bar"] is None:
+            state["bar"] = click.progressbar(length=total, label=label, file=sys.stderr)
+            state["bar"].__enter__()
+        state["bar"].update(done - state["shown"])
+        state["shown"] = done
+
+    def close() -> None:
+        if state["bar"] is not None:
+            state["bar"].__exit__(None, None, None)
+
+    return update, close
+
+
+def _open_engine(settings: Any, quiet: bool = False):
+    from index.pipeline import open_engine
+
+    update, close = _progress_bar("Embedding")
+    try:
+        return open_engine(settings.corpus_dir, settings.index_dir, settings.model, settings.search,
+                           settings.chunking, notify=lambda m: None if quiet else click.echo(m, err=True),
+                           progress=None if quiet else update)
+    finally:
+        close()
+
+
+@cli.command()
+@index_options
+@click.option("--full", is_flag=True, help="Re-embed every document, not just the changed ones.")
+def build(settings: Any, full: bool) -> None:
+    """Build the index, or update it: only new or changed articles are embedded."""
+    from index.pipeline import rebuild
+
+    update, close = _progress_bar("Embedding")
+    try:
+        report = rebuild(settings.corpus_dir, settings.index_dir, settings.model, settings.chunking,
+                         progress=update, full=full)
+    finally:
+        close()
+    parts = [f"{len(report.added)} added", f"{len(report.changed)} changed", f"{len(report.removed)} removed",
+             f"{len(report.unchanged)} unchanged"]
+    click.echo(f"Index at {settings.index_dir}: {report.documents} document(s), {report.chunks} chunks "
+               f"({', '.join(parts)}; {report.embedded_texts} texts embedded in {report.seconds:.1f} s).")
+    for label, ids in (("added", report.added), ("changed", report.changed), ("removed", report.removed)):
+        for doc_id in ids:
+            click.echo(f"  {label}: {doc_id}")
+
+
+def _format_answer(ans: Any) -> str:
+    from index.search import ABSTAIN_MESSAGE
+
+    lines = []
+    if ans.abstained:
+        lines.append(ABSTAIN_MESSAGE)
+        if ans.hint is not None:
+            lines.append("")
+            lines.append("The closest passage:")
+            lines.append(textwrap.fill(ans.hint.text, 100, initial_indent="  | ", subsequent_indent="  | "))
+            lines.append(f"  \u2014 {ans.hint.title}")
+    else:
+        lines.append(textwrap.fill(ans.answer, 100))
+        lines.append("")
+        lines.append("Sources:")
+        for n, src in enumerate(ans.sources, 1):
+            where = f" <{src.url}>" if src.url else ""
+            lines.append(f"  [{n}] {src.title}{where} (score {src.score:.2f}, chars {src.start}-{src.end})")
+            lines.append(textwrap.fill(src.text, 100, initial_indent="      | ", subsequent_indent="      | "))
+    if ans.note:
+        lines.append("")
+        lines.append(f"Note: {ans.note}")
+    lines.append("")
+    lines.append(f"({ans.latency_ms:.0f} ms)")
+    return "\n".join(lines)
+
+
+@cli.command()
+@index_options
+@click.argument("question")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON object; with QUESTION '-' read one question per line from stdin.")
+def ask(settings: Any, question: str, as_json: bool) -> None:
+    """Answer QUESTION from the articles, with numbered sources.
+
+    Builds the index first if it is missing or the corpus changed.
+    """
+    from index.errors import QuestionError
+    from index.text import clean_question
+
+    if question != "-" or not as_json:
+        clean_question(question, settings.max_question_chars)  # fail fast, before loading the model
+    engine = _open_engine(settings, quiet=as_json)
+    if not as_json:
+        click.echo(_format_answer(engine.ask(question)))
+        return
+    if question != "-":
+        click.echo(json.dumps(engine.ask(question).to_dict(), ensure_ascii=False))
+        return
+    failed = 0
+    for line in sys.stdin:
+        line = line.rstrip("\n")
+        if not line.strip():
+            continue
+        try:
+            out = engine.ask(line).to_dict()
+        except QuestionError as exc:
+            failed += 1
+            out = {"question": line[:200], "answer": "", "abstained": True, "sources": [], "latency_ms": 0.0,
+                   "error": str(exc)}
+        click.echo(json.dumps(out, ensure_ascii=False))
+    if failed:
+        raise click.ClickException(f"{failed} question(s) could not be asked; see their \"error\" fields")
+
+
+@cli.command()
+@index_options
+@click.option("--json", "as_json", is_flag=True, help="Print the manifest summary as JSON.")
+def info(settings: Any, as_json: bool) -> None:
+    """Show what the index holds and whether the corpus changed since it was built."""
+    from index.corpus import corpus_fingerprints
+    from index.store import compare_fingerprints, read_manifest
+
+    manifest = read_manifest(settings.index_dir)
+    built = {k: v["fingerprint"] for k, v in manifest.get("documents", {}).items()}
+    try:
+        stale = compare_fingerprints(built, corpus_fingerprints(settings.corpus_dir), manifest.get("skipped"))
+        state = "stale: " + stale.describe() + " (run `herald build`)" if stale.stale else "up to date"
+    except HeraldError as exc:
+        state = f"unknown ({exc})"
+    summary = {
+        "index": str(settings.index_dir), "model": manifest["model"], "dim": manifest["dim"],
+        "documents": manifest["counts"]["documents"], "chunks": manifest["counts"]["chunks"],
+        "sentences": manifest["counts"].get("sentences"), "built_at": manifest.get("built_at"),
+        "chunking": manifest.get("chunking"), "corpus": str(settings.corpus_dir), "state": state,
+        "titles": [d.get("title") for d in manifest.get("documents", {}).values()],
+    }
+    if as_json:
+        click.echo(json.dumps(summary, ensure_ascii=False))
+        return
+    click.echo(f"Index:     {summary['index']}")
+    click.echo(f"Model:     {summary['model']} ({summary['dim']} dimensions)")
+    click.echo(f"Documents: {summary['documents']}   Chunks: {summary['chunks']}   Sentences: {summary['sentences']}")
+    click.echo(f"Built:     {summary['built_at']}")
+    click.echo(f"Corpus:    {summary['corpus']} ({state})")
+    for doc_id, d in manifest.get("documents", {}).items():
+        click.echo(f"  - {d.get('title')} [{doc_id}, {d.get('chunks')} chunks]")
+
+
+@cli.command(name="eval")
+@index_options
+@click.argument("qa_file", type=click.Path(path_type=Path))
+@click.option("--failures", is_flag=True, help="List the questions that missed.")
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
+def eval_cmd(settings: Any, qa_file: Path, failures: bool, as_json: bool) -> None:
+    """Score a question set (JSONL of {"question", "answers"}; empty answers = should abstain)."""
+    from index.evaluate import evaluate, load_qa
+
+    items = load_qa(qa_file)
+    engine = _open_engine(settings, quiet=as_json)
+    result = evaluate(engine, items)
+    summary = result.summary()
+    if as_json:
+        click.echo(json.dumps(summary))
+        return
+    click.echo(f"Questions: {summary['questions']} ({summary['answerable']} answerable, "
+               f"{summary['off_topic']} should abstain)")
+    for key in ("answer_hit", "recall@1", "recall@3", "recall@5", "abstention_accuracy"):
+        click.echo(f"  {key:<20} {summary[key]:.3f}")
+    click.echo(f"  {'latency p50/p95':<20} {summary['latency_p50_ms']:.1f} / {summary['latency_p95_ms']:.1f} ms")
+    if failures:
+        for line in result.failures():
+            click.echo(line)
+
+
+@cli.command(name="bot")
+@index_options
+def bot_cmd(settings: Any) -> None:
+    """Run the Discord bot (needs DISCORD_TOKEN in the environment or .env)."""
+    from bot.discord_app import run_bot
+
+    run_bot(settings)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(obj={})
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,123 @@
+"""Settings from the environment and `.env` (python-dotenv); command-line flags override them.
+
+Retrieval knobs map one-to-one onto ``SearchSettings`` / ``ChunkSettings`` fields (``HERALD_<FIELD>``,
+``HERALD_CHUNK_<FIELD>``), so a new knob in the library is a setting with no extra code here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from index.chunking import ChunkSettings
+from index.embed import DEFAULT_MODEL
+from index.errors import HeraldError
+from index.search import SearchSettings
+
+
+class SettingsError(HeraldError):
+    """A setting has a value that cannot be used."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything Herald can be told; the token is kept out of repr so it never reaches a log."""
+
+    corpus_dir: Path = Path("corpus")
+    index_dir: Path = Path(".herald/index")
+    model: str = DEFAULT_MODEL
+    search: SearchSettings = SearchSettings()
+    chunking: ChunkSettings = ChunkSettings()
+    discord_token: str | None = field(default=None, repr=False)
+    channel_allowlist: frozenset[int] = frozenset()
+    cooldown_seconds: float = 10.0
+    dev_guild_id: int | None = None
+    feedback_file: Path = Path(".herald/feedback.jsonl")
+    max_concurrency: int = 2
+    log_level: str = "INFO"
+
+    @property
+    def max_question_chars(self) -> int:
+        return self.search.max_question_chars
+
+    def with_overrides(self, **changes: Any) -> "Settings":
+        """A copy with the flags the user gave (None means "not given")."""
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def _parse(name: str, raw: str, kind: type) -> Any:
+    raw = raw.strip()
+    try:
+        if kind is bool:
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError
+        return kind(raw)
+    except ValueError:
+        what = {int: "a whole number", float: "a number", bool: "true or false"}.get(kind, "a value")
+        raise SettingsError(f"{name} must be {what}, got {raw!r}; fix it in .env or the environment") from None
+
+
+def _dataclass_from_env(cls: type, prefix: str, env: dict[str, str]) -> Any:
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        name = prefix + f.name.upper()
+        if name in env and env[name].strip() != "":
+            kind = f.type if isinstance(f.type, type) else {"int": int, "float": float, "str": str,
+                                                            "bool": bool}.get(str(f.type), str)
+            kwargs[f.name] = _parse(name, env[name], kind)
+    try:
+        return cls(**kwargs)
+    except ValueError as exc:
+        raise SettingsError(f"invalid {prefix.rstrip('_')} setting: {exc}") from None
+
+
+def _ids(name: str, raw: str) -> frozenset[int]:
+    out = set()
+    for part in raw.replace(";", ",").replace(" ", ",").split(","):
+        if part.strip():
+            out.add(_parse(name, part, int))
+    return frozenset(out)
+
+
+def load_settings(env_file: str | os.PathLike | None = ".env", environ: dict[str, str] | None = None) -> Settings:
+    """Settings from ``environ`` (default: the process environment) over the values in ``env_file``.
+
+    Real environment variables win over `.env`, as python-dotenv does by default.
+    """
+    from dotenv import dotenv_values
+
+    env: dict[str, str] = {}
+    if env_file and Path(env_file).is_file():
+        env.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+    env.update(os.environ if environ is None else environ)
+
+    def get(name: str) -> str | None:
+        value = env.get(name)
+        return value if value is not None and value.strip() != "" else None
+
+    guild = get("HERALD_DEV_GUILD_ID")
+    settings = Settings(
+        corpus_dir=Path(get("HERALD_CORPUS") or "corpus"),
+        index_dir=Path(get("HERALD_INDEX") or ".herald/index"),
+        model=get("HERALD_MODEL") or DEFAULT_MODEL,
+        search=_dataclass_from_env(SearchSettings, "HERALD_", env),
+        chunking=_dataclass_from_env(ChunkSettings, "HERALD_CHUNK_", env),
+        discord_token=get("DISCORD_TOKEN"),
+        channel_allowlist=_ids("HERALD_CHANNELS", get("HERALD_CHANNELS") or ""),
+        cooldown_seconds=_parse("HERALD_COOLDOWN_SECONDS", get("HERALD_COOLDOWN_SECONDS") or "10", float),
+        dev_guild_id=_parse("HERALD_DEV_GUILD_ID", guild, int) if guild else None,
+        feedback_file=Path(get("HERALD_FEEDBACK_FILE") or ".herald/feedback.jsonl"),
+        max_concurrency=_parse("HERALD_MAX_CONCURRENCY", get("HERALD_MAX_CONCURRENCY") or "2", int),
+        log_level=(get("HERALD_LOG_LEVEL") or "INFO").upper(),
+    )
+    if settings.max_concurrency < 1:
+        raise SettingsError("HERALD_MAX_CONCURRENCY must be at least 1")
+    if settings.cooldown_seconds < 0:
+        raise SettingsError("HERALD_COOLDOWN_SECONDS cannot be negative")
+    return settings
