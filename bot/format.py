@@ -1,0 +1,261 @@
+"""Turning an ``Answer`` into the Discord message that carries it: pure functions, no Discord needed.
+
+Everything returned here fits Discord's limits (message content 2,000 characters; embed title 256,
+description 4,096, field name 256, field value 1,024, footer 2,048, at most 25 fields and 6,000
+characters in all), so the API never rejects an answer. Text that is too long is cut at a sentence
+boundary when one is near the limit, else at a word boundary, and ends with an ellipsis.
+
+Lengths are measured in UTF-16 code units, which is never less than the number of code points, so the
+limits hold however Discord counts.
+
+Nobody is pinged: every message carries ``allowed_mentions`` that parse nothing, and ``@everyone``,
+``@here`` and ``<@...>`` written in articles or questions are also defused in the text itself.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from index.search import ABSTAIN_MESSAGE, Answer, Source
+
+CONTENT_LIMIT = 2000
+TITLE_LIMIT = 256
+DESCRIPTION_LIMIT = 4096
+FIELD_NAME_LIMIT = 256
+FIELD_VALUE_LIMIT = 1024
+FOOTER_LIMIT = 2048
+MAX_FIELDS = 25
+EMBED_TOTAL_LIMIT = 6000
+
+ELLIPSIS = "\u2026"
+ANSWER_COLOUR = 0x5865F2
+ABSTAIN_COLOUR = 0x99AAB5
+# Nothing is parsed into a ping, and a reply does not ping the person it replies to.
+NO_MENTIONS: dict[str, Any] = {"parse": [], "users": [], "roles": [], "replied_user": False}
+
+# The answer itself gets at most this much of the 6,000 so the sources always have room.
+ANSWER_BUDGET = 1500
+_MIN_PART = 40  # a field value or description is never squeezed below this many characters
+_MAX_URL = 400  # longer URLs are left out rather than cut (a cut URL is a broken link)
+
+_MENTION_RE = re.compile(r"@(everyone|here|[!&]?[0-9]{15,21})")
+_SENTENCE_END_RE = re.compile(r"[.!?\u2026][\"'\u2019\u201d)\]]*\s")
+
+
+def dlen(text: str) -> int:
+    """Length as Discord may count it (UTF-16 code units; >= code points)."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+def _prefix_within(text: str, budget: int) -> str:
+    """The longest prefix of ``text`` whose dlen is at most ``budget``."""
+    cut = text[:max(0, budget)]
+    while cut and dlen(cut) > budget:
+        cut = cut[: len(cut) - max(1, (dlen(cut) - budget) // 2)]
+    return cut
+
+
+def truncate(text: str, limit: int) -> str:
+    """``text`` if it fits in ``limit``, else cut at a sentence or word boundary and ended with an ellipsis."""
+    if limit <= 0:
+        return ""
+    if dlen(text) <= limit:
+        return text
+    if limit <= 2:
+        return ELLIPSIS[:limit]
+    budget = limit - 2  # room for " …" after a sentence, or "…" after a word
+    cut = _prefix_within(text, budget)
+    # A sentence boundary in the last half of the allowance reads best.
+    ends = [m.end() for m in _SENTENCE_END_RE.finditer(cut + " ")]
+    if ends and ends[-1] >= budget * 0.5:
+        return cut[: ends[-1]].rstrip() + " " + ELLIPSIS
+    # Else the last whole word (if cutting there loses less than a third).
+    space = max(cut.rfind(" "), cut.rfind("\n"), cut.rfind("\t"))
+    if space >= budget * 0.66:
+        return cut[:space].rstrip(" \n\t,;:-\u2013\u2014") + ELLIPSIS
+    # A single enormous token (a URL, a run of characters): cut it where it is.
+    return _prefix_within(text, limit - 1).rstrip() + ELLIPSIS
+
+
+def defuse_mentions(text: str) -> str:
+    """Make @everyone, @here, <@user>, <@!user> and <@&role> inert text (a zero-width space after '@')."""
+    return _MENTION_RE.sub("@\u200b\\1", text)
+
+
+def clean_inline(text: str) -> str:
+    """One line of safe text: white space folded, mentions defused."""
+    return defuse_mentions(" ".join(text.split()))
+
+
+def fit_content(text: str) -> str:
+    """Message content that fits (2,000) and pings nobody."""
+    return truncate(defuse_mentions(text), CONTENT_LIMIT)
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    """What to send: content and/or one embed (as Discord's JSON), with mentions that ping nobody."""
+
+    content: str | None = None
+    embed: dict[str, Any] | None = None
+    allowed_mentions: dict[str, Any] = field(default_factory=lambda: dict(NO_MENTIONS))
+
+
+def embed_total(embed: dict[str, Any]) -> int:
+    """The characters Discord counts towards the 6,000 limit."""
+    total = dlen(embed.get("title", "")) + dlen(embed.get("description", ""))
+    total += dlen(embed.get("footer", {}).get("text", "")) + dlen(embed.get("author", {}).get("name", ""))
+    for f in embed.get("fields", []):
+        total += dlen(f["name"]) + dlen(f["value"])
+    return total
+
+
+def check_limits(msg: OutgoingMessage) -> list[str]:
+    """Every Discord limit ``msg`` breaks (empty when it is fine to send); used by tests and as a guard."""
+    problems = []
+    if msg.content is not None and dlen(msg.content) > CONTENT_LIMIT:
+        problems.append(f"content {dlen(msg.content)} > {CONTENT_LIMIT}")
+    e = msg.embed
+    if e:
+        for key, limit in (("title", TITLE_LIMIT), ("description", DESCRIPTION_LIMIT)):
+            if dlen(e.get(key, "")) > limit:
+                problems.append(f"{key} {dlen(e[key])} > {limit}")
+        if dlen(e.get("footer", {}).get("text", "")) > FOOTER_LIMIT:
+            problems.append("footer too long")
+        fields = e.get("fields", [])
+        if len(fields) > MAX_FIELDS:
+            problems.append(f"{len(fields)} fields > {MAX_FIELDS}")
+        for i, f in enumerate(fields):
+            if not f["name"] or dlen(f["name"]) > FIELD_NAME_LIMIT:
+                problems.append(f"field {i} name length {dlen(f['name'])}")
+            if not f["value"] or dlen(f["value"]) > FIELD_VALUE_LIMIT:
+                problems.append(f"field {i} value length {dlen(f['value'])}")
+        if embed_total(e) > EMBED_TOTAL_LIMIT:
+            problems.append(f"embed total {embed_total(e)} > {EMBED_TOTAL_LIMIT}")
+    return problems
+
+
+# ---------------------------------------------------------------------------------------- answers
+
+
+@dataclass
+class _Field:
+    name: str
+    excerpt: str  # the whole passage, folded; cut to fit when the value is built
+    url: str | None
+    limit: int = FIELD_VALUE_LIMIT
+
+    def value(self) -> str:
+        tail = f"\n<{self.url}>" if self.url else ""
+        room = self.limit - dlen(tail) - 2  # "> " quote marker
+        return "> " + truncate(self.excerpt, max(room, 1)) + tail
+
+
+def _source_url(src: Source) -> str | None:
+    url = (src.url or "").strip()
+    if not url or dlen(url) > _MAX_URL or any(c.isspace() for c in url) or ">" in url:
+        return None
+    return url
+
+
+def _source_field(n: int | None, src: Source, label: str = "") -> _Field:
+    title = clean_inline(src.title or "") or "(untitled article)"
+    name = f"{label}{title}" if n is None else f"[{n}] {title}"
+    return _Field(truncate(name, FIELD_NAME_LIMIT), clean_inline(src.text) or "(empty passage)", _source_url(src))
+
+
+def _seconds(ms: float) -> str:
+    s = ms / 1000
+    return f"{s:.2f} s" if s < 10 else f"{s:.1f} s"
+
+
+def format_answer(answer: Answer, *, elapsed_ms: float | None = None) -> OutgoingMessage:
+    """The message for one answered (or abstained) question.
+
+    ``elapsed_ms`` is the time the asker waited (queueing included); the engine's own latency otherwise.
+    """
+    elapsed = answer.latency_ms if elapsed_ms is None else elapsed_ms
+    title = truncate(clean_inline(answer.question) or "Your question", TITLE_LIMIT)
+    note = f"\n\n*{clean_inline(answer.note)}*" if answer.note else ""
+    if answer.abstained:
+        colour = ABSTAIN_COLOUR
+        hint = answer.hint
+        if hint is not None:
+            description = (f"{ABSTAIN_MESSAGE} I couldn't find an answer to that in the articles I have. "
+                           f"The closest passage is below, in case it helps; try asking with other words, "
+                           f"or see `/sources` for what I have read.")
+            fields = [_source_field(None, hint, label="Closest passage \u2014 ")]
+        else:
+            description = f"{ABSTAIN_MESSAGE} Nothing in the articles I have comes close to that question."
+            fields = []
+        base = description + note
+        footer = f"Searched in {_seconds(elapsed)}"
+        desc_limit = DESCRIPTION_LIMIT
+    else:
+        colour = ANSWER_COLOUR
+        base = (clean_inline(answer.answer) or "(no answer text)") + note
+        fields = [_source_field(n, s) for n, s in enumerate(answer.sources[:MAX_FIELDS], 1)]
+        footer = f"Answered in {_seconds(elapsed)} \u00b7 confidence {answer.confidence:.2f} \u00b7 from the articles"
+        desc_limit = ANSWER_BUDGET if fields else DESCRIPTION_LIMIT
+    footer = truncate(footer, FOOTER_LIMIT)
+
+    def build() -> dict[str, Any]:
+        embed: dict[str, Any] = {"title": title, "description": truncate(base, desc_limit), "color": colour}
+        if fields:
+            embed["fields"] = [{"name": f.name, "value": f.value(), "inline": False} for f in fields]
+        embed["footer"] = {"text": footer}
+        return embed
+
+    embed = build()
+    # Squeeze the largest part until the whole embed fits in 6,000; drop trailing sources as a last resort.
+    while embed_total(embed) > EMBED_TOTAL_LIMIT:
+        over = embed_total(embed) - EMBED_TOTAL_LIMIT
+        parts = [(dlen(embed["description"]), -1)] + [(dlen(f["value"]), i)
+                                                     for i, f in enumerate(embed.get("fields", []))]
+        size, which = max(parts)
+        if size <= _MIN_PART:
+            if not fields:
+                desc_limit = max(1, desc_limit - over)
+            else:
+                fields.pop()
+            embed = build()
+            continue
+        new_limit = max(_MIN_PART, size - over)
+        if which == -1:
+            desc_limit = new_limit
+        else:
+            fields[which].limit = new_limit
+        embed = build()
+    return OutgoingMessage(content=None, embed=embed)
+
+
+def format_notice(text: str) -> OutgoingMessage:
+    """A short plain reply (refusals, cooldowns, errors) that fits and pings nobody."""
+    return OutgoingMessage(content=fit_content(text))
+
+
+def format_sources(titles_and_urls: list[tuple[str, str | None]]) -> OutgoingMessage:
+    """The `/sources` list: one numbered line per indexed article, cut to fit with a count of the rest."""
+    if not titles_and_urls:
+        return format_notice("No articles are indexed yet. Add some to the corpus folder and run `/reindex`.")
+    head = f"I answer from {len(titles_and_urls)} article{'s' if len(titles_and_urls) != 1 else ''}:"
+    lines = [head]
+    used = dlen(head)
+    for i, (title, url) in enumerate(titles_and_urls, 1):
+        safe_url = url if url and dlen(url) <= _MAX_URL and not any(c.isspace() for c in url) else None
+        line = truncate(f"{i}. {clean_inline(title) or '(untitled article)'}", 300)
+        if safe_url:
+            line += f" <{safe_url}>"
+        rest = len(titles_and_urls) - i + 1
+        tail = f"\n\u2026 and {rest} more."
+        if used + 1 + dlen(line) + dlen(tail) > CONTENT_LIMIT and i < len(titles_and_urls):
+            lines.append(tail.strip())
+            break
+        if used + 1 + dlen(line) > CONTENT_LIMIT:
+            lines.append(f"\u2026 and {rest} more.")
+            break
+        lines.append(line)
+        used += 1 + dlen(line)
+    return OutgoingMessage(content=truncate("\n".join(lines), CONTENT_LIMIT))
