@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import html
 import logging
+import os
 import re
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
@@ -20,7 +21,7 @@ from index.errors import CorpusError
 log = logging.getLogger(__name__)
 
 #: Bump when cleaning changes, so fingerprints change and documents are re-embedded.
-CLEANER_VERSION = 1
+CLEANER_VERSION = 2
 
 SUFFIXES = (".txt", ".md", ".html", ".htm")
 
@@ -45,7 +46,8 @@ _TRAILER_RE = re.compile(
     r"recommended( for you)?|trending( now)?)\s*:?\s*$",
     re.IGNORECASE,
 )
-_TAG_RE = re.compile(r"<[^>]+>")
+# A tag starts with a letter or "/" after "<" (or is a comment): "5 < 6 and 7 > 3" is text, not a tag.
+_TAG_RE = re.compile(r"<!--.*?-->|</?[A-Za-z][^<>]*>")
 _LINK_RE = re.compile(r"(?:https?://)?(?:t\.co/\w+|pic\.twitter\.com/\w+)", re.IGNORECASE)
 _URL_RE = re.compile(r"https?://\S+")
 _FRONT_MATTER_RE = re.compile(r"\A---\s*\n(.*?)\n---\s*\n", re.DOTALL)
@@ -273,6 +275,9 @@ def corpus_files(corpus_dir: Path) -> list[tuple[str, Path]]:
         raise CorpusError(f"corpus folder {corpus_dir} does not exist; create it and add .txt, .md or .html articles")
     if not corpus_dir.is_dir():
         raise CorpusError(f"corpus path {corpus_dir} is not a folder; pass the folder that holds the articles")
+    if not os.access(corpus_dir, os.R_OK | os.X_OK):
+        # rglob silently skips folders it cannot list, which would read as "no articles".
+        raise CorpusError(f"cannot read corpus folder {corpus_dir}: permission denied; check its permissions")
     try:
         found = sorted(p for p in corpus_dir.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES
                        and not any(part.startswith(".") for part in p.relative_to(corpus_dir).parts))
