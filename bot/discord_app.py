@@ -1,0 +1,376 @@
+"""Herald on Discord: the client, how it starts and stops, and the one place errors are handled.
+
+Structure (after discord.py's ``examples/advanced_startup.py`` and RoboDanny): ``HeraldBot`` is given
+everything it needs (settings, an open ``Engine``, the feedback log) instead of reaching for globals;
+``setup_hook`` adds one cog per feature (asking, admin, feedback buttons) and syncs the slash
+commands; ``serve`` runs it with ``async with bot: await bot.start(token)``. ``run_bot`` is what
+``herald bot`` calls: it checks the token, opens (and if needed builds) the index and warms the model
+*before* connecting, then serves until Ctrl-C or SIGTERM.
+
+Answering never blocks the event loop: ``HeraldBot.answer`` runs ``Engine.ask`` in a worker thread under
+an ``asyncio.Semaphore(max_concurrency)``, so gateway heartbeats keep flowing. ``/reindex`` builds a new
+Engine in a thread and swaps the ``engine`` reference in one assignment; a question already being
+answered keeps the Engine it started with.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.feedback import AnswerMemory, FeedbackLog
+from bot.format import NO_MENTIONS, OutgoingMessage, check_limits, fit_content
+from bot.settings import Settings
+from index.errors import HeraldError
+from index.search import Answer, Engine
+
+log = logging.getLogger("herald.bot")
+
+WARM_UP_QUESTION = "Who vetoed the resolution?"
+
+
+def allowed_mentions() -> discord.AllowedMentions:
+    """Ping nobody: no @everyone/@here, no roles, no users, not even the person replied to."""
+    return discord.AllowedMentions(everyone=False, users=False, roles=False, replied_user=False)
+
+
+def to_embed(msg: OutgoingMessage) -> discord.Embed | None:
+    return discord.Embed.from_dict(msg.embed) if msg.embed else None
+
+
+def polite(exc: BaseException) -> str:
+    """A HeraldError's message as a sentence for the user."""
+    text = str(exc).strip() or "that did not work"
+    text = text[0].upper() + text[1:]
+    return text if text[-1] in ".!?" else text + "."
+
+
+def where_of(channel: Any, guild: Any) -> str:
+    """Where a question was asked, for the log line."""
+    if guild is None:
+        return "dm"
+    return f"guild:{guild.id}/channel:{getattr(channel, 'id', '?')}"
+
+
+class HeraldTree(app_commands.CommandTree):
+    """Slash-command errors all go to the bot's one error handler."""
+
+    async def on_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
+        await self.client.report_error(error, interaction=interaction,  # type: ignore[attr-defined]
+                                       context=f"/{interaction.command.name if interaction.command else '?'}")
+
+
+class HeraldBot(commands.Bot):
+    """The Discord client. Text commands are off: questions come from /ask, mentions and DMs."""
+
+    def __init__(self, *, settings: Settings, engine: Engine, feedback: FeedbackLog | None = None,
+                 answers: AnswerMemory | None = None,
+                 engine_factory: Callable[[], Engine] | None = None, **kwargs: Any) -> None:
+        intents = discord.Intents.none()
+        intents.guilds = True          # channels and threads, for the allowlist
+        intents.guild_messages = True  # mentions in servers (content comes with the mention)
+        intents.dm_messages = True     # direct messages (content always comes in DMs)
+        # Not message_content: a mention or a DM carries its content without that privileged intent.
+        kwargs.setdefault("allowed_mentions", allowed_mentions())
+        kwargs.setdefault("max_messages", 200)
+        super().__init__(command_prefix=commands.when_mentioned, intents=intents, help_command=None,
+                         tree_cls=HeraldTree, **kwargs)
+        self.settings = settings
+        self.engine = engine
+        self.feedback = feedback or FeedbackLog(settings.feedback_file)
+        self.answers = answers or AnswerMemory()
+        self.limiter = asyncio.Semaphore(settings.max_concurrency)
+        self._engine_factory = engine_factory
+        self._reindex_task: asyncio.Task | None = None
+        self._background: set[asyncio.Task] = set()
+        self.synced_commands: list[app_commands.AppCommand] = []
+
+    # ------------------------------------------------------------------------------------ startup
+
+    async def setup_hook(self) -> None:
+        from bot.cogs.admin import AdminCog
+        from bot.cogs.asking import AskingCog
+        from bot.cogs.feedback import FeedbackButton
+
+        await self.add_cog(AskingCog(self))
+        await self.add_cog(AdminCog(self))
+        self.add_dynamic_items(FeedbackButton)  # buttons keep working after a restart
+        await self.sync_commands()
+
+    async def sync_commands(self) -> None:
+        """To the dev guild (instant) when one is set, else globally (can take up to an hour to show)."""
+        try:
+            if self.settings.dev_guild_id:
+                guild = discord.Object(id=self.settings.dev_guild_id)
+                self.tree.copy_global_to(guild=guild)
+                self.synced_commands = await self.tree.sync(guild=guild)
+                log.info("slash commands synced to guild %s: %s", self.settings.dev_guild_id,
+                         ", ".join("/" + c.name for c in self.synced_commands))
+            else:
+                self.synced_commands = await self.tree.sync()
+                log.info("slash commands synced globally (they can take up to an hour to appear): %s",
+                         ", ".join("/" + c.name for c in self.synced_commands))
+        except discord.Forbidden:
+            log.warning("could not sync slash commands: the bot was invited without the applications.commands "
+                        "scope, or is not in guild %s; mentions still work", self.settings.dev_guild_id)
+        except discord.HTTPException as exc:
+            log.warning("could not sync slash commands (%s %s); mentions still work", exc.status, exc.text[:200])
+
+    async def on_ready(self) -> None:
+        where = (f"channels {', '.join(str(c) for c in sorted(self.settings.channel_allowlist))}"
+                 if self.settings.channel_allowlist else "every channel it can read")
+        log.info("connected as %s (id %s) in %d server(s); answering in %s", self.user,
+                 self.user.id if self.user else "?", len(self.guilds), where)
+
+    async def on_message(self, message: discord.Message) -> None:
+        """No text commands: the asking cog listens for mentions and DMs."""
+
+    # ---------------------------------------------------------------------------------- answering
+
+    async def answer(self, question: str) -> Answer:
+        """``Engine.ask`` in a worker thread, at most ``max_concurrency`` at a time."""
+        engine = self.engine  # this question keeps this engine even if /reindex swaps in another
+        async with self.limiter:
+            return await asyncio.to_thread(engine.ask, question)
+
+    def log_question(self, ans: Answer, *, user_id: int, where: str, via: str, elapsed_ms: float) -> None:
+        top = ans.sources[0].score if ans.sources else 0.0
+        log.info("question user=%s where=%s via=%s latency_ms=%.0f top_score=%.3f confidence=%.3f abstained=%s",
+                 user_id, where, via, elapsed_ms, top, ans.confidence, ans.abstained)
+
+    # ------------------------------------------------------------------------------------ reindex
+
+    @property
+    def reindexing(self) -> bool:
+        return self._reindex_task is not None and not self._reindex_task.done()
+
+    def _open_fresh_engine(self) -> Engine:
+        if self._engine_factory is not None:
+            return self._engine_factory()
+        from index.pipeline import open_engine
+
+        s = self.settings
+        return open_engine(s.corpus_dir, s.index_dir, s.model, s.search, s.chunking, auto_build=False)
+
+    def _rebuild_blocking(self) -> tuple[Any, Engine]:
+        from index.pipeline import rebuild
+
+        s = self.settings
+        report = rebuild(s.corpus_dir, s.index_dir, s.model, s.chunking)
+        return report, self._open_fresh_engine()
+
+    def start_reindex(self, done: Callable[[str], Any] | None = None) -> bool:
+        """Rebuild in the background and swap the new Engine in; False if a rebuild is already running.
+
+        ``done`` is called (and awaited if it returns an awaitable) with a one-line summary for the operator.
+        """
+        if self.reindexing:
+            return False
+
+        async def run() -> None:
+            started = time.perf_counter()
+            try:
+                report, engine = await asyncio.to_thread(self._rebuild_blocking)
+            except HeraldError as exc:
+                summary = f"The index was not rebuilt: {polite(exc)} The old index is still in use."
+                log.warning("reindex failed: %s", exc)
+            except Exception as exc:  # noqa: BLE001 - keep serving with the old index, and say so
+                log.error("reindex failed", exc_info=exc)
+                summary = "The index was not rebuilt because of an unexpected error (logged). The old index is still in use."
+            else:
+                self.engine = engine  # one assignment: new questions see the new index from here on
+                seconds = time.perf_counter() - started
+                summary = (f"Index rebuilt in {seconds:.1f} s: {report.documents} article(s), {report.chunks} passages "
+                           f"({len(report.added)} added, {len(report.changed)} changed, {len(report.removed)} removed).")
+                log.info("reindex done: %s", summary)
+            if done is not None:
+                try:
+                    result = done(summary)
+                    if asyncio.iscoroutine(result):
+                        await result
+                except discord.HTTPException as exc:
+                    log.warning("could not report the reindex result: %s", exc)
+
+        self._reindex_task = asyncio.create_task(run(), name="herald-reindex")
+        return True
+
+    async def wait_reindexed(self) -> None:
+        if self._reindex_task is not None:
+            await asyncio.shield(self._reindex_task)
+
+    # ------------------------------------------------------------------------------------- errors
+
+    async def report_error(self, error: BaseException, *, interaction: discord.Interaction | None = None,
+                           message: discord.Message | None = None, context: str = "") -> None:
+        """The one error handler: log it, then tell the user politely (never a traceback)."""
+        original = getattr(error, "original", None) or error
+        if isinstance(original, HeraldError):
+            log.warning("%s: %s", context or "request", original)
+            text = f"Sorry: {polite(original)}"
+        elif isinstance(original, app_commands.CheckFailure):
+            text = "Sorry, you can't use that command here."
+        else:
+            log.error("unexpected error in %s", context or "a request", exc_info=original)
+            text = ("Sorry, something went wrong on my side while handling that. "
+                    "It has been logged; please try again in a moment.")
+        try:
+            await self.send_notice(text, interaction=interaction, message=message)
+        except discord.HTTPException as exc:
+            log.warning("could not tell the user about an error: %s", exc)
+
+    async def send_notice(self, text: str, *, interaction: discord.Interaction | None = None,
+                          message: discord.Message | None = None) -> None:
+        """A short reply: private (ephemeral) to an interaction, a non-pinging reply to a message."""
+        content = fit_content(text)
+        if interaction is not None:
+            if interaction.response.is_done():
+                await interaction.followup.send(content, ephemeral=True, allowed_mentions=allowed_mentions())
+            else:
+                await interaction.response.send_message(content, ephemeral=True, allowed_mentions=allowed_mentions())
+        elif message is not None:
+            await reply_to(message, content=content)
+
+    async def on_error(self, event_method: str, /, *args: Any, **kwargs: Any) -> None:
+        """Exceptions escaping event handlers land here, not in discord.py's own logger."""
+        exc = sys.exc_info()[1]
+        message = args[0] if args and isinstance(args[0], discord.Message) else None
+        await self.report_error(exc or RuntimeError("unknown error"), message=message, context=event_method)
+
+
+async def reply_to(message: discord.Message, *, content: str | None = None, embed: discord.Embed | None = None,
+                   view: discord.ui.View | None = None) -> discord.Message:
+    """Reply without pinging anyone; if the question was deleted meanwhile, just send to the channel."""
+    kwargs: dict[str, Any] = {"content": content, "embed": embed, "allowed_mentions": allowed_mentions()}
+    if view is not None:
+        kwargs["view"] = view
+    try:
+        return await message.reply(mention_author=False, **kwargs)
+    except discord.HTTPException as exc:
+        if exc.status != 400:
+            raise
+        return await message.channel.send(**kwargs)
+
+
+def guard_limits(msg: OutgoingMessage) -> OutgoingMessage:
+    """Last line of defence: a message that would be rejected is logged and replaced by a short notice."""
+    problems = check_limits(msg)
+    if problems:  # pragma: no cover - format_answer is tested to never do this
+        log.error("answer message breaks Discord limits (%s); sending a notice instead", "; ".join(problems))
+        return OutgoingMessage(content="Sorry, I could not fit that answer into a Discord message.")
+    return msg
+
+
+assert NO_MENTIONS["parse"] == []  # the JSON twin of allowed_mentions() used by the pure formatter
+
+
+# ------------------------------------------------------------------------------------ running it
+
+
+class _RedactToken(logging.Filter):
+    """Replaces the token wherever it would appear in a log line (belt and braces: nothing logs it)."""
+
+    def __init__(self, token: str) -> None:
+        super().__init__()
+        self.token = token
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not self.token:
+            return True
+        try:
+            text = record.getMessage()
+        except Exception:  # noqa: BLE001 - a broken log call must not break logging
+            return True
+        if self.token in text:
+            record.msg, record.args = text.replace(self.token, "[DISCORD_TOKEN]"), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info).replace(self.token, "[DISCORD_TOKEN]")
+        elif record.exc_text and self.token in record.exc_text:
+            record.exc_text = record.exc_text.replace(self.token, "[DISCORD_TOKEN]")
+        return True
+
+
+def configure_logging(level_name: str, token: str) -> None:
+    """Timestamped INFO lines for the bot on stderr (``herald -v bot`` keeps DEBUG); the token redacted."""
+    level = logging.getLevelName(level_name.upper())
+    if not isinstance(level, int):
+        raise HeraldError(f"HERALD_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {level_name!r}")
+    root = logging.getLogger()
+    if root.level != logging.DEBUG:  # -v asked for everything; keep it
+        root.setLevel(level)
+    if not root.handlers:
+        root.addHandler(logging.StreamHandler(sys.stderr))
+    fmt = logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S")
+    for handler in root.handlers:
+        handler.setLevel(root.level)
+        handler.setFormatter(fmt)
+        if not any(isinstance(f, _RedactToken) for f in handler.filters):
+            handler.addFilter(_RedactToken(token))
+    for noisy in ("discord.gateway", "discord.http", "discord.client", "discord.state"):
+        logging.getLogger(noisy).setLevel(max(root.level, logging.INFO))
+
+
+async def serve(settings: Settings, engine: Engine, token: str, **bot_kwargs: Any) -> None:
+    """Connect and answer until closed (Ctrl-C / SIGTERM close it cleanly). Login failures are HeraldErrors."""
+    bot = HeraldBot(settings=settings, engine=engine, **bot_kwargs)
+    loop = asyncio.get_running_loop()
+    installed = []
+
+    def stop(name: str) -> None:
+        log.info("%s received; disconnecting", name)
+        asyncio.ensure_future(bot.close())
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop, sig.name)
+            installed.append(sig)
+        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or Windows
+            pass
+    try:
+        async with bot:
+            await bot.start(token)
+    except discord.LoginFailure:
+        raise HeraldError("Discord rejected the bot token (DISCORD_TOKEN). Copy a new one from the developer "
+                          "portal: your application -> Bot -> Reset Token") from None
+    except discord.PrivilegedIntentsRequired:  # pragma: no cover - Herald asks for no privileged intent
+        raise HeraldError("Discord refused a privileged intent; Herald needs none, so check the bot code") from None
+    except (discord.GatewayNotFound, discord.HTTPException, OSError) as exc:
+        detail = f"{exc.status}" if isinstance(exc, discord.HTTPException) else type(exc).__name__
+        raise HeraldError(f"cannot reach Discord ({detail}); check the network and try again") from None
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+    log.info("Herald stopped")
+
+
+def open_and_warm(settings: Settings) -> Engine:
+    """The Engine (index built first if missing or stale) with the model loaded and one question answered."""
+    from index.pipeline import open_engine
+
+    started = time.perf_counter()
+    engine = open_engine(settings.corpus_dir, settings.index_dir, settings.model, settings.search,
+                         settings.chunking, notify=lambda m: log.info("%s", m))
+    engine.ask(WARM_UP_QUESTION)  # loads the model weights and warms every code path before connecting
+    log.info("index ready: %d article(s), %d passages, model %s (%.1f s)", len(engine.index.documents),
+             len(engine.index.chunks), settings.model, time.perf_counter() - started)
+    return engine
+
+
+def run_bot(settings: Settings, **bot_kwargs: Any) -> None:
+    """``herald bot``: check the token, load the index and model, then connect until stopped."""
+    token = (settings.discord_token or "").strip()
+    if not token:
+        raise HeraldError("DISCORD_TOKEN is not set. Put the bot token from the Discord developer portal "
+                          "(your application -> Bot) in .env or the environment; see docs/run-the-bot.md")
+    configure_logging(settings.log_level, token)
+    engine = open_and_warm(settings)
+    log.info("connecting to Discord")
+    asyncio.run(serve(settings, engine, token, **bot_kwargs))
