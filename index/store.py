@@ -12,8 +12,8 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -127,7 +127,12 @@ def read_manifest(index_dir: Path) -> dict:
         raise IndexMissingError(f"no index at {index_dir}; build one with `herald build`")
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
-        manifest["model"], manifest["dim"], manifest["format_version"]
+        # Everything later code indexes into without a check: a half-written or hand-edited manifest
+        # must be "damaged, rebuild", never a KeyError traceback in `herald info` or `herald build`.
+        if not (isinstance(manifest, dict) and isinstance(manifest["model"], str)
+                and isinstance(manifest["documents"], dict) and isinstance(manifest["counts"], dict)):
+            raise TypeError("manifest is not an object with model, documents and counts")
+        int(manifest["dim"]), manifest["format_version"], manifest["counts"]["chunks"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise IndexCorruptError(
             f"index manifest {path} is unreadable ({type(exc).__name__}); rebuild it with `herald build`"
@@ -349,7 +354,7 @@ def _write_atomically(index_dir: Path, manifest: dict, docs: list[dict], chunks:
     import faiss
 
     index_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{index_dir.name}.tmp-", dir=index_dir.parent))
+    tmp = _fresh_dir(index_dir.parent, f".{index_dir.name}.tmp-")
     try:
         with open(tmp / "documents.jsonl", "w", encoding="utf-8") as fh:
             for rec in docs:
@@ -370,11 +375,22 @@ def _write_atomically(index_dir: Path, manifest: dict, docs: list[dict], chunks:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _fresh_dir(parent: Path, prefix: str) -> Path:
+    """A new, uniquely named folder. Unlike tempfile.mkdtemp (mode 0700) it gets the umask's usual
+    mode, so the index stays readable by, say, a bot running as another user."""
+    while True:
+        path = parent / f"{prefix}{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:  # pragma: no cover - 48 random bits
+            continue
+
+
 def _swap_into_place(tmp: Path, index_dir: Path) -> None:
     """Replace ``index_dir`` with ``tmp``: two renames, and a reader recovers if we die between them."""
     if index_dir.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{index_dir.name}.old-", dir=index_dir.parent))
-        old.rmdir()
+        old = index_dir.parent / f".{index_dir.name}.old-{time.time_ns()}-{os.getpid()}"
         os.replace(index_dir, old)
         os.replace(tmp, index_dir)
         shutil.rmtree(old, ignore_errors=True)
