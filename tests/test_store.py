@@ -1,0 +1,404 @@
+"""The on-disk index: round trip, manifest, refusal of mismatched or damaged indexes, incremental and
+atomic builds."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import pytest
+
+from index.chunking import ChunkSettings, chunk_document, document_sentences
+from index.corpus import CLEANER_VERSION, fingerprint_bytes, load_corpus
+from index.errors import IndexCorruptError, IndexMismatchError, IndexMissingError
+from index.store import FILES, FORMAT_VERSION, MANIFEST, build_index, check_compatible, load_index, read_manifest
+
+
+def leftovers(index_dir):
+    """Temporary or swapped-out folders a build left beside the index."""
+    return sorted(p.name for p in index_dir.parent.iterdir() if p.name.startswith(f".{index_dir.name}."))
+
+
+def write(path, title, *paragraphs):
+    path.write_text(title + "\n\n" + "\n\n".join(paragraphs) + "\n", encoding="utf-8")
+
+
+def assert_vectors_match_texts(loaded, emb):
+    """Every stored vector is the embedding of the text it claims to be (row bookkeeping is right)."""
+    vecs = loaded.chunk_vectors()
+    assert vecs.shape == (len(loaded.chunks), emb.dim)
+    for row, chunk in enumerate(loaded.chunks):
+        np.testing.assert_allclose(vecs[row], emb._vector(chunk.text), atol=1e-6)
+    sid = 0
+    for doc in loaded.documents:
+        for a, b in loaded.doc_sentences[doc.id]:
+            np.testing.assert_allclose(loaded.sentence_vectors[sid], emb._vector(doc.text[a:b]), atol=1e-6)
+            sid += 1
+    assert sid == loaded.sentence_vectors.shape[0]
+    for chunk, ids in zip(loaded.chunks, loaded.chunk_sentence_ids):
+        doc = loaded.doc_by_id[chunk.doc_id]
+        texts = [loaded.sentence_vectors[i] for i in ids]
+        assert [doc.text[a:b] for a, b in chunk.sentences] == [
+            doc.text[a:b] for a, b in (_sentence_span(loaded, i) for i in ids)]
+        assert len(texts) == len(chunk.sentences)
+
+
+def _sentence_span(loaded, sid):
+    for doc in loaded.documents:
+        spans = loaded.doc_sentences[doc.id]
+        if sid < len(spans):
+            return spans[sid]
+        sid -= len(spans)
+    raise IndexError(sid)
+
+
+# ------------------------------------------------------------------------------------- round trip
+
+
+def test_round_trip(built_index, fake_embedder):
+    loaded = load_index(built_index.index, "test-hash", 64)
+    docs = load_corpus(built_index.corpus)
+    assert [(d.id, d.title, d.text, d.fingerprint) for d in loaded.documents] == \
+           [(d.id, d.title, d.text, d.fingerprint) for d in docs]
+    expected_chunks = [c for d in docs for c in chunk_document(d)]
+    assert loaded.chunks == expected_chunks
+    assert loaded.doc_sentences[docs[0].id] == [
+        s for section in document_sentences(docs[0], ChunkSettings()) for s in section]
+    assert loaded.faiss.ntotal == len(expected_chunks) and loaded.faiss.d == 64
+    assert loaded.model == "test-hash" and loaded.dim == 64
+    assert_vectors_match_texts(loaded, fake_embedder)
+    assert sorted(p.name for p in built_index.index.iterdir()) == sorted(FILES)
+    assert leftovers(built_index.index) == []
+
+
+def test_faiss_search_finds_the_exact_chunk(built_index, fake_embedder):
+    loaded = load_index(built_index.index)
+    chunk = loaded.chunks[5]
+    scores, rows = loaded.faiss.search(fake_embedder.encode([chunk.text]), 1)
+    assert rows[0][0] == 5 and scores[0][0] == pytest.approx(1.0, abs=1e-5)
+
+
+def test_manifest_contents(built_index, real_article):
+    manifest = json.loads((built_index.index / MANIFEST).read_text(encoding="utf-8"))
+    assert manifest["format_version"] == FORMAT_VERSION
+    assert manifest["model"] == "test-hash"
+    assert manifest["dim"] == 64
+    assert manifest["chunking"] == {"sentences": 3, "overlap": 1, "min_paragraph_chars": 80}
+    assert manifest["cleaner_version"] == CLEANER_VERSION
+    doc = manifest["documents"][real_article.name]
+    assert doc["fingerprint"] == fingerprint_bytes(real_article.read_bytes())
+    assert doc["title"] == "Frosty Franco-Russian relations"
+    n_chunks = len(load_index(built_index.index).chunks)
+    assert doc["chunks"] == n_chunks
+    assert manifest["counts"]["documents"] == 1
+    assert manifest["counts"]["chunks"] == n_chunks
+    assert manifest["counts"]["sentences"] > n_chunks
+    built = datetime.fromisoformat(manifest["built_at"])
+    assert built.tzinfo is not None
+    assert abs(datetime.now(timezone.utc) - built) < timedelta(minutes=5)
+    assert manifest["build_seconds"] >= 0
+
+
+# ---------------------------------------------------------------------------------------- refusal
+
+
+def test_index_from_another_model_is_refused_with_rebuild_hint(built_index):
+    with pytest.raises(IndexMismatchError) as err:
+        load_index(built_index.index, "all-MiniLM-L6-v2", 384)
+    msg = str(err.value)
+    assert "'test-hash'" in msg and "herald build --model all-MiniLM-L6-v2" in msg
+    assert "HERALD_MODEL=test-hash" in msg
+
+
+def test_index_of_another_dimension_is_refused_with_rebuild_hint(built_index):
+    with pytest.raises(IndexMismatchError, match=r"64-dimensional .* gives 32.*herald build"):
+        load_index(built_index.index, "test-hash", 32)
+
+
+def test_index_of_another_format_is_refused(built_index):
+    path = built_index.index / MANIFEST
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    manifest["format_version"] = FORMAT_VERSION + 1
+    path.write_text(json.dumps(manifest), encoding="utf-8")
+    with pytest.raises(IndexMismatchError, match="herald build"):
+        load_index(built_index.index)
+    with pytest.raises(IndexMismatchError):
+        check_compatible(manifest)
+
+
+def test_missing_index_says_how_to_build(herald_paths):
+    with pytest.raises(IndexMissingError, match="herald build"):
+        load_index(herald_paths.index)
+    assert not herald_paths.index.exists()
+
+
+def _delete(p):
+    p.unlink()
+
+
+def _truncate(p):
+    data = p.read_bytes()
+    p.write_bytes(data[: len(data) // 2])
+
+
+def _empty(p):
+    p.write_bytes(b"")
+
+
+def _drop_last_line(p):
+    lines = p.read_text(encoding="utf-8").splitlines(keepends=True)
+    p.write_text("".join(lines[:-1]), encoding="utf-8")
+
+
+@pytest.mark.parametrize("name, damage", [
+    ("index.faiss", _delete), ("index.faiss", _truncate), ("index.faiss", _empty),
+    ("chunks.jsonl", _delete), ("chunks.jsonl", _truncate), ("chunks.jsonl", _drop_last_line),
+    ("documents.jsonl", _delete), ("documents.jsonl", _truncate),
+    ("sentences.npy", _delete), ("sentences.npy", _truncate),
+    ("manifest.json", _truncate), ("manifest.json", _empty),
+])
+def test_damaged_index_is_corrupt_with_rebuild_hint(built_index, fake_embedder, name, damage):
+    damage(built_index.index / name)
+    with pytest.raises(IndexCorruptError, match="rebuild it with `herald build`"):
+        load_index(built_index.index, "test-hash", 64)
+    # and a build repairs it
+    build_index(built_index.corpus, built_index.index, fake_embedder)
+    assert_vectors_match_texts(load_index(built_index.index, "test-hash", 64), fake_embedder)
+
+
+@pytest.mark.parametrize("content", [
+    "{not json", "[]", '"a string"', "null", '{"model": "test-hash"}',
+    '{"model": "test-hash", "dim": "sixty-four", "format_version": 1, "documents": {}, "counts": {"chunks": 1}}',
+    '{"model": "test-hash", "dim": 64, "format_version": 1, "counts": {"chunks": 1}}',
+    '{"model": "test-hash", "dim": 64, "format_version": 1, "documents": [], "counts": {"chunks": 1}}',
+    '{"model": "test-hash", "dim": 64, "format_version": 1, "documents": {}}',
+])
+def test_garbage_manifest_is_corrupt(built_index, fake_embedder, content):
+    (built_index.index / MANIFEST).write_text(content, encoding="utf-8")
+    with pytest.raises(IndexCorruptError, match="herald build"):
+        read_manifest(built_index.index)
+    with pytest.raises(IndexCorruptError):
+        load_index(built_index.index)
+    report = build_index(built_index.corpus, built_index.index, fake_embedder)
+    assert report.full_rebuild and report.added == ["euronews-frosty-franco-russian-relations.txt"]
+    load_index(built_index.index, "test-hash", 64)
+
+
+def test_binary_manifest_is_corrupt(built_index):
+    (built_index.index / MANIFEST).write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(IndexCorruptError):
+        read_manifest(built_index.index)
+
+
+# ------------------------------------------------------------------------------ incremental builds
+
+
+@pytest.fixture
+def three_docs(herald_paths):
+    c = herald_paths.corpus
+    write(c / "alpha.txt", "Alpha", "Alpha apples grow in orchards near the river. Farmers pick alpha apples.")
+    write(c / "beta.txt", "Beta", "Beta bridges span the wide canyon. Engineers inspect beta bridges yearly.")
+    write(c / "gamma.md", "Gamma", "Gamma gardens bloom with tulips in spring. Visitors admire gamma gardens.")
+    return herald_paths
+
+
+def test_incremental_rebuild(three_docs, fake_embedder):
+    p = three_docs
+    first = build_index(p.corpus, p.index, fake_embedder)
+    assert first.added == ["alpha.txt", "beta.txt", "gamma.md"] and not first.full_rebuild
+    before = load_index(p.index)
+    alpha_vecs = before.chunk_vectors()[[i for i, c in enumerate(before.chunks) if c.doc_id == "alpha.txt"]]
+
+    write(p.corpus / "beta.txt", "Beta", "Beta bridges were closed for repairs after the storm. Traffic waited.")
+    (p.corpus / "gamma.md").unlink()
+    write(p.corpus / "delta.html", "Delta", "Delta dolphins swim along the coast. Divers film delta dolphins.")
+    fake_embedder.seen.clear()
+    report = build_index(p.corpus, p.index, fake_embedder)
+
+    assert report.unchanged == ["alpha.txt"]
+    assert report.changed == ["beta.txt"]
+    assert report.removed == ["gamma.md"]
+    assert report.added == ["delta.html"]
+    assert report.changed_anything and not report.full_rebuild
+    seen = " ".join(fake_embedder.seen)
+    assert "repairs" in seen and "dolphins" in seen
+    assert "apples" not in seen and "gardens" not in seen  # unchanged and removed: not re-embedded
+    assert report.embedded_texts == len(fake_embedder.seen)
+
+    after = load_index(p.index)
+    assert [d.id for d in after.documents] == ["alpha.txt", "beta.txt", "delta.html"]
+    assert not any("gardens" in c.text for c in after.chunks)
+    assert any("repairs" in c.text for c in after.chunks)
+    assert set(after.manifest["documents"]) == {"alpha.txt", "beta.txt", "delta.html"}
+    np.testing.assert_array_equal(
+        after.chunk_vectors()[[i for i, c in enumerate(after.chunks) if c.doc_id == "alpha.txt"]], alpha_vecs)
+    assert_vectors_match_texts(after, fake_embedder)
+    assert not after.staleness(p.corpus).stale
+
+
+def test_nothing_changed_embeds_nothing(three_docs, fake_embedder):
+    build_index(three_docs.corpus, three_docs.index, fake_embedder)
+    calls = fake_embedder.calls
+    report = build_index(three_docs.corpus, three_docs.index, fake_embedder)
+    assert fake_embedder.calls == calls
+    assert report.embedded_texts == 0 and not report.changed_anything
+    assert report.unchanged == ["alpha.txt", "beta.txt", "gamma.md"]
+    assert_vectors_match_texts(load_index(three_docs.index), fake_embedder)
+
+
+def test_full_flag_re_embeds_everything(three_docs, fake_embedder):
+    build_index(three_docs.corpus, three_docs.index, fake_embedder)
+    fake_embedder.seen.clear()
+    report = build_index(three_docs.corpus, three_docs.index, fake_embedder, full=True)
+    assert report.full_rebuild and "apples" in " ".join(fake_embedder.seen)
+
+
+def test_chunking_change_re_embeds_everything(three_docs, fake_embedder):
+    build_index(three_docs.corpus, three_docs.index, fake_embedder)
+    fake_embedder.seen.clear()
+    report = build_index(three_docs.corpus, three_docs.index, fake_embedder, ChunkSettings(1, 0))
+    assert report.full_rebuild and sorted(report.added) == ["alpha.txt", "beta.txt", "gamma.md"]
+    loaded = load_index(three_docs.index)
+    assert loaded.manifest["chunking"]["sentences"] == 1
+    assert all(len(c.sentences) == 1 for c in loaded.chunks)
+    assert_vectors_match_texts(loaded, fake_embedder)
+
+
+def test_model_change_rebuilds_with_the_new_model(three_docs, fake_embedder, make_embedder):
+    build_index(three_docs.corpus, three_docs.index, fake_embedder)
+    other = make_embedder("test-hash-32", dim=32)
+    report = build_index(three_docs.corpus, three_docs.index, other)
+    assert report.full_rebuild and other.seen
+    loaded = load_index(three_docs.index, "test-hash-32", 32)
+    assert_vectors_match_texts(loaded, other)
+
+
+def test_staleness_reports_changes(three_docs, fake_embedder):
+    build_index(three_docs.corpus, three_docs.index, fake_embedder)
+    loaded = load_index(three_docs.index)
+    assert loaded.staleness(three_docs.corpus).describe() == "up to date"
+    write(three_docs.corpus / "alpha.txt", "Alpha", "Changed text about apples.")
+    (three_docs.corpus / "beta.txt").unlink()
+    write(three_docs.corpus / "new.txt", "New", "Brand new article.")
+    stale = loaded.staleness(three_docs.corpus)
+    assert (stale.added, stale.changed, stale.removed) == (["new.txt"], ["alpha.txt"], ["beta.txt"])
+    assert stale.describe() == "1 new, 1 changed, 1 removed"
+
+
+def test_skipped_files_are_not_stale_until_they_change(three_docs, fake_embedder):
+    (three_docs.corpus / "empty.txt").write_bytes(b"")
+    build_index(three_docs.corpus, three_docs.index, fake_embedder)
+    loaded = load_index(three_docs.index)
+    assert "empty.txt" in loaded.manifest["skipped"]
+    assert not loaded.staleness(three_docs.corpus).stale
+    write(three_docs.corpus / "empty.txt", "Now", "It has words about zebras.")
+    assert loaded.staleness(three_docs.corpus).added == ["empty.txt"]
+    report = build_index(three_docs.corpus, three_docs.index, fake_embedder)
+    assert report.added == ["empty.txt"]
+
+
+def test_index_folder_gets_normal_permissions(built_index):
+    probe = built_index.root / "probe"
+    probe.mkdir()
+    assert (built_index.index.stat().st_mode & 0o777) == (probe.stat().st_mode & 0o777)
+
+
+# ---------------------------------------------------------------------------- interrupted builds
+
+
+@pytest.mark.parametrize("exc", [RuntimeError, KeyboardInterrupt])
+def test_interrupted_build_leaves_old_index(three_docs, fake_embedder, make_embedder, exc):
+    p = three_docs
+    build_index(p.corpus, p.index, fake_embedder)
+    manifest_before = (p.index / MANIFEST).read_text(encoding="utf-8")
+    write(p.corpus / "beta.txt", "Beta", "A change. " * 200)  # several batches to embed
+    failing = make_embedder("test-hash", fail_after=1, exc=exc)
+    with pytest.raises(exc):
+        build_index(p.corpus, p.index, failing)
+    assert failing.calls == 1  # it really failed midway
+    assert (p.index / MANIFEST).read_text(encoding="utf-8") == manifest_before
+    loaded = load_index(p.index, "test-hash", 64)
+    assert [d.id for d in loaded.documents] == ["alpha.txt", "beta.txt", "gamma.md"]
+    assert not any("A change." in c.text for c in loaded.chunks)
+    assert leftovers(p.index) == []
+
+
+def test_interrupted_first_build_leaves_nothing(three_docs, make_embedder):
+    failing = make_embedder("test-hash", fail_after=0, exc=KeyboardInterrupt)
+    with pytest.raises(KeyboardInterrupt):
+        build_index(three_docs.corpus, three_docs.index, failing)
+    assert not three_docs.index.exists() and leftovers(three_docs.index) == []
+    with pytest.raises(IndexMissingError):
+        load_index(three_docs.index)
+
+
+@pytest.mark.parametrize("exc", [OSError("No space left on device"), KeyboardInterrupt()])
+def test_failure_while_writing_removes_the_temp_folder(three_docs, fake_embedder, monkeypatch, exc):
+    import index.store
+
+    p = three_docs
+    build_index(p.corpus, p.index, fake_embedder)
+    before = load_index(p.index).manifest["built_at"], (p.index / MANIFEST).read_bytes()
+    write(p.corpus / "alpha.txt", "Alpha", "Changed alpha text.")
+    real_save = np.save
+
+    def failing_save(path, *args, **kwargs):
+        real_save(path, *args, **kwargs)
+        raise exc
+
+    monkeypatch.setattr(index.store.np, "save", failing_save)
+    with pytest.raises(type(exc)):
+        build_index(p.corpus, p.index, fake_embedder)
+    monkeypatch.undo()
+    assert leftovers(p.index) == []
+    assert (p.index / MANIFEST).read_bytes() == before[1]
+    load_index(p.index, "test-hash", 64)
+
+
+def test_crash_between_the_two_renames_is_recovered(three_docs, fake_embedder, monkeypatch, caplog):
+    import index.store
+
+    p = three_docs
+    build_index(p.corpus, p.index, fake_embedder)
+    old_manifest = (p.index / MANIFEST).read_bytes()
+    write(p.corpus / "alpha.txt", "Alpha", "Changed alpha text.")
+    real_replace = os.replace
+    calls = []
+
+    def replace(src, dst):
+        calls.append((src, dst))
+        if len(calls) == 2:  # the old index is moved aside; die before the new one moves in
+            raise KeyboardInterrupt
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(index.store.os, "replace", replace)
+    with pytest.raises(KeyboardInterrupt):
+        build_index(p.corpus, p.index, fake_embedder)
+    monkeypatch.undo()
+    assert not p.index.exists()
+    assert [n for n in leftovers(p.index) if ".old-" in n]  # the previous index, set aside
+    assert not [n for n in leftovers(p.index) if ".tmp-" in n]
+
+    with caplog.at_level(logging.WARNING, logger="index.store"):
+        loaded = load_index(p.index, "test-hash", 64)
+    assert "restored the previous index" in caplog.text
+    assert (p.index / MANIFEST).read_bytes() == old_manifest
+    assert [d.id for d in loaded.documents] == ["alpha.txt", "beta.txt", "gamma.md"]
+    assert leftovers(p.index) == []
+    # and the next build picks up the change as usual
+    report = build_index(p.corpus, p.index, fake_embedder)
+    assert report.changed == ["alpha.txt"]
+
+
+def test_recovery_picks_the_newest_old_index(three_docs, fake_embedder):
+    p = three_docs
+    build_index(p.corpus, p.index, fake_embedder)
+    older = p.index.parent / f".{p.index.name}.old-1000000000000000000-1"
+    newer = p.index.parent / f".{p.index.name}.old-2000000000000000000-1"
+    os.replace(p.index, newer)
+    older.mkdir()
+    load_index(p.index, "test-hash", 64)  # restored from `newer`, not the empty `older`
+    assert not newer.exists()
