@@ -65,16 +65,23 @@ def _parse(name: str, raw: str, kind: type) -> Any:
 
 def _dataclass_from_env(cls: type, prefix: str, env: dict[str, str]) -> Any:
     kwargs = {}
+    names = {}
     for f in dataclasses.fields(cls):
         name = prefix + f.name.upper()
         if name in env and env[name].strip() != "":
             kind = f.type if isinstance(f.type, type) else {"int": int, "float": float, "str": str,
                                                             "bool": bool}.get(str(f.type), str)
             kwargs[f.name] = _parse(name, env[name], kind)
+            names[f.name] = name
     try:
         return cls(**kwargs)
     except ValueError as exc:
-        raise SettingsError(f"invalid {prefix.rstrip('_')} setting: {exc}") from None
+        # The dataclass says what is wrong but not which variable: name the ones it mentions
+        # (or, failing that, every one that was set) so the user knows what to fix.
+        named = [n for f, n in names.items() if f in str(exc) or f.replace("_", " ") in str(exc)] \
+            or list(names.values())
+        raise SettingsError(f"invalid {' / '.join(named) or prefix.rstrip('_')}: {exc}; "
+                            f"fix it in .env or the environment") from None
 
 
 def _ids(name: str, raw: str) -> frozenset[int]:
@@ -120,4 +127,6 @@ def load_settings(env_file: str | os.PathLike | None = ".env", environ: dict[str
         raise SettingsError("HERALD_MAX_CONCURRENCY must be at least 1")
     if settings.cooldown_seconds < 0:
         raise SettingsError("HERALD_COOLDOWN_SECONDS cannot be negative")
+    if settings.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise SettingsError(f"HERALD_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {settings.log_level!r}")
     return settings
