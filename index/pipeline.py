@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from index.chunking import ChunkSettings
+from index.corpus import corpus_files, load_corpus
 from index.embed import get_embedder
 from index.errors import IndexMissingError
 from index.search import Engine, SearchSettings
@@ -27,6 +28,8 @@ def open_engine(corpus_dir: Path, index_dir: Path, model: str, search: SearchSet
     except IndexMissingError:
         if not auto_build:
             raise
+        if not corpus_files(corpus_dir):  # a missing or empty corpus: say that, not "building..." first
+            load_corpus(corpus_dir)  # raises the usual CorpusError
         notify(f"No index at {index_dir} yet; building it from {corpus_dir} (once).")
         build_index(corpus_dir, index_dir, embedder, chunking, progress=progress)
         return Engine(load_index(index_dir, model, embedder.dim), embedder, search)
