@@ -120,8 +120,8 @@ def _open_engine(settings: Any, quiet: bool = False):
     update, close = _progress_bar("Embedding")
     try:
         return open_engine(settings.corpus_dir, settings.index_dir, settings.model, settings.search,
-                           settings.chunking, notify=lambda m: None if quiet else click.echo(m, err=True),
-                           progress=None if quiet else update)
+                           settings.chunking, notify=lambda m: click.echo(m, err=True),
+                           progress=None if quiet else update)  # quiet (--json): no bar; stdout stays JSON
     finally:
         close()
 
@@ -141,6 +141,10 @@ def build(settings: Any, full: bool) -> None:
         close()
     parts = [f"{len(report.added)} added", f"{len(report.changed)} changed", f"{len(report.removed)} removed",
              f"{len(report.unchanged)} unchanged"]
+    if not report.changed_anything:
+        click.echo(f"Nothing changed: the index at {settings.index_dir} is up to date "
+                   f"({report.documents} document(s), {report.chunks} chunks).")
+        return
     click.echo(f"Index at {settings.index_dir}: {report.documents} document(s), {report.chunks} chunks "
                f"({', '.join(parts)}; {report.embedded_texts} texts embedded in {report.seconds:.1f} s).")
     for label, ids in (("added", report.added), ("changed", report.changed), ("removed", report.removed)):
