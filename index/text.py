@@ -65,7 +65,8 @@ def clean_question(question: str | None, max_chars: int = 500) -> str:
     return text
 
 
-_EN_HINTS = frozenset("the a an is are was were what who why how when where which did does do of in to and "
+# Not "a": it is just as common in French, Spanish and Portuguese questions ("Qui a ...?").
+_EN_HINTS = frozenset("the an is are was were what who why how when where which did does do of in to and "
                       "on for with can will has have".split())
 
 
