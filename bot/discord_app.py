@@ -299,23 +299,31 @@ class _RedactToken(logging.Filter):
 
 
 def configure_logging(level_name: str, token: str) -> None:
-    """Timestamped INFO lines for the bot on stderr (``herald -v bot`` keeps DEBUG); the token redacted."""
+    """Timestamped lines for the bot on stderr (``herald -v bot`` keeps DEBUG), the token redacted.
+
+    Only Herald's own stderr handler (the CLI's, or one added here) is changed, so a host application's
+    or pytest's handlers are left alone.
+    """
     level = logging.getLevelName(level_name.upper())
     if not isinstance(level, int):
         raise HeraldError(f"HERALD_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {level_name!r}")
     root = logging.getLogger()
     if root.level != logging.DEBUG:  # -v asked for everything; keep it
         root.setLevel(level)
-    if not root.handlers:
-        root.addHandler(logging.StreamHandler(sys.stderr))
+    handlers = [h for h in root.handlers if getattr(h, "_herald", False)]
+    if not handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler._herald = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
+        handlers = [handler]
     fmt = logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S")
-    for handler in root.handlers:
+    for handler in handlers:
         handler.setLevel(root.level)
         handler.setFormatter(fmt)
-        if not any(isinstance(f, _RedactToken) for f in handler.filters):
-            handler.addFilter(_RedactToken(token))
-    for noisy in ("discord.gateway", "discord.http", "discord.client", "discord.state"):
-        logging.getLogger(noisy).setLevel(max(root.level, logging.INFO))
+        for old in [f for f in handler.filters if isinstance(f, _RedactToken)]:
+            handler.removeFilter(old)
+        handler.addFilter(_RedactToken(token))
+    logging.getLogger("discord").setLevel(max(root.level, logging.INFO))
 
 
 async def serve(settings: Settings, engine: Engine, token: str, **bot_kwargs: Any) -> None:
