@@ -10,7 +10,8 @@ from index.corpus import corpus_files, load_corpus
 from index.embed import get_embedder
 from index.errors import IndexMissingError
 from index.search import Engine, SearchSettings
-from index.store import BuildReport, Progress, build_index, check_compatible, load_index, read_manifest
+from index.store import (BuildReport, Progress, build_index, check_compatible, check_replaceable, load_index,
+                         read_manifest)
 
 
 def open_engine(corpus_dir: Path, index_dir: Path, model: str, search: SearchSettings = SearchSettings(),
@@ -28,8 +29,10 @@ def open_engine(corpus_dir: Path, index_dir: Path, model: str, search: SearchSet
     except IndexMissingError:
         if not auto_build:
             raise
-        if not corpus_files(corpus_dir):  # a missing or empty corpus: say that, not "building..." first
+        # Say what is wrong (no corpus, an --index that is not ours), not "building..." and then the error.
+        if not corpus_files(corpus_dir):
             load_corpus(corpus_dir)  # raises the usual CorpusError
+        check_replaceable(Path(index_dir))
         notify(f"No index at {index_dir} yet; building it from {corpus_dir} (once).")
         build_index(corpus_dir, index_dir, embedder, chunking, progress=progress)
         return Engine(load_index(index_dir, model, embedder.dim), embedder, search)

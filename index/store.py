@@ -24,7 +24,7 @@ import numpy as np
 from index.chunking import Chunk, ChunkSettings, chunk_document, document_sentences
 from index.corpus import CLEANER_VERSION, Document, corpus_fingerprints, load_corpus
 from index.embed import Embedder
-from index.errors import CorpusError, IndexCorruptError, IndexMismatchError, IndexMissingError
+from index.errors import CorpusError, HeraldError, IndexCorruptError, IndexMismatchError, IndexMissingError
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +123,9 @@ def read_manifest(index_dir: Path) -> dict:
     index_dir = Path(index_dir)
     _recover_interrupted_swap(index_dir)
     path = index_dir / MANIFEST
+    if index_dir.exists() and not index_dir.is_dir():
+        raise HeraldError(f"index path {index_dir} is not a folder; pass a new or empty folder with --index "
+                          f"or HERALD_INDEX")
     if not path.exists():
         raise IndexMissingError(f"no index at {index_dir}; build one with `herald build`")
     try:
@@ -211,6 +214,22 @@ def _recover_interrupted_swap(index_dir: Path) -> None:
         log.warning("restored the previous index at %s after an interrupted swap", index_dir)
 
 
+def check_replaceable(index_dir: Path) -> None:
+    """A build replaces ``index_dir`` wholesale, so it must be an index (or nothing): a mistyped
+    ``--index ~/Documents`` must never delete a user's folder."""
+    _recover_interrupted_swap(index_dir)
+    if not os.path.lexists(index_dir):
+        return
+    if index_dir.is_symlink() or not index_dir.is_dir():
+        raise HeraldError(f"index path {index_dir} is not a folder; pass a new or empty folder with --index "
+                          f"or HERALD_INDEX")
+    foreign = sorted(p.name for p in index_dir.iterdir() if p.name not in FILES)
+    if foreign:
+        raise HeraldError(f"{index_dir} is not a Herald index (it holds {foreign[0]!r}"
+                          f"{f' and {len(foreign) - 1} more' if len(foreign) > 1 else ''}); refusing to replace it: "
+                          f"pass a new or empty folder with --index or HERALD_INDEX")
+
+
 def _embed_in_batches(embedder: Embedder, texts: list[str], progress: Progress | None, done: int, total: int,
                       batch: int = 128) -> tuple[np.ndarray, int]:
     out = []
@@ -236,6 +255,7 @@ def build_index(corpus_dir: Path, index_dir: Path, embedder: Embedder,
 
     started = time.perf_counter()
     index_dir = Path(index_dir)
+    check_replaceable(index_dir)
     docs = load_corpus(corpus_dir)
     all_prints = corpus_fingerprints(corpus_dir)
     loaded_ids = {d.id for d in docs}
