@@ -304,11 +304,24 @@ def test_ask_unreadable_corpus(article_corpus, fake_embedder, invoke):
         article_corpus.corpus.chmod(0o755)
 
 
-def test_index_path_is_a_file(article_corpus, fake_embedder, invoke, tmp_path):
+@pytest.mark.parametrize("command", ["info", "build", "ask"])
+def test_index_path_is_a_file(article_corpus, fake_embedder, invoke, tmp_path, command):
     f = tmp_path / "a-file"
     f.write_text("x", encoding="utf-8")
-    r = invoke("info", "--index", str(f))
-    assert_one_line_error(r, "herald build")
+    args = [command, "--corpus", str(article_corpus.corpus), "--index", str(f), "--model", "test-hash"]
+    assert_one_line_error(invoke(*args, *([QUESTION] if command == "ask" else [])), "is not a folder")
+    assert f.read_text(encoding="utf-8") == "x"
+
+
+@pytest.mark.parametrize("command", ["build", "ask"])
+def test_index_path_is_someone_elses_folder(article_corpus, fake_embedder, invoke, tmp_path, command):
+    folder = tmp_path / "Documents"
+    folder.mkdir()
+    (folder / "thesis.txt").write_text("precious", encoding="utf-8")
+    args = [command, "--corpus", str(article_corpus.corpus), "--index", str(folder), "--model", "test-hash"]
+    assert_one_line_error(invoke(*args, *([QUESTION] if command == "ask" else [])),
+                          "is not a Herald index", "refusing to replace it")
+    assert (folder / "thesis.txt").read_text(encoding="utf-8") == "precious"
 
 
 # -------------------------------------------------------------------------------------------- info

@@ -402,3 +402,43 @@ def test_recovery_picks_the_newest_old_index(three_docs, fake_embedder):
     older.mkdir()
     load_index(p.index, "test-hash", 64)  # restored from `newer`, not the empty `older`
     assert not newer.exists()
+
+
+# ----------------------------------------------------------------- never replace what is not an index
+
+
+def test_build_refuses_to_replace_a_folder_that_is_not_an_index(three_docs, fake_embedder):
+    from index.errors import HeraldError
+
+    folder = three_docs.root / "Documents"
+    folder.mkdir()
+    (folder / "thesis.txt").write_text("precious", encoding="utf-8")
+    (folder / "index.faiss").write_text("looks like ours", encoding="utf-8")
+    with pytest.raises(HeraldError, match=r"not a Herald index \(it holds 'thesis.txt'\); refusing"):
+        build_index(three_docs.corpus, folder, fake_embedder)
+    assert (folder / "thesis.txt").read_text(encoding="utf-8") == "precious"
+    assert sorted(p.name for p in folder.iterdir()) == ["index.faiss", "thesis.txt"]
+    assert leftovers(folder) == [] and fake_embedder.calls == 0
+
+
+def test_build_refuses_an_index_path_that_is_a_file(three_docs, fake_embedder):
+    from index.errors import HeraldError
+
+    f = three_docs.root / "notes.txt"
+    f.write_text("data", encoding="utf-8")
+    with pytest.raises(HeraldError, match="is not a folder"):
+        build_index(three_docs.corpus, f, fake_embedder)
+    with pytest.raises(HeraldError, match="is not a folder"):
+        load_index(f)
+    assert f.read_text(encoding="utf-8") == "data" and leftovers(f) == []
+
+
+def test_build_into_an_empty_folder_or_a_damaged_index(three_docs, fake_embedder):
+    three_docs.index.mkdir()
+    build_index(three_docs.corpus, three_docs.index, fake_embedder)
+    (three_docs.index / MANIFEST).unlink()  # only our own files left: still ours to replace
+    with pytest.raises(IndexMissingError):
+        load_index(three_docs.index)
+    report = build_index(three_docs.corpus, three_docs.index, fake_embedder)
+    assert len(report.added) == 3
+    load_index(three_docs.index, "test-hash", 64)
