@@ -373,8 +373,16 @@ def _write_atomically(index_dir: Path, manifest: dict, docs: list[dict], chunks:
                       sentences: np.ndarray) -> None:
     import faiss
 
-    index_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _fresh_dir(index_dir.parent, f".{index_dir.name}.tmp-")
+    def cannot_write(exc: BaseException) -> HeraldError:
+        why = getattr(exc, "strerror", None) or str(exc).splitlines()[0][:160] or type(exc).__name__
+        return HeraldError(f"cannot write the index at {index_dir}: {why}; check that its folder is writable "
+                           f"and has free space, or pass another with --index (the previous index is unchanged)")
+
+    try:
+        index_dir.parent.mkdir(parents=True, exist_ok=True)
+        tmp = _fresh_dir(index_dir.parent, f".{index_dir.name}.tmp-")
+    except OSError as exc:
+        raise cannot_write(exc) from exc
     try:
         with open(tmp / "documents.jsonl", "w", encoding="utf-8") as fh:
             for rec in docs:
@@ -390,6 +398,8 @@ def _write_atomically(index_dir: Path, manifest: dict, docs: list[dict], chunks:
             with open(tmp / name, "rb") as fh:
                 os.fsync(fh.fileno())
         _swap_into_place(tmp, index_dir)
+    except (OSError, RuntimeError) as exc:  # disk full, permissions, a concurrent build; faiss raises RuntimeError
+        raise cannot_write(exc) from exc
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
