@@ -13,7 +13,7 @@ import pytest
 
 from index.chunking import ChunkSettings, chunk_document, document_sentences
 from index.corpus import CLEANER_VERSION, fingerprint_bytes, load_corpus
-from index.errors import IndexCorruptError, IndexMismatchError, IndexMissingError
+from index.errors import HeraldError, IndexCorruptError, IndexMismatchError, IndexMissingError
 from index.store import FILES, FORMAT_VERSION, MANIFEST, build_index, check_compatible, load_index, read_manifest
 
 
@@ -335,7 +335,7 @@ def test_interrupted_first_build_leaves_nothing(three_docs, make_embedder):
         load_index(three_docs.index)
 
 
-@pytest.mark.parametrize("exc", [OSError("No space left on device"), KeyboardInterrupt()])
+@pytest.mark.parametrize("exc", [OSError(28, "No space left on device"), KeyboardInterrupt()])
 def test_failure_while_writing_removes_the_temp_folder(three_docs, fake_embedder, monkeypatch, exc):
     import index.store
 
@@ -350,8 +350,11 @@ def test_failure_while_writing_removes_the_temp_folder(three_docs, fake_embedder
         raise exc
 
     monkeypatch.setattr(index.store.np, "save", failing_save)
-    with pytest.raises(type(exc)):
+    expected = KeyboardInterrupt if isinstance(exc, KeyboardInterrupt) else HeraldError
+    with pytest.raises(expected) as err:
         build_index(p.corpus, p.index, fake_embedder)
+    if expected is HeraldError:
+        assert str(err.value).startswith(f"cannot write the index at {p.index}: No space left on device;")
     monkeypatch.undo()
     assert leftovers(p.index) == []
     assert (p.index / MANIFEST).read_bytes() == before[1]
@@ -408,8 +411,6 @@ def test_recovery_picks_the_newest_old_index(three_docs, fake_embedder):
 
 
 def test_build_refuses_to_replace_a_folder_that_is_not_an_index(three_docs, fake_embedder):
-    from index.errors import HeraldError
-
     folder = three_docs.root / "Documents"
     folder.mkdir()
     (folder / "thesis.txt").write_text("precious", encoding="utf-8")
@@ -422,8 +423,6 @@ def test_build_refuses_to_replace_a_folder_that_is_not_an_index(three_docs, fake
 
 
 def test_build_refuses_an_index_path_that_is_a_file(three_docs, fake_embedder):
-    from index.errors import HeraldError
-
     f = three_docs.root / "notes.txt"
     f.write_text("data", encoding="utf-8")
     with pytest.raises(HeraldError, match="is not a folder"):
@@ -442,3 +441,30 @@ def test_build_into_an_empty_folder_or_a_damaged_index(three_docs, fake_embedder
     report = build_index(three_docs.corpus, three_docs.index, fake_embedder)
     assert len(report.added) == 3
     load_index(three_docs.index, "test-hash", 64)
+
+
+def test_unwritable_index_location_is_a_clear_error(three_docs, fake_embedder, monkeypatch):
+    import index.store
+
+    def no_mkdir(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(index.store, "_fresh_dir", no_mkdir)
+    with pytest.raises(HeraldError, match="cannot write the index at .*: Permission denied; check"):
+        build_index(three_docs.corpus, three_docs.index, fake_embedder)
+
+
+def test_faiss_write_failure_is_a_clear_error(built_index, fake_embedder, monkeypatch):
+    import faiss
+
+    def broken(*args):
+        raise RuntimeError("Error in faiss::FileIOWriter: fwrite failed\nmore detail")
+
+    write_doc = built_index.corpus / "extra.txt"
+    write_doc.write_text("Extra\n\nSomething new.\n", encoding="utf-8")
+    monkeypatch.setattr(faiss, "write_index", broken)
+    with pytest.raises(HeraldError, match="fwrite failed; check"):
+        build_index(built_index.corpus, built_index.index, fake_embedder)
+    monkeypatch.undo()
+    assert leftovers(built_index.index) == []
+    assert "extra.txt" not in load_index(built_index.index).manifest["documents"]
