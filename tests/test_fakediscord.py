@@ -1,0 +1,276 @@
+"""Smoke tests: real discord.py networking code against ``tests/fakediscord.py``.
+
+Why: before Herald's end-to-end tests rely on the fake, prove that an
+unmodified discord.py 2.x client can log in, keep the gateway alive, and
+answer messages, slash commands and button clicks through it - and that
+nothing tries to leave 127.0.0.1.  The bot here is a tiny throwaway bot, not
+Herald's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import socket
+from typing import AsyncIterator, Iterator
+
+import discord
+import pytest
+import pytest_asyncio
+from discord import app_commands
+from discord.ext import commands
+
+try:  # works whether or not tests/ is a package / on sys.path
+    from tests.fakediscord import (
+        DiscordErrorCollector,
+        FakeDiscord,
+        FakeDiscordConfig,
+        NetworkGuard,
+        block_external_network,
+        patch_discord,
+        running_bot,
+        task_snapshot,
+        assert_no_leaked_tasks,
+        Intents,
+        Perm,
+    )
+except ImportError:  # pragma: no cover - depends on rootdir/sys.path layout
+    from fakediscord import (  # type: ignore[no-redef]
+        DiscordErrorCollector,
+        FakeDiscord,
+        FakeDiscordConfig,
+        NetworkGuard,
+        block_external_network,
+        patch_discord,
+        running_bot,
+        task_snapshot,
+        assert_no_leaked_tasks,
+        Intents,
+        Perm,
+    )
+
+pytestmark = [
+    pytest.mark.asyncio(loop_scope="function"),
+    pytest.mark.filterwarnings("error::ResourceWarning"),
+    pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning"),
+]
+
+
+# --------------------------------------------------------------------------- #
+# fixtures (the lead will move equivalents into conftest.py)
+# --------------------------------------------------------------------------- #
+
+
+@pytest.fixture
+def network_guard(monkeypatch: pytest.MonkeyPatch) -> Iterator[NetworkGuard]:
+    """Refuse non-loopback connections; fail if anything tried one."""
+    guard = block_external_network(monkeypatch)
+    yield guard
+    assert guard.attempts == [], f"something tried to leave 127.0.0.1: {guard.attempts}"
+
+
+@pytest.fixture
+def discord_errors() -> Iterator[DiscordErrorCollector]:
+    """Turn ERROR logs from discord.py / asyncio into test failures."""
+    with DiscordErrorCollector() as collector:
+        yield collector
+
+
+@pytest_asyncio.fixture(loop_scope="function")
+async def fake(
+    monkeypatch: pytest.MonkeyPatch, network_guard: NetworkGuard, discord_errors: DiscordErrorCollector
+) -> AsyncIterator[FakeDiscord]:
+    """A running fake Discord with discord.py pointed at it."""
+    baseline = task_snapshot()
+    server = FakeDiscord(FakeDiscordConfig(heartbeat_interval_ms=1000))
+    await server.start()
+    patch_discord(monkeypatch, server)
+    try:
+        yield server
+    finally:
+        await server.stop()
+    server.assert_healthy()
+    await assert_no_leaked_tasks(baseline)
+
+
+class SmokeView(discord.ui.View):
+    """A persistent one-button view (custom_id fixed, no timeout)."""
+
+    def __init__(self) -> None:
+        super().__init__(timeout=None)
+
+    @discord.ui.button(label="Helpful", style=discord.ButtonStyle.success, custom_id="smoke:helpful")
+    async def helpful(self, interaction: discord.Interaction, button: discord.ui.Button["SmokeView"]) -> None:
+        await interaction.response.send_message(f"thanks {interaction.user.name}", ephemeral=True)
+
+
+def make_bot(guild_id: int) -> commands.Bot:
+    """Tiny bot: replies to mentions/DMs, has /ping (defer + follow-up)."""
+    bot = commands.Bot(
+        command_prefix="!",
+        intents=discord.Intents.default(),  # no privileged message_content
+        guild_ready_timeout=0.1,
+        help_command=None,
+    )
+    bot.seen_contents = []  # type: ignore[attr-defined]
+
+    @bot.event
+    async def on_message(message: discord.Message) -> None:
+        bot.seen_contents.append(message.content)  # type: ignore[attr-defined]
+        if message.author.bot:
+            return
+        is_dm = message.guild is None
+        if is_dm or (bot.user is not None and bot.user in message.mentions):
+            async with message.channel.typing():
+                await message.reply("pong", view=SmokeView(), mention_author=False)
+
+    @bot.tree.command(name="ping", description="Ping the bot", guild=discord.Object(id=guild_id))
+    @app_commands.describe(text="what to echo")
+    async def ping(interaction: discord.Interaction, text: str = "pong") -> None:
+        await interaction.response.defer(thinking=True)
+        await asyncio.sleep(0.05)  # pretend to work
+        await interaction.followup.send(f"echo: {text}")
+
+    return bot
+
+
+@pytest_asyncio.fixture(loop_scope="function")
+async def bot(fake: FakeDiscord) -> AsyncIterator[commands.Bot]:
+    """The tiny bot, logged in to the fake and ready."""
+    client = make_bot(fake.config.guild_id)
+    async with running_bot(client, fake.config.token or "x"):
+        yield client
+
+
+# --------------------------------------------------------------------------- #
+# tests
+# --------------------------------------------------------------------------- #
+
+
+async def test_login_handshake(fake: FakeDiscord, bot: commands.Bot) -> None:
+    cfg = fake.config
+    assert bot.user is not None and bot.user.id == cfg.bot.id
+    assert bot.application_id == cfg.application_id
+    assert fake.find_requests(method="GET", path="/users/@me")[0].status == 200
+    assert fake.find_requests(method="GET", path="/oauth2/applications/@me")[0].status == 200
+    assert not fake.find_requests(path="/gateway/bot")  # plain Client never asks
+
+    identify = fake.identify_payloads[-1]
+    assert identify["token"] == cfg.token
+    intents = fake.identify_intents
+    assert intents == discord.Intents.default().value
+    assert intents is not None and not intents & Intents.MESSAGE_CONTENT
+    assert fake.sessions[-1].query.get("v") == "10"
+    assert fake.sessions[-1].query.get("compress") == "zlib-stream"  # asked, yet text frames work
+
+    guild = bot.get_guild(cfg.guild_id)
+    assert guild is not None and guild.name == cfg.guild_name
+    assert guild.default_role.id == guild.id
+    assert {c.id for c in guild.text_channels} == {cfg.channel_id, cfg.other_channel_id}
+    assert guild.me is not None and guild.me.id == cfg.bot.id
+    assert math.isfinite(bot.latency)  # a HEARTBEAT_ACK arrived
+
+
+async def test_mention_reply_and_dm(fake: FakeDiscord, bot: commands.Bot) -> None:
+    cfg = fake.config
+    msg = await fake.send_message(f"<@{cfg.bot.id}> how do I reset my password?")
+    assert msg["mentions"][0]["id"] == str(cfg.bot.id)
+
+    reply = await fake.wait_for_request(method="POST", path=rf"/channels/{cfg.channel_id}/messages")
+    assert reply.status == 200
+    assert reply.json["content"] == "pong"
+    assert str(reply.json["message_reference"]["message_id"]) == msg["id"]  # discord.py sends an int
+    assert reply.json["components"][0]["components"][0]["custom_id"] == "smoke:helpful"
+    typing = fake.find_requests(method="POST", path=rf"/channels/{cfg.channel_id}/typing")
+    assert typing and typing[0].index < reply.index and typing[0].status == 204
+
+    # a guild message without a mention: no reply, content blanked (no intent)
+    mark = fake.mark()
+    await fake.send_message("just chatting", author=cfg.admin)
+    await fake.assert_no_request(method="POST", path=r"/channels/\d+/messages", since=mark, duration=0.3)
+    assert "" in bot.seen_contents  # type: ignore[attr-defined]
+    assert "just chatting" not in bot.seen_contents  # type: ignore[attr-defined]
+
+    # a DM (channel type 1, no guild_id) gets a reply in the DM channel
+    dm = await fake.send_message("hello in private", guild=False, author=cfg.outsider)
+    assert "guild_id" not in dm
+    dm_reply = await fake.wait_for_request(
+        method="POST", path=rf"/channels/{fake.dm_channel_id(cfg.outsider)}/messages", since=mark
+    )
+    assert str(dm_reply.json["message_reference"]["message_id"]) == dm["id"]
+    assert "hello in private" in bot.seen_contents  # type: ignore[attr-defined]
+
+
+async def test_slash_command_defer_and_followup(fake: FakeDiscord, bot: commands.Bot) -> None:
+    cfg = fake.config
+    synced = await bot.tree.sync(guild=discord.Object(id=cfg.guild_id))
+    assert [c.name for c in synced] == ["ping"]
+    put = fake.find_requests(method="PUT", path=rf"/applications/{cfg.application_id}/guilds/{cfg.guild_id}/commands")
+    assert put and put[0].json[0]["name"] == "ping"
+
+    inter = await fake.send_slash_command("ping", {"text": "hello"}, user=cfg.admin)
+    callback = await fake.wait_for_callback(inter)
+    assert callback.query == {"with_response": "1"}
+    assert callback.json["type"] == 5  # DEFERRED_CHANNEL_MESSAGE_WITH_SOURCE
+    assert callback.response["resource"]["type"] == 5
+
+    followup = await fake.wait_for_followup(inter)
+    assert followup.query.get("wait") == "1"
+    assert followup.json["content"] == "echo: hello"
+    assert followup.status == 200
+    original = fake.original_message(inter)
+    assert original is not None and original["content"] == "echo: hello"  # replaced "thinking"
+    assert int(inter.payload["member"]["permissions"]) & Perm.MANAGE_GUILD
+
+
+async def test_button_click_gets_callback(fake: FakeDiscord, bot: commands.Bot) -> None:
+    cfg = fake.config
+    await fake.send_message(f"<@{cfg.bot.id}> hi")
+    bot_msg = await fake.wait_for_bot_message(lambda m: bool(m["components"]), channel_id=cfg.channel_id)
+
+    inter = await fake.send_component_click("smoke:helpful", user=cfg.user)
+    assert inter.payload["message"]["id"] == bot_msg["id"]
+    callback = await fake.wait_for_callback(inter)
+    assert callback.json["type"] == 4
+    assert callback.json["data"]["content"] == f"thanks {cfg.user.username}"
+    assert callback.json["data"]["flags"] & 64  # ephemeral
+    assert callback.response["interaction"]["response_message_ephemeral"] is True
+
+
+async def test_bad_token_raises_login_failure(fake: FakeDiscord) -> None:
+    client = make_bot(fake.config.guild_id)
+    with pytest.raises(discord.LoginFailure):
+        async with running_bot(client, "bad-token"):
+            pass  # pragma: no cover
+    assert client.is_closed()  # running_bot closed the HTTP session
+    rejected = fake.find_requests(method="GET", path="/users/@me")
+    assert rejected and rejected[0].status == 401
+    assert rejected[0].response == {"message": "401: Unauthorized", "code": 0}
+    assert fake.sessions == []
+
+
+async def test_heartbeats_acked_and_gap_measured(fake: FakeDiscord, bot: commands.Bot) -> None:
+    await fake.wait_for_heartbeats(3, timeout=5)
+    assert fake.heartbeat_interval == 1.0
+    assert fake.heartbeat_acks_sent == fake.heartbeats_received >= 3
+    gap = fake.longest_heartbeat_gap
+    assert 0.5 < gap < 1.5 * fake.heartbeat_interval, gap
+    # Only "finite": discord.py sets KeepAliveHandler._last_send in the heartbeat
+    # thread *after* the send completes, so if the loop handles the ACK first,
+    # bot.latency ~= one interval.  Use fake.longest_heartbeat_gap, not latency.
+    assert math.isfinite(bot.latency)
+
+
+async def test_external_network_blocked(network_guard: NetworkGuard) -> None:
+    with pytest.raises(OSError):
+        socket.getaddrinfo("discord.com", 443)
+    loop = asyncio.get_running_loop()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    try:
+        with pytest.raises(OSError):
+            await loop.sock_connect(sock, ("192.0.2.1", 443))
+    finally:
+        sock.close()
+    assert len(network_guard.attempts) == 2
+    network_guard.attempts.clear()  # expected; keep the fixture's teardown check meaningful
