@@ -16,6 +16,7 @@ answered keeps the Engine it started with.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
@@ -324,6 +325,16 @@ def configure_logging(level_name: str, token: str) -> None:
             handler.removeFilter(old)
         handler.addFilter(_RedactToken(token))
     logging.getLogger("discord").setLevel(max(root.level, logging.INFO))
+    client_log = logging.getLogger("discord.client")
+    if not any(isinstance(f, _NoVoiceWarning) for f in client_log.filters):
+        client_log.addFilter(_NoVoiceWarning())
+
+
+class _NoVoiceWarning(logging.Filter):
+    """Herald has no voice features; "PyNaCl is not installed, voice will NOT be supported" is noise."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "voice will NOT be supported" not in record.getMessage()
 
 
 async def serve(settings: Settings, engine: Engine, token: str, **bot_kwargs: Any) -> None:
@@ -331,10 +342,19 @@ async def serve(settings: Settings, engine: Engine, token: str, **bot_kwargs: An
     bot = HeraldBot(settings=settings, engine=engine, **bot_kwargs)
     loop = asyncio.get_running_loop()
     installed = []
+    closing: list[asyncio.Task] = []
+
+    async def shutdown() -> None:
+        # Closing in the middle of the READY handshake makes discord.py log a spurious error; let it finish.
+        if bot.ws is not None and not bot.is_ready():
+            with contextlib.suppress(asyncio.TimeoutError, RuntimeError):
+                await asyncio.wait_for(bot.wait_until_ready(), 5)
+        await bot.close()
 
     def stop(name: str) -> None:
         log.info("%s received; disconnecting", name)
-        asyncio.ensure_future(bot.close())
+        if not closing:
+            closing.append(loop.create_task(shutdown(), name="herald-shutdown"))  # kept: tasks are weakly held
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:
