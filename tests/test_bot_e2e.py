@@ -147,6 +147,16 @@ async def test_direct_message_is_answered_like_a_mention(fake, start_herald, rea
     assert "Russia" in embed_of(reply)["description"]
 
 
+async def test_slash_ask_in_a_direct_message(fake, start_herald):
+    # Global commands (no dev guild) are the ones offered in DMs; the allowlist is about server channels.
+    await start_herald(StubEngine(stub_answer()), dev_guild_id=None,
+                       channel_allowlist=frozenset({fake.config.channel_id}))
+    inter = await fake.send_slash_command("ask", {"question": "who vetoed?"}, guild=False)
+    assert (await fake.wait_for_callback(inter)).json["type"] == 5
+    follow = await fake.wait_for_followup(inter)
+    assert follow.json["embeds"][0]["description"] == "Russia vetoed it."
+
+
 # ---------------------------------------------------------------------------------- ignoring
 
 
