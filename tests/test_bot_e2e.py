@@ -424,7 +424,7 @@ async def test_feedback_buttons_append_a_jsonl_line(fake, start_herald, bot_sett
 
 
 @pytest.mark.model
-@pytest.mark.parametrize("fake_config", [FakeDiscordConfig(token=TOKEN, heartbeat_interval_ms=250)], indirect=True)
+@pytest.mark.parametrize("fake_config", [FakeDiscordConfig(token=TOKEN, heartbeat_interval_ms=500)], indirect=True)
 async def test_twenty_questions_at_once_while_heartbeats_flow(fake, start_herald, real_engine, discord_errors):
     bot = await start_herald(real_engine)
     await fake.wait_for_heartbeats(2, timeout=5)
