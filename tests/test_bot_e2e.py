@@ -440,10 +440,12 @@ async def test_twenty_questions_at_once_while_heartbeats_flow(fake, start_herald
     await asyncio.sleep(max(0.0, 2 * fake.heartbeat_interval - (time.monotonic() - started)))
     assert fake.heartbeats_received > beats_before and fake.heartbeat_acks_sent > acks_before
     gap = fake.longest_heartbeat_gap
-    # discord.py beats every interval (plus scheduling jitter); a blocked loop shows as a gap of 2x or more.
-    assert gap < fake.heartbeat_interval * 1.5, f"longest heartbeat gap {gap:.3f}s (interval {fake.heartbeat_interval}s)"
+    # discord.py beats every interval (plus a few ms of scheduling jitter); running the search on the
+    # event loop instead (benchmarks/bot_load.py --control-blocking) shows gaps of 1.6x the interval.
+    assert gap < fake.heartbeat_interval * 1.25, f"longest heartbeat gap {gap:.3f}s (interval {fake.heartbeat_interval}s)"
     assert not [w for w in discord_errors.warnings if "behind" in w.getMessage() or "blocked" in w.getMessage()]
-    assert bot.latency < fake.heartbeat_interval
+    # Not asserted: bot.latency, which discord.py can read as a whole interval when the ACK is handled
+    # before the heartbeat thread records its send time (a race in discord.py, not in Herald).
     print(f"20 answered in {elapsed:.2f}s; longest heartbeat gap {gap:.3f}s / interval {fake.heartbeat_interval}s")
 
 
