@@ -1,0 +1,510 @@
+"""Answer-quality benchmark: Herald against BM25 alone and dense retrieval alone, on the same questions.
+
+Not part of `make test`: it needs data from outside the repository, passed by path. Example:
+
+    .venv/bin/python benchmarks/quality.py --squad ../shared/data/squad-dev-v2.0-half.json \
+        --bbc ../shared/data/bbc-news --article
+
+Indexes are built with Herald's own code (index.store.build_index) into --cache (incremental by
+fingerprint, so a rerun re-embeds nothing). Rows, measured on the same questions in one run:
+
+- ``bm25``: BM25 alone over the same chunks (Engine.retrieve(mode="bm25"));
+- ``dense``: the embedding model alone, nearest chunks by cosine (Engine.retrieve(mode="dense"));
+- ``herald``: the full pipeline exactly as the CLI and the bot use it, Engine.ask with default
+  SearchSettings (top_k raised to 5 so recall@5 can be read off its sources; top_k only sets how
+  many sources are listed, not the ranking).
+
+Columns: recall@1/@5 (a chunk whose [start, end) holds a gold answer's span, mapped into the cleaned
+document text, is among the first k); answer hit (a gold answer string is in Herald's short answer; for
+the baselines, in the best sentence of their top chunk, best = highest cosine similarity between the
+question vector and the stored sentence vectors); abstention on out-of-corpus questions at the threshold
+that gives 5% false abstentions on in-corpus ones (score: BM25 top score, dense top cosine, Herald's
+Answer.confidence); query latency p50 (bm25: tokenise + score + rank; dense: embed + rank + best
+sentence; herald: Engine.ask end to end).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import re
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from index.chunking import ChunkSettings  # noqa: E402
+from index.corpus import clean_text  # noqa: E402
+from index.embed import DEFAULT_MODEL, get_embedder  # noqa: E402
+from index.search import Engine, SearchSettings  # noqa: E402
+from index.store import build_index, load_index  # noqa: E402
+from index.text import content_terms  # noqa: E402
+
+log = logging.getLogger("quality")
+
+SQUAD_IN_CORPUS = 8  # the first 8 articles are indexed for the abstention split; the other 8 ask
+
+
+# ------------------------------------------------------------------------------------------ data sets
+
+
+@dataclass
+class Question:
+    text: str
+    answers: list[str]
+    doc_id: str = ""
+    # (start, end) of each gold answer in the *raw* paragraph, plus the paragraph index in its article
+    spans: list[tuple[int, int]] = field(default_factory=list)
+    paragraph: int = -1
+    gold_spans: list[tuple[int, int]] = field(default_factory=list)  # in the cleaned document text
+
+
+def _write_if_changed(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists() or path.read_text(encoding="utf-8") != text:
+        path.write_text(text, encoding="utf-8")
+
+
+def squad_articles(path: Path) -> list[dict]:
+    return json.loads(Path(path).read_text(encoding="utf-8"))["data"]
+
+
+def squad_doc_id(i: int, article: dict) -> str:
+    return f"squad/{i:02d}-{re.sub(r'[^A-Za-z0-9_-]+', '_', article['title'])}.txt"
+
+
+def write_squad(articles: list[dict], corpus: Path, which: range) -> None:
+    """One document per article: the title line, then its paragraphs separated by blank lines."""
+    keep = set()
+    for i in which:
+        art = articles[i]
+        doc_id = squad_doc_id(i, art)
+        keep.add(doc_id)
+        body = "\n\n".join(" ".join(p["context"].split()) for p in art["paragraphs"])
+        _write_if_changed(corpus / doc_id, art["title"].replace("_", " ") + "\n\n" + body + "\n")
+    for old in (corpus / "squad").glob("*.txt") if (corpus / "squad").exists() else []:
+        if f"squad/{old.name}" not in keep:
+            old.unlink()
+
+
+def squad_questions(articles: list[dict], which: range) -> list[Question]:
+    out = []
+    for i in which:
+        art = articles[i]
+        for pi, para in enumerate(art["paragraphs"]):
+            ctx = para["context"]
+            for qa in para["qas"]:
+                if qa.get("is_impossible") or not qa["answers"]:
+                    continue
+                spans = [(a["answer_start"], a["answer_start"] + len(a["text"])) for a in qa["answers"]]
+                # answer_start indexes the raw context; our document folds its white space
+                texts = sorted({a["text"] for a in qa["answers"]})
+                out.append(Question(qa["question"], texts, squad_doc_id(i, art), spans, pi))
+    return out
+
+
+def link_bbc(bbc: Path, corpus: Path) -> int:
+    """Copy the BBC articles in as distractors (bbc/<category>/NNN.txt), bytes unchanged."""
+    n = 0
+    for src in sorted(Path(bbc).glob("*/*.txt")):
+        dst = corpus / "bbc" / src.parent.name / src.name
+        raw = src.read_bytes()
+        if not dst.exists() or dst.read_bytes() != raw:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            dst.write_bytes(raw)
+        n += 1
+    return n
+
+
+def map_gold(index, articles: list[dict], questions: list[Question]) -> int:
+    """Map raw paragraph answer offsets into the cleaned document text; returns how many failed."""
+    para_starts: dict[tuple[str, int], tuple[int, str, str]] = {}
+    by_doc: dict[str, list[int]] = {}
+    for q in questions:
+        by_doc.setdefault(q.doc_id, []).append(q.paragraph)
+    for i, art in enumerate(articles):
+        doc_id = squad_doc_id(i, art)
+        doc = index.doc_by_id.get(doc_id)
+        if doc is None:
+            continue
+        cursor = 0
+        for pi, para in enumerate(art["paragraphs"]):
+            cleaned = clean_text(" ".join(para["context"].split()))
+            at = doc.text.find(cleaned, cursor)
+            if at < 0:
+                continue
+            para_starts[(doc_id, pi)] = (at, cleaned, para["context"])
+            cursor = at + len(cleaned)
+    failed = 0
+    for q in questions:
+        got = para_starts.get((q.doc_id, q.paragraph))
+        if got is None:
+            failed += 1
+            continue
+        at, cleaned, raw = got
+        for (a, b) in q.spans:
+            ans = raw[a:b]
+            if cleaned == raw:
+                q.gold_spans.append((at + a, at + b))
+                continue
+            # white space or punctuation was folded: take the same occurrence of the answer text
+            ans_clean = " ".join(ans.split())
+            nth = raw.count(ans, 0, a)
+            pos = -1
+            for _ in range(nth + 1):
+                pos = cleaned.find(ans_clean, pos + 1)
+                if pos < 0:
+                    break
+            if pos >= 0:
+                q.gold_spans.append((at + pos, at + pos + len(ans_clean)))
+        if not q.gold_spans:
+            failed += 1
+    return failed
+
+
+def article_questions(path: Path) -> list[Question]:
+    out = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            obj = json.loads(line)
+            out.append(Question(obj["question"], list(obj.get("answers", []))))
+    return out
+
+
+# -------------------------------------------------------------------------------------------- indexes
+
+
+def build(corpus: Path, index_dir: Path, chunking: ChunkSettings, model: str, seed_from: Path | None = None):
+    """Build (or update: unchanged documents keep their vectors) and load an index."""
+    embedder = get_embedder(model)
+    if seed_from is not None and not index_dir.exists() and (seed_from / "manifest.json").exists():
+        shutil.copytree(seed_from, index_dir)  # a subset of an index we have: reuse its vectors
+    started = time.perf_counter()
+    report = build_index(corpus, index_dir, embedder, chunking)
+    if report.embedded_texts:
+        log.info("built %s: %d documents, %d chunks, %d texts embedded in %.0f s", index_dir.name,
+                 report.documents, report.chunks, report.embedded_texts, time.perf_counter() - started)
+    return load_index(index_dir, model, embedder.dim)
+
+
+def chunk_tag(chunking: ChunkSettings) -> str:
+    return f"s{chunking.sentences}o{chunking.overlap}p{chunking.min_paragraph_chars}"
+
+
+def prepare_squad(squad: Path, cache: Path, chunking: ChunkSettings, model: str, bbc: Path | None = None,
+                  subsets: tuple[str, ...] = ("all", "half")):
+    """Corpora under cache/corpora, indexes under cache/indexes/<chunking>/; returns loaded indexes."""
+    articles = squad_articles(squad)
+    tag = chunk_tag(chunking)
+    out = {}
+    for extra in ([None, bbc] if bbc else [None]):
+        suffix = "+bbc" if extra else ""
+        for subset in subsets:
+            which = range(len(articles)) if subset == "all" else range(SQUAD_IN_CORPUS)
+            name = f"squad-{subset}{suffix}"
+            corpus = cache / "corpora" / name
+            write_squad(articles, corpus, which)
+            if extra:
+                link_bbc(extra, corpus)
+            seed = cache / "indexes" / tag / f"squad-all{suffix}" if subset != "all" else None
+            out[name] = build(corpus, cache / "indexes" / tag / name, chunking, model, seed)
+    return articles, out
+
+
+# ----------------------------------------------------------------------------------------- measuring
+
+
+@dataclass
+class Row:
+    name: str
+    rank_hits: list[int] = field(default_factory=list)  # 1-based rank of the first gold chunk, 0 = none in top 5
+    answer_hits: list[bool] = field(default_factory=list)
+    latency_ms: list[float] = field(default_factory=list)
+    in_scores: list[float] = field(default_factory=list)
+    out_scores: list[float] = field(default_factory=list)
+
+    def recall(self, k: int) -> float:
+        return float(np.mean([0 < r <= k for r in self.rank_hits])) if self.rank_hits else float("nan")
+
+    def answer_hit(self) -> float:
+        return float(np.mean(self.answer_hits)) if self.answer_hits else float("nan")
+
+    def p50(self) -> float:
+        return float(np.percentile(self.latency_ms, 50)) if self.latency_ms else float("nan")
+
+    def abstention(self, false_rate: float = 0.05) -> tuple[float, float]:
+        """(share of out-of-corpus questions abstained, threshold) when ``false_rate`` of in-corpus ones are."""
+        if not self.in_scores or not self.out_scores:
+            return float("nan"), float("nan")
+        t = float(np.quantile(np.asarray(self.in_scores), false_rate))
+        return float(np.mean(np.asarray(self.out_scores) < t)), t
+
+    def curve(self) -> tuple[np.ndarray, np.ndarray]:
+        """(false abstention on in-corpus, abstention on out-of-corpus) over every threshold."""
+        ins, outs = np.sort(self.in_scores), np.asarray(self.out_scores)
+        ts = np.unique(np.concatenate([ins, outs]))
+        fa = np.searchsorted(ins, ts, side="left") / len(ins)
+        ab = np.array([(outs < t).mean() for t in ts])
+        return fa, ab
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.split()).casefold()
+
+
+def _contains(text: str, answers: list[str]) -> bool:
+    low = _norm(text)
+    return any(_norm(a) in low for a in answers)
+
+
+def _is_gold(engine: Engine, row: int, q: Question) -> bool:
+    chunk = engine.index.chunks[row]
+    if q.gold_spans:
+        return chunk.doc_id == q.doc_id and any(chunk.start <= a and b <= chunk.end for a, b in q.gold_spans)
+    return _contains(chunk.text, q.answers)  # the article set: an expected string in the chunk
+
+
+def _best_sentence(engine: Engine, row: int, q_vec: np.ndarray) -> str:
+    sids = engine.index.chunk_sentence_ids[row]
+    if not sids:
+        return engine.index.chunks[row].text
+    sims = engine.index.sentence_vectors[sids] @ q_vec
+    return engine._sentence_text[sids[int(np.argmax(sims))]]
+
+
+def run_baseline(engine: Engine, mode: str, questions: list[Question], row: Row, score_into: list[float] | None = None,
+                 q_vecs: np.ndarray | None = None) -> None:
+    """bm25 or dense alone: rank, recall, best sentence of the top chunk, top score for abstention."""
+    for i, q in enumerate(questions):
+        started = time.perf_counter()
+        if mode == "dense":
+            q_vec = engine.embedder.encode([q.text])[0]
+            cands = engine.retrieve(q.text, q_vec, mode="dense", k=5)
+            best = _best_sentence(engine, cands[0].row, q_vec) if cands else ""
+            elapsed = time.perf_counter() - started
+        else:
+            cands = engine.retrieve(q.text, None, mode="bm25", k=5)
+            elapsed = time.perf_counter() - started
+            # the best sentence of the top chunk needs the question vector: not timed as BM25's work
+            q_vec = q_vecs[i] if q_vecs is not None else engine.embedder.encode([q.text])[0]
+            best = _best_sentence(engine, cands[0].row, q_vec) if cands else ""
+        top = cands[0].score if cands else 0.0
+        if score_into is not None:
+            score_into.append(top)
+            continue
+        row.latency_ms.append(elapsed * 1000)
+        if q.answers:
+            row.rank_hits.append(next((r + 1 for r, c in enumerate(cands[:5]) if _is_gold(engine, c.row, q)), 0))
+            row.answer_hits.append(_contains(best, q.answers))
+            row.in_scores.append(top)
+        else:
+            row.out_scores.append(top)
+
+
+def run_herald(engine: Engine, questions: list[Question], row: Row, score_into: list[float] | None = None) -> None:
+    """The full pipeline, Engine.ask, exactly as `herald ask` and the bot call it."""
+    for q in questions:
+        ans = engine.ask(q.text)
+        if score_into is not None:
+            score_into.append(ans.confidence)
+            continue
+        row.latency_ms.append(ans.latency_ms)
+        if q.answers:
+            row.rank_hits.append(next((r + 1 for r, s in enumerate(ans.sources[:5])
+                                       if _is_gold(engine, s.chunk_id, q)), 0))
+            row.answer_hits.append(not ans.abstained and _contains(ans.answer, q.answers))
+            row.in_scores.append(ans.confidence)
+        else:
+            row.out_scores.append(ans.confidence)
+
+
+def engine_for(index, model: str, settings: SearchSettings) -> Engine:
+    return Engine(index, get_embedder(model), settings)
+
+
+def measure(name: str, index, questions: list[Question], model: str, settings: SearchSettings,
+            split: tuple | None = None) -> dict[str, Row]:
+    """All three rows on one index. ``split`` = (half index, in-corpus questions, out-of-corpus questions)
+    replaces the abstention scores with the in/out split measured on the half index."""
+    rows = {n: Row(n) for n in ("bm25", "dense", "herald")}
+    herald = engine_for(index, model, dataclasses.replace(settings, top_k=max(5, settings.top_k)))
+    emb = herald.embedder
+    emb.encode(["warm up"])
+    log.info("%s: %d questions", name, len(questions))
+    q_vecs = emb.encode([q.text for q in questions], batch_size=64)
+    run_baseline(herald, "bm25", questions, rows["bm25"], q_vecs=q_vecs)
+    run_baseline(herald, "dense", questions, rows["dense"])
+    run_herald(herald, questions, rows["herald"])
+    if split is not None:
+        half, ins, outs = split
+        eng = engine_for(half, model, settings)
+        for row in rows.values():
+            row.in_scores, row.out_scores = [], []
+        for mode in ("bm25", "dense"):
+            run_baseline(eng, mode, ins, rows[mode], rows[mode].in_scores)
+            run_baseline(eng, mode, outs, rows[mode], rows[mode].out_scores)
+        run_herald(eng, ins, rows["herald"], rows["herald"].in_scores)
+        run_herald(eng, outs, rows["herald"], rows["herald"].out_scores)
+    return rows
+
+
+# ------------------------------------------------------------------------------------------- report
+
+
+def table(results: dict[str, dict[str, Row]], counts: dict[str, str]) -> str:
+    lines = ["| data set | system | recall@1 | recall@5 | answer hit | abstain out-of-corpus @5% false | p50 ms |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    for ds, rows in results.items():
+        for name, r in rows.items():
+            ab, _ = r.abstention()
+            lines.append(f"| {ds} ({counts[ds]}) | {name} | {r.recall(1):.3f} | {r.recall(5):.3f} | "
+                         f"{r.answer_hit():.3f} | {ab:.3f} | {r.p50():.1f} |")
+    return "\n".join(lines)
+
+
+def plot(results: dict[str, dict[str, Row]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sets = [ds for ds, rows in results.items() if rows["herald"].in_scores and rows["herald"].out_scores]
+    fig, axes = plt.subplots(1, len(sets), figsize=(5.2 * len(sets), 4.4), squeeze=False)
+    for ax, ds in zip(axes[0], sets):
+        for name, style in (("dense", "--"), ("herald", "-")):
+            fa, ab = results[ds][name].curve()
+            ax.plot(fa, ab, style, label=name)
+        ax.axvline(0.05, color="grey", lw=0.8, ls=":")
+        ax.set_xlim(0, 0.5)
+        ax.set_ylim(0, 1.01)
+        ax.set_xlabel("false abstention (in-corpus questions)")
+        ax.set_ylabel("abstention (out-of-corpus questions)")
+        ax.set_title(ds)
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def subsample(questions: list[Question], every: int, limit: int | None) -> list[Question]:
+    qs = questions[::every] if every > 1 else list(questions)
+    return qs[:limit] if limit else qs
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--squad", type=Path, help="SQuAD v2.0 dev (half) JSON")
+    ap.add_argument("--bbc", type=Path, help="BBC News folder (<category>/NNN.txt), added as distractors to SQuAD")
+    ap.add_argument("--article", nargs="?", const=ROOT / "tests/data/article_qa.jsonl", type=Path,
+                    help="the article question set (default tests/data/article_qa.jsonl) over corpus/")
+    ap.add_argument("--corpus", type=Path, default=ROOT / "corpus", help="corpus for --article")
+    ap.add_argument("--cache", type=Path, default=Path("/tmp/herald-quality-cache"), help="built indexes go here")
+    ap.add_argument("--model", default=os.environ.get("HERALD_MODEL", DEFAULT_MODEL))
+    ap.add_argument("--every", type=int, default=1, help="take every Nth question (quick iteration)")
+    ap.add_argument("--limit", type=int, help="at most N questions per data set")
+    ap.add_argument("--chunk-sentences", type=int, default=ChunkSettings().sentences)
+    ap.add_argument("--chunk-overlap", type=int, default=ChunkSettings().overlap)
+    ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                    help="override a SearchSettings field for herald (experiments; the table says so)")
+    ap.add_argument("--out", type=Path, default=ROOT / "docs/quality.md", help="Markdown report ('-' = none)")
+    ap.add_argument("--plot", type=Path, default=ROOT / "docs/abstention.png")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", force=True)
+    for noisy in ("faiss", "sentence_transformers", "index", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    if not (args.squad or args.article):
+        ap.error("give --squad and/or --article")
+    chunking = dataclasses.replace(ChunkSettings(), sentences=args.chunk_sentences, overlap=args.chunk_overlap)
+    settings = SearchSettings()
+    for item in args.set:
+        key, _, value = item.partition("=")
+        kind = type(getattr(settings, key))
+        settings = dataclasses.replace(settings, **{key: kind(value) if kind is not bool else value.lower() in
+                                                    ("1", "true", "yes")})
+    args.cache.mkdir(parents=True, exist_ok=True)
+    results: dict[str, dict[str, Row]] = {}
+    counts: dict[str, str] = {}
+    started = time.perf_counter()
+    if args.squad:
+        articles, idx = prepare_squad(args.squad, args.cache, chunking, args.model, args.bbc)
+        allq = squad_questions(articles, range(len(articles)))
+        failed = map_gold(idx["squad-all"], articles, allq)
+        if failed:
+            log.warning("%d questions' answers could not be located in the cleaned text; they count as misses", failed)
+        qs = subsample(allq, args.every, args.limit)
+        in_docs = {squad_doc_id(i, articles[i]) for i in range(SQUAD_IN_CORPUS)}
+        ins = [q for q in qs if q.doc_id in in_docs]
+        outs = [dataclasses.replace(q, answers=[]) for q in qs if q.doc_id not in in_docs]
+        results["SQuAD"] = measure("SQuAD", idx["squad-all"], qs, args.model, settings,
+                                   (idx["squad-half"], ins, outs))
+        counts["SQuAD"] = f"{len(qs)} q; abstention {len(ins)} in / {len(outs)} out"
+        if args.bbc:
+            results["SQuAD + BBC"] = measure("SQuAD + BBC", idx["squad-all+bbc"], qs, args.model, settings,
+                                             (idx["squad-half+bbc"], ins, outs))
+            counts["SQuAD + BBC"] = f"{len(qs)} q, {len(idx['squad-all+bbc'].documents)} docs"
+    if args.article:
+        corpus = args.cache / "corpora" / "article"
+        shutil.copytree(args.corpus, corpus, dirs_exist_ok=True)
+        index = build(corpus, args.cache / "indexes" / chunk_tag(chunking) / "article", chunking, args.model)
+        qs = article_questions(args.article)
+        results["article"] = measure("article", index, qs, args.model, settings)
+        counts["article"] = f"{sum(1 for q in qs if q.answers)} q + {sum(1 for q in qs if not q.answers)} off-topic"
+    md = table(results, counts)
+    print(md)
+    herald = results[next(iter(results))]["herald"]
+    log.info("done in %.0f s", time.perf_counter() - started)
+    if str(args.out) != "-":
+        cmd = "python benchmarks/quality.py " + " ".join(
+            a if not a.startswith("/") else os.path.relpath(a, ROOT) for a in (argv if argv is not None else sys.argv[1:]))
+        changed = {f.name: getattr(settings, f.name) for f in dataclasses.fields(settings)
+                   if getattr(settings, f.name) != f.default}
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(report(md, cmd, chunking, settings, changed, args.plot, results), encoding="utf-8")
+        plot(results, args.plot)
+        print(f"wrote {args.out} and {args.plot}")
+    return 0
+
+
+def report(md: str, cmd: str, chunking: ChunkSettings, settings: SearchSettings, changed: dict, plot_path: Path,
+           results: dict[str, dict[str, Row]]) -> str:
+    thresholds = []
+    for ds, rows in results.items():
+        ab, t = rows["herald"].abstention()
+        if not np.isnan(t):
+            thresholds.append(f"{ds}: {t:.3f}")
+    return f"""# Answer quality
+
+Made by `{cmd}` (model {DEFAULT_MODEL if not os.environ.get('HERALD_MODEL') else os.environ['HERALD_MODEL']},
+chunking {chunking.to_dict()}, {'default SearchSettings' if not changed else f'SearchSettings overrides {changed}'}).
+
+{md}
+
+- **recall@k**: a chunk holding a gold answer's span (SQuAD offsets mapped into the cleaned document) is
+  among the first k; for the article set, an expected string is in the chunk.
+- **answer hit**: a gold answer string is in Herald's short answer (abstaining counts as a miss); for
+  `bm25` and `dense`, in the sentence of their top chunk with the highest cosine to the question.
+- **abstain out-of-corpus @5% false**: the share of out-of-corpus questions whose score falls below the
+  threshold at which 5% of in-corpus questions do. SQuAD: the index holds the first {SQUAD_IN_CORPUS}
+  articles (with the BBC articles in the BBC row), in-corpus questions are theirs, out-of-corpus ones
+  are the other articles'. Article: the 16 off-topic questions against the answerable ones. Scores:
+  BM25's top score, dense top cosine, Herald's confidence. Herald's thresholds at that point:
+  {', '.join(thresholds)} (the default `abstain_threshold` is {settings.abstain_threshold}).
+- **p50 ms**: per question, one at a time, warm: bm25 = tokenise + score; dense = embed + rank + best
+  sentence; herald = `Engine.ask` end to end.
+
+![abstention against false abstention]({plot_path.name})
+"""
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
