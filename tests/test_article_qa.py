@@ -1,0 +1,85 @@
+"""The article question set (tests/data/article_qa.jsonl) against the real packaged model, offline.
+
+The index is built once per module in a temporary folder from the repository's corpus/. Two kinds of
+check:
+
+* floors that hold today with the default settings (a regression lowers them and fails);
+* the issue's targets (answer hit >= 95%, every expected string in the top-3 sources, every off-topic
+  question abstained), marked xfail(strict=True): with all-MiniLM-L6-v2 and no cross-encoder, the
+  paraphrase questions and the near-topic off-topic ones ("What is the name of the UN Secretary
+  General?") overlap in every score we measured (see docs/quality.md). When a change reaches a target
+  the xfail turns into a failure, and the marker must go.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from index.embed import DEFAULT_MODEL
+from index.evaluate import evaluate, load_qa
+from index.pipeline import open_engine
+
+pytestmark = pytest.mark.model
+
+REPO = Path(__file__).resolve().parents[1]
+QA_FILE = REPO / "tests/data/article_qa.jsonl"
+# Off-topic questions about things far from the article: these must always abstain.
+FAR_OFF_TOPIC = {
+    "What's a good recipe for banana bread?",
+    "Who won the 2016 Champions League final?",
+    "How do I reverse a linked list in Python?",
+    "How do I resolve a merge conflict in git?",
+    "What's the weather going to be like in Paris tomorrow?",
+    "What is the exchange rate between the euro and the ruble?",
+    "Who won the 2016 US presidential election?",
+}
+
+
+@pytest.fixture(scope="module")
+def result(tmp_path_factory):
+    root = tmp_path_factory.mktemp("article-qa")
+    corpus = root / "corpus"
+    shutil.copytree(REPO / "corpus", corpus)
+    engine = open_engine(corpus, root / "index", DEFAULT_MODEL)
+    return evaluate(engine, load_qa(QA_FILE))
+
+
+def test_question_set_shape(result):
+    s = result.summary()
+    assert s["answerable"] >= 50 and s["off_topic"] >= 10
+
+
+def test_floors_hold(result):
+    s = result.summary()
+    assert s["recall@3"] >= 0.80, result.failures()
+    assert s["answer_hit"] >= 0.55, result.failures()
+    assert s["off_topic_abstained"] >= 0.65, result.failures()
+    assert s["false_abstentions"] <= 0.2, result.failures()
+
+
+def test_far_off_topic_questions_always_abstain(result):
+    answered = [i.question for i, a in result.items if i.question in FAR_OFF_TOPIC and not a.abstained]
+    assert not answered
+
+
+def test_latency_is_sane(result):
+    assert result.summary()["latency_p50_ms"] < 400
+
+
+@pytest.mark.xfail(strict=True, reason="issue 4 target not reached with all-MiniLM-L6-v2 (docs/quality.md)")
+def test_target_answer_hit(result):
+    assert result.summary()["answer_hit"] >= 0.95
+
+
+@pytest.mark.xfail(strict=True, reason="issue 4 target not reached with all-MiniLM-L6-v2 (docs/quality.md)")
+def test_target_every_expected_string_in_top3(result):
+    assert result.summary()["recall@3"] == 1.0
+
+
+@pytest.mark.xfail(strict=True, reason="issue 4 target not reached: near-topic off-topic questions score "
+                   "like paraphrases (docs/quality.md)")
+def test_target_every_off_topic_question_abstains(result):
+    assert result.summary()["off_topic_abstained"] == 1.0
