@@ -44,6 +44,18 @@ RRF_K = 60
 # an exclamation fragment ("Bloody." "Hell."), a caption/byline with no full stop before a quote.
 _ATTRIBUTION_RE = re.compile(r"^\s*[—–-]\s")
 _TERMINAL_RE = re.compile(r"[.!?…”\"’')\]]\s*$")
+# The kind of answer a question asks for, and what a sentence holding one looks like.
+_NUMBER_WORDS = (r"one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|twenty|thirty|forty|"
+                 r"fifty|hundred|hundreds|thousand|thousands|million|millions|billion|billions|dozen|dozens|half")
+_MONTHS = (r"january|february|march|april|may|june|july|august|september|october|november|december|"
+           r"monday|tuesday|wednesday|thursday|friday|saturday|sunday")
+_ANSWER_TYPES = [
+    (re.compile(r"^\s*(how (many|much|long|old|far|big|large|tall)|what (number|percentage|proportion|amount))\b", re.I),
+     re.compile(rf"\d|\b({_NUMBER_WORDS})\b", re.I)),
+    (re.compile(r"^\s*(when|since when|what (year|date|day|time|month|century|decade))\b|\bwhat year\b", re.I),
+     re.compile(rf"\b(\d{{3,4}}s?|\d{{1,2}}(st|nd|rd|th)?|{_MONTHS}|yesterday|today|tomorrow|tonight|last|next|"
+                rf"century|decade|ago|since|until|during|after|before)\b", re.I)),
+]
 # Residue of page widgets left at the edges of a sentence: dangling separators and link ellipses.
 _EDGE_RESIDUE_RE = re.compile(r"^(?:\s*[|:•·…]+)+\s*|(?:\s*(?:[|:•·…]+|\bcc))+\s*$")
 
@@ -66,6 +78,7 @@ class SearchSettings:
     coverage_weight: float = 0.35
     unknown_weight: float = 0.0
     abstain_threshold: float = 0.4
+    answer_type_weight: float = 0.1
     answer_sentences: int = 2
     adjacent_margin: float = 0.06
     fragment_chars: int = 16
@@ -264,25 +277,34 @@ class Engine:
         cands = [_Candidate(r, float(dense_all[r]), float(bm25_all[r]), float(f)) for r, f in zip(rows_l, fused)]
         cands.sort(key=lambda c: -c.fused)
         cands = cands[:max(k, s.rescore_candidates)]
-        self._rescore_sentences(cands, q_vec, q_terms)
+        self._rescore_sentences(cands, q_vec, q_terms, answer_type_of(question))
         if self._reranker is not None:
             self._rerank(question, cands)
         cands.sort(key=lambda c: -c.score)
         return cands
 
-    def sentence_scores(self, sims: list[float], covs: list[float]) -> list[float]:
-        """A sentence's score: its cosine to the question mixed with its coverage of the question's words."""
+    def sentence_scores(self, sims: list[float], covs: list[float], typed: list[bool] | None = None) -> list[float]:
+        """A sentence's score: its cosine to the question mixed with its coverage of the question's words,
+        plus ``answer_type_weight`` when it holds the kind of answer asked for (a number, a date)."""
         w = self.settings.sentence_lexical_weight
-        return [(1 - w) * a + w * b for a, b in zip(sims, covs)]
+        bonus = self.settings.answer_type_weight
+        typed = typed or [False] * len(sims)
+        return [(1 - w) * a + w * b + (bonus if t else 0.0) for a, b, t in zip(sims, covs, typed)]
 
-    def _rescore_sentences(self, cands: list[_Candidate], q_vec: np.ndarray, q_terms: list[str]) -> None:
+    def _typed(self, answer_type: re.Pattern | None, sids: list[int]) -> list[bool] | None:
+        if answer_type is None or not self.settings.answer_type_weight:
+            return None
+        return [bool(answer_type.search(self._sentence_text[sid])) for sid in sids]
+
+    def _rescore_sentences(self, cands: list[_Candidate], q_vec: np.ndarray, q_terms: list[str],
+                           answer_type: re.Pattern | None = None) -> None:
         """Score each candidate's sentences against the question; a chunk is as good as its best sentence."""
         s = self.settings
         for c in cands:
             sids = self.index.chunk_sentence_ids[c.row]
             sims = (self.index.sentence_vectors[sids] @ q_vec).tolist() if sids else []
             covs = [self.coverage(q_terms, self._sentence_termset(sid)) for sid in sids]
-            scores = self.sentence_scores(sims, covs)
+            scores = self.sentence_scores(sims, covs, self._typed(answer_type, sids))
             c.sentence_sims, c.sentence_coverage, c.sentence_scores = sims, covs, scores
             if scores:
                 best = int(np.argmax(scores))
@@ -322,12 +344,14 @@ class Engine:
 
     # ----------------------------------------------------------------------------------- answering
 
-    def _sentence_score(self, sid: int, q_vec: np.ndarray | None, q_terms: list[str]) -> float:
+    def _sentence_score(self, sid: int, q_vec: np.ndarray | None, q_terms: list[str],
+                        answer_type: re.Pattern | None = None) -> float:
         sim = float(self.index.sentence_vectors[sid] @ q_vec) if q_vec is not None else 0.0
-        return self.sentence_scores([sim], [self.coverage(q_terms, self._sentence_termset(sid))])[0]
+        return self.sentence_scores([sim], [self.coverage(q_terms, self._sentence_termset(sid))],
+                                    self._typed(answer_type, [sid]))[0]
 
-    def _short_answer(self, best: _Candidate, q_vec: np.ndarray | None,
-                      q_terms: list[str]) -> tuple[str, list[tuple[str, int, int]]]:
+    def _short_answer(self, best: _Candidate, q_vec: np.ndarray | None, q_terms: list[str],
+                      answer_type: re.Pattern | None = None) -> tuple[str, list[tuple[str, int, int]]]:
         """The best answer unit, plus the adjacent one when it scores nearly as well or the best runs on.
 
         An answer unit is a sentence with the fragments that belong to it (see ``_answer_units``); the
@@ -341,7 +365,7 @@ class Engine:
         doc_id = self._sentence_doc[best.best_sentence][0]
 
         def unit_score(a: int, b: int) -> float:
-            return max(self._sentence_score(i, q_vec, q_terms) for i in range(a, b + 1))
+            return max(self._sentence_score(i, q_vec, q_terms, answer_type) for i in range(a, b + 1))
 
         top = unit_score(first, last)
         if s.answer_sentences > 1:
@@ -377,7 +401,7 @@ class Engine:
         best = cands[0]
         conf = self.confidence(best, q_terms) if s.mode == "hybrid" else best.score
         abstained = conf < s.abstain_threshold
-        answer, spans = ("", []) if abstained else self._short_answer(best, q_vec, q_terms)
+        answer, spans = ("", []) if abstained else self._short_answer(best, q_vec, q_terms, answer_type_of(q))
         return Answer(q, answer, abstained, sources, conf, (time.perf_counter() - started) * 1000, spans, note)
 
     def _dedupe(self, cands: list[_Candidate]) -> list[_Candidate]:
@@ -394,6 +418,14 @@ class Engine:
     def _source(self, c: _Candidate) -> Source:
         chunk = self.index.chunks[c.row]
         return Source(chunk.text, chunk.title, chunk.doc_id, c.score, chunk.start, chunk.end, chunk.url, c.row)
+
+
+def answer_type_of(question: str) -> re.Pattern | None:
+    """What a sentence holding the kind of answer asked for matches ("how many" -> a number), or None."""
+    for asks, holds in _ANSWER_TYPES:
+        if asks.search(question):
+            return holds
+    return None
 
 
 def _top(scores: np.ndarray, k: int) -> np.ndarray:

@@ -255,3 +255,16 @@ def test_reranker_scores_are_mixed_in(engine, monkeypatch):
     e._reranker = Fake()
     top = e.retrieve("What happened at the harbour?")[0]
     assert "rye" in e.index.chunks[top.row].text
+
+
+def test_answer_type_bonus_prefers_a_sentence_with_a_number(engine):
+    from index.search import answer_type_of
+
+    assert answer_type_of("How many people live there?").search("about 300 people")
+    assert answer_type_of("When did it open?").search("It opened in March.")
+    assert answer_type_of("Why did it open?") is None
+    e = with_settings(engine, answer_type_weight=0.2)
+    assert e.sentence_scores([0.5, 0.5], [0.5, 0.5], [True, False]) == pytest.approx(
+        [0.5 + 0.2, 0.5])
+    ans = e.ask("How tall will the new lighthouse tower be?")
+    assert "forty metres" in ans.answer
