@@ -66,7 +66,7 @@ def test_far_off_topic_questions_always_abstain(result):
 
 
 def test_latency_is_sane(result):
-    assert result.summary()["latency_p50_ms"] < 400
+    assert result.summary()["latency_p50_ms"] < 1000  # ~25 ms on an idle machine; generous for a busy CI
 
 
 @pytest.mark.xfail(strict=True, reason="issue 4 target not reached with all-MiniLM-L6-v2 (docs/quality.md)")
