@@ -11,7 +11,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 
-from index.corpus import Document
+from index.corpus import TWEET_SIGNATURE_END_RE, Document
 
 _PARA_RE = re.compile(r"\S(?:.*?\S)?(?=\n\s*\n|\s*\Z)", re.DOTALL)
 # Inside a long quotation pysbd keeps every quoted sentence together; split those at a full stop that
@@ -135,9 +135,19 @@ def _sections(text: str, min_chars: int) -> list[tuple[int, int]]:
     return sections
 
 
+_TWEET_MAX_CHARS = 400
+
+
+def _section_sentences(text: str, a: int, b: int) -> list[tuple[int, int]]:
+    """An embedded tweet (ending in its signature) is one unit: "Bloody. Hell." is not two answers."""
+    if b - a <= _TWEET_MAX_CHARS and TWEET_SIGNATURE_END_RE.search(text, a, b):
+        return [(a, b)]
+    return split_sentences(text, a, b)
+
+
 def document_sentences(doc: Document, settings: ChunkSettings) -> list[list[tuple[int, int]]]:
     """Sentence spans of each section of the document."""
-    return [split_sentences(doc.text, a, b) for a, b in _sections(doc.text, settings.min_paragraph_chars)]
+    return [_section_sentences(doc.text, a, b) for a, b in _sections(doc.text, settings.min_paragraph_chars)]
 
 
 def chunk_document(doc: Document, settings: ChunkSettings = ChunkSettings()) -> list[Chunk]:

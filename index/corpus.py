@@ -21,7 +21,7 @@ from index.errors import CorpusError
 log = logging.getLogger(__name__)
 
 #: Bump when cleaning changes, so fingerprints change and documents are re-embedded.
-CLEANER_VERSION = 2
+CLEANER_VERSION = 3
 
 SUFFIXES = (".txt", ".md", ".html", ".htm")
 
@@ -195,7 +195,53 @@ def clean_text(raw: str, title: str = "") -> str:
         elif current:
             paragraphs.append(" ".join(current))
             current = []
-    return "\n\n".join(paragraphs)
+    return "\n\n".join(_join_fragments(paragraphs))
+
+
+_MONTH = r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?"
+# "— Romain Nadal (@NadalDiplo) July 30, 2016": the signature line of an embedded tweet.
+_TWEET_SIGNATURE_RE = re.compile(rf"^[—–-]\s*\S.{{0,80}}\(@?\w{{1,30}}\)\s+{_MONTH}\s+\d{{1,2}},\s+\d{{4}}$",
+                                 re.IGNORECASE)
+# The same signature at the end of a paragraph: marks the paragraph as one embedded tweet.
+TWEET_SIGNATURE_END_RE = re.compile(rf"[—–]\s*[^—–\n]{{1,80}}\(@?\w{{1,30}}\)\s+{_MONTH}\s+\d{{1,2}},\s+\d{{4}}\s*$",
+                                    re.IGNORECASE)
+_QUOTE_START = ("“", '"', "«", "‘")
+_CAPTION_MAX = 60
+
+
+def _join_fragments(paragraphs: list[str]) -> list[str]:
+    """Re-join what a scrape split apart, so each unit reads on its own and is retrieved whole.
+
+    - a tweet's signature ("— Name (@handle) date") belongs to the tweet above it;
+    - a short lead-in ending in a colon ("Hospital in #Aleppo in 2 words:") belongs to what follows;
+    - a short caption naming a speaker ("Jean-Marc Ayrault") above a quotation is the speaker's label.
+    """
+    out: list[str] = []
+    glue_next = ""
+    for para in paragraphs:
+        if glue_next:
+            para = out.pop() + glue_next + para
+            glue_next = ""
+        if out and _TWEET_SIGNATURE_RE.match(para):
+            out[-1] = out[-1] + " " + para
+            continue
+        out.append(para)
+        if para.endswith(":") and len(para) <= 120:
+            glue_next = " "
+        elif len(para) <= _CAPTION_MAX and not re.search(r"[.!?…”\"’:;,]$", para):
+            glue_next = "\0caption"
+    # Resolve caption joins: only above a quotation, as "Speaker: “...”".
+    result: list[str] = []
+    for para in out:
+        if "\0caption" in para:
+            caption, rest = para.split("\0caption", 1)
+            if rest.lstrip().startswith(_QUOTE_START):
+                para = f"{caption}: {rest.lstrip()}"
+            else:
+                result.append(caption)
+                para = rest
+        result.append(para)
+    return [p for p in result if p]
 
 
 def _split_front_matter(raw: str) -> tuple[dict[str, str], str]:

@@ -237,3 +237,29 @@ def test_folder_without_read_permission_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setattr(index.corpus.os, "access", lambda path, mode: False)
     with pytest.raises(CorpusError, match="cannot read corpus folder .*permission"):
         load_corpus(tmp_path)
+
+
+# ----------------------------------------------------------------------- scrape fragments re-joined
+
+
+def test_tweet_signature_and_colon_lead_in_join_their_tweet():
+    raw = ("Hospital in #Aleppo in 2 words:\n\nBloody. Hell.\n\n— bint AbuBakr (@itsmenanice) October 6, 2016\n\n"
+           "The next paragraph is ordinary prose about the war.")
+    paras = clean_text(raw).split("\n\n")
+    assert paras == ["Hospital in #Aleppo in 2 words: Bloody. Hell. — bint AbuBakr (@itsmenanice) October 6, 2016",
+                     "The next paragraph is ordinary prose about the war."]
+
+
+def test_caption_above_a_quotation_becomes_its_speaker_label():
+    raw = "Jean-Marc Ayrault\n\n“There are war crimes, and it’s obvious.”\n\nA caption of a photo\n\nPlain text follows."
+    paras = clean_text(raw).split("\n\n")
+    assert paras[0] == "Jean-Marc Ayrault: “There are war crimes, and it’s obvious.”"
+    assert paras[1:] == ["A caption of a photo", "Plain text follows."]  # no quotation: left alone
+
+
+def test_an_embedded_tweet_is_one_sentence_unit(real_article):
+    from index.chunking import ChunkSettings, document_sentences
+
+    doc = load_corpus(real_article.parent)[0]
+    sentences = [doc.text[a:b] for sec in document_sentences(doc, ChunkSettings()) for a, b in sec]
+    assert "Hospital in #Aleppo#Syria in 2 words: Bloody. Hell. — bint AbuBakr (@itsmenanice) October 6, 2016" in sentences
