@@ -49,7 +49,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/perf.py
 
 quality: $(STAMP)
-	$(BIN)/python benchmarks/quality.py --squad ../shared/data/squad-dev-v2.0-half.json --bbc ../shared/data/bbc-news
+	$(BIN)/python benchmarks/quality.py --squad ../shared/data/squad-dev-v2.0-half.json --bbc ../shared/data/bbc-news --article
 
 clean:
 	rm -rf .herald .pytest_cache
