@@ -14,7 +14,7 @@ from typing import Protocol
 
 import numpy as np
 
-from index.errors import HeraldError
+from index.errors import HeraldError, describe
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ class SentenceTransformerEmbedder:
             self.model = SentenceTransformer(path, device="cpu")
         except Exception as exc:  # the library raises many types for "not found / offline"
             raise HeraldError(
-                f"cannot load embedding model {name!r}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}. "
+                f"cannot load embedding model {name!r}: {describe(exc)}. "
                 f"Name a sentence-transformers model folder or installed model (HERALD_MODEL / --model), "
                 f"or use the default {DEFAULT_MODEL!r}"
             ) from exc

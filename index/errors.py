@@ -23,3 +23,9 @@ class IndexMismatchError(HeraldError):
 
 class QuestionError(HeraldError):
     """The question cannot be asked as given (empty, too long, ...)."""
+
+
+def describe(exc: BaseException, limit: int = 200) -> str:
+    """``Type: first line of the message``, short enough for a one-line error (the message may be empty)."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0][:limit].rstrip('.')}" if lines else type(exc).__name__

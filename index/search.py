@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from index.embed import Embedder
-from index.errors import HeraldError
+from index.errors import HeraldError, describe
 from index.store import LoadedIndex
 from index.text import clean_question, content_terms, looks_english
 
@@ -479,7 +479,7 @@ def load_reranker(name: str):
         return CrossEncoder(name, device="cpu")
     except Exception as exc:  # the library raises many types for "not found / offline / not a model"
         raise HeraldError(
-            f"cannot load the re-ranker {name!r}: {type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}. "
+            f"cannot load the re-ranker {name!r}: {describe(exc, 160)}. "
             f"Set HERALD_RERANKER to a cross-encoder folder (or a model name the machine can download), "
             f"or leave it empty to answer without one"
         ) from exc
