@@ -19,16 +19,10 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-try:
-    from tests.fakediscord import (
-        DiscordErrorCollector, FakeDiscord, FakeDiscordConfig, NetworkGuard, assert_no_leaked_tasks,
-        block_external_network, patch_discord, running_bot, task_snapshot,
-    )
-except ImportError:  # pragma: no cover - depends on how pytest put tests/ on sys.path
-    from fakediscord import (  # type: ignore[no-redef]
-        DiscordErrorCollector, FakeDiscord, FakeDiscordConfig, NetworkGuard, assert_no_leaked_tasks,
-        block_external_network, patch_discord, running_bot, task_snapshot,
-    )
+from fakediscord import (
+    DiscordErrorCollector, FakeDiscord, FakeDiscordConfig, NetworkGuard, assert_no_leaked_tasks,
+    block_external_network, patch_discord, running_bot, task_snapshot,
+)
 
 from bot.settings import Settings
 

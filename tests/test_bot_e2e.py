@@ -24,10 +24,7 @@ from bot_fixtures import *  # noqa: F403 - fixtures
 from bot_fixtures import TOKEN, StubDoc, StubEngine, embed_of, mention, replies_to
 from index.search import ABSTAIN_MESSAGE, Answer, Source
 
-try:
-    from tests.fakediscord import FLAG_EPHEMERAL, FakeDiscordConfig, Intents, Perm
-except ImportError:  # pragma: no cover
-    from fakediscord import FLAG_EPHEMERAL, FakeDiscordConfig, Intents, Perm  # type: ignore[no-redef]
+from fakediscord import FLAG_EPHEMERAL, FakeDiscordConfig, Intents, Perm
 
 NO_PINGS = {"parse": [], "replied_user": False}
 

@@ -20,34 +20,20 @@ import pytest_asyncio
 from discord import app_commands
 from discord.ext import commands
 
-try:  # works whether or not tests/ is a package / on sys.path
-    from tests.fakediscord import (
-        DiscordErrorCollector,
-        FakeDiscord,
-        FakeDiscordConfig,
-        NetworkGuard,
-        block_external_network,
-        patch_discord,
-        running_bot,
-        task_snapshot,
-        assert_no_leaked_tasks,
-        Intents,
-        Perm,
-    )
-except ImportError:  # pragma: no cover - depends on rootdir/sys.path layout
-    from fakediscord import (  # type: ignore[no-redef]
-        DiscordErrorCollector,
-        FakeDiscord,
-        FakeDiscordConfig,
-        NetworkGuard,
-        block_external_network,
-        patch_discord,
-        running_bot,
-        task_snapshot,
-        assert_no_leaked_tasks,
-        Intents,
-        Perm,
-    )
+from bot_fixtures import discord_errors, network_guard  # noqa: F401 - fixtures shared with the bot tests
+from fakediscord import (
+    DiscordErrorCollector,
+    FakeDiscord,
+    FakeDiscordConfig,
+    NetworkGuard,
+    block_external_network,
+    patch_discord,
+    running_bot,
+    task_snapshot,
+    assert_no_leaked_tasks,
+    Intents,
+    Perm,
+)
 
 pytestmark = [
     pytest.mark.asyncio(loop_scope="function"),
@@ -57,23 +43,8 @@ pytestmark = [
 
 
 # --------------------------------------------------------------------------- #
-# fixtures (the lead will move equivalents into conftest.py)
+# fixtures (network_guard and discord_errors come from bot_fixtures)
 # --------------------------------------------------------------------------- #
-
-
-@pytest.fixture
-def network_guard(monkeypatch: pytest.MonkeyPatch) -> Iterator[NetworkGuard]:
-    """Refuse non-loopback connections; fail if anything tried one."""
-    guard = block_external_network(monkeypatch)
-    yield guard
-    assert guard.attempts == [], f"something tried to leave 127.0.0.1: {guard.attempts}"
-
-
-@pytest.fixture
-def discord_errors() -> Iterator[DiscordErrorCollector]:
-    """Turn ERROR logs from discord.py / asyncio into test failures."""
-    with DiscordErrorCollector() as collector:
-        yield collector
 
 
 @pytest_asyncio.fixture(loop_scope="function")
