@@ -258,7 +258,7 @@ class Engine:
         if mode in ("hybrid", "dense") and q_vec is None:
             q_vec = self.embedder.encode([question])[0]
         if mode == "dense":
-            dense_all = self._chunk_vectors @ q_vec
+            dense_all = self.dense_scores(q_vec)
             order = _top(dense_all, k)
             return [_Candidate(int(r), float(dense_all[r]), 0.0, float(dense_all[r]), score=float(dense_all[r]))
                     for r in order]
@@ -267,7 +267,7 @@ class Engine:
             order = _top(bm25_all, k)
             return [_Candidate(int(r), 0.0, float(bm25_all[r]), float(bm25_all[r]), score=float(bm25_all[r]))
                     for r in order]
-        dense_all = self._chunk_vectors @ q_vec
+        dense_all = self.dense_scores(q_vec)
         pool = min(n, s.candidates)
         rows = set(_top(dense_all, pool).tolist())
         if q_terms:
@@ -282,6 +282,10 @@ class Engine:
             self._rerank(question, cands)
         cands.sort(key=lambda c: -c.score)
         return cands
+
+    def dense_scores(self, q_vec: np.ndarray) -> np.ndarray:
+        """Cosine of every chunk to the question (vectors are normalised, so an inner product)."""
+        return self._chunk_vectors @ q_vec
 
     def sentence_scores(self, sims: list[float], covs: list[float], typed: list[bool] | None = None) -> list[float]:
         """A sentence's score: its cosine to the question mixed with its coverage of the question's words,

@@ -65,8 +65,10 @@ def test_far_off_topic_questions_always_abstain(result):
     assert not answered
 
 
-def test_latency_is_sane(result):
-    assert result.summary()["latency_p50_ms"] < 1000  # ~25 ms on an idle machine; generous for a busy CI
+def test_latency_is_measured_not_asserted(result):
+    # Latency is a benchmark figure (benchmarks/perf.py), never a pass/fail line: check it is reported.
+    s = result.summary()
+    assert 0 < s["latency_p50_ms"] <= s["latency_p95_ms"]
 
 
 @pytest.mark.xfail(strict=True, reason="issue 4 target not reached with all-MiniLM-L6-v2 (docs/quality.md)")

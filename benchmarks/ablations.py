@@ -1,0 +1,236 @@
+"""Ablations: retrieval and answering ideas measured against the defaults, on fixed question slices.
+
+Not part of `make test` (SQuAD comes from outside the repository, by path). Every figure about a
+variant that docs/quality.md quotes under "Measured and not adopted" comes from this script:
+
+    .venv/bin/python benchmarks/ablations.py --squad ../shared/data/squad-dev-v2.0-half.json
+
+SQuAD part: the 2,910 answerable questions cut into three disjoint slices (every third question, offsets
+0, 1 and 2), so a variant's gain can be set against the spread between slices of the same system. Each
+variant is an Engine with the default SearchSettings and one change; recall@1/@5 of the de-duplicated
+sources and answer hit (a gold string in the short answer, abstention ignored) as in benchmarks/quality.py.
+
+Article part (tests/data/article_qa.jsonl over corpus/): how often the sentence an answer needs is the
+single best-scored sentence of the article, under the default sentence score and under alternatives.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import re
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import quality as Q  # noqa: E402
+from index.chunking import ChunkSettings  # noqa: E402
+from index.embed import DEFAULT_MODEL, get_embedder  # noqa: E402
+from index.search import Engine, SearchSettings, answer_type_of  # noqa: E402
+from index.text import STOPWORDS, _stemmer, clean_question, content_terms  # noqa: E402
+
+log = logging.getLogger("ablations")
+
+
+# ------------------------------------------------------------------------------------ SQuAD variants
+
+
+class SentencePoolEngine(Engine):
+    """A chunk's dense score mixed half and half with its best sentence's cosine."""
+
+    def __init__(self, *args, **kw) -> None:
+        super().__init__(*args, **kw)
+        pairs = [(r, sid) for r, sids in enumerate(self.index.chunk_sentence_ids) for sid in sids]
+        self._rows = np.array([p[0] for p in pairs], dtype=np.int64)
+        self._sids = np.array([p[1] for p in pairs], dtype=np.int64)
+
+    def dense_scores(self, q_vec: np.ndarray) -> np.ndarray:
+        dense = super().dense_scores(q_vec)
+        best = dense.copy()
+        np.maximum.at(best, self._rows, (self.index.sentence_vectors @ q_vec)[self._sids])
+        return 0.5 * dense + 0.5 * best
+
+
+def with_bm25(engine: Engine, k1: float = 1.2, b: float = 0.75, title: bool = False) -> Engine:
+    """The engine with its BM25 index rebuilt (other k1/b, or the document title added to each chunk)."""
+    import bm25s
+
+    engine._bm25 = bm25s.BM25(k1=k1, b=b)
+    engine._bm25.index([content_terms((c.title + " " if title else "") + c.text) or [""]
+                        for c in engine.index.chunks], show_progress=False)
+    return engine
+
+
+def squad_variants(index, emb) -> dict[str, Engine]:
+    s = SearchSettings(top_k=5)
+    return {
+        "default": Engine(index, emb, s),
+        "BM25 k1=0.9 b=0.4": with_bm25(Engine(index, emb, s), 0.9, 0.4),
+        "BM25 k1=1.2 b=0.4": with_bm25(Engine(index, emb, s), 1.2, 0.4),
+        "document title in BM25": with_bm25(Engine(index, emb, s), title=True),
+        "title in BM25, k1=0.9 b=0.4": with_bm25(Engine(index, emb, s), 0.9, 0.4, title=True),
+        "chunk cosine + best sentence cosine": SentencePoolEngine(index, emb, s),
+        "short answer from the better of the top 2": Engine(index, emb, s),
+    }
+
+
+def measure_slice(engine: Engine, name: str, questions: list, q_vecs: np.ndarray) -> tuple[float, float, float]:
+    r1 = r5 = hit = 0
+    for q, v in zip(questions, q_vecs):
+        cands = engine.retrieve(q.text, v)
+        shown = engine._dedupe(cands)[:5]
+        ranks = [i for i, c in enumerate(shown) if Q._is_gold(engine, c.row, q)]
+        r1 += bool(ranks and ranks[0] == 0)
+        r5 += bool(ranks)
+        best = cands[0]
+        if name.startswith("short answer from the better"):
+            best = max(cands[:2], key=lambda c: 0.5 * c.score + 0.5 * c.sentence)
+        answer, _ = engine._short_answer(best, v, content_terms(q.text), answer_type_of(q.text))
+        hit += Q._contains(answer, q.answers)
+    n = len(questions)
+    return r1 / n, r5 / n, hit / n
+
+
+def squad_part(path: Path, cache: Path, model: str) -> str:
+    articles, idx = Q.prepare_squad(path, cache, ChunkSettings(), model, subsets=("all",))
+    index = idx["squad-all"]
+    allq = Q.squad_questions(articles, range(len(articles)))
+    Q.map_gold(index, articles, allq)
+    emb = get_embedder(model)
+    slices = [allq[o::3] for o in range(3)]
+    vecs = [emb.encode([q.text for q in qs], batch_size=64) for qs in slices]
+    lines = ["| variant | " + " | ".join(f"slice {o}: r@1 / r@5 / hit" for o in range(3)) + " |",
+             "| --- | ---: | ---: | ---: |"]
+    for name, engine in squad_variants(index, emb).items():
+        cells = [" / ".join(f"{x:.3f}" for x in measure_slice(engine, name, qs, v)) for qs, v in zip(slices, vecs)]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        log.info("%s", lines[-1])
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------- article variants
+
+
+_WH_RE = re.compile(r"^\s*(who|whom|whose|what|which|where|when|why|how)(\s+(many|much|long|old|far|often))?('s)?\s+"
+                    r"((did|does|do|is|are|was|were|has|have|had|can|could|would|will|should)\b\s*)?", re.I)
+_CLAUSE_RE = re.compile(r"(?<=[,;:–—])\s+|\s+(?=(?:but|and|where|which|who) )")
+
+
+def _token_vectors(model, texts: list[str]) -> list[tuple[np.ndarray, list]]:
+    """Normalised contextual token vectors of each text and the word each token belongs to."""
+    out = model.encode(texts, output_value="token_embeddings", convert_to_numpy=False, batch_size=64)
+    res = []
+    for text, vecs in zip(texts, out):
+        enc = model.tokenizer(text, truncation=True, max_length=256)
+        v = vecs.numpy()
+        res.append((v / np.linalg.norm(v, axis=1, keepdims=True), enc))
+    return res
+
+
+def article_part(qa_file: Path, corpus: Path, model: str) -> str:
+    from index.pipeline import open_engine
+
+    with tempfile.TemporaryDirectory() as tmp:
+        eng = open_engine(corpus, Path(tmp) / "index", model)
+    sents, units, emb = eng._sentence_text, eng._unit, eng.embedder
+    items = [json.loads(line) for line in qa_file.read_text(encoding="utf-8").splitlines() if line.strip()]
+    items = [it for it in items if it["answers"]]
+    qs = [clean_question(it["question"]) for it in items]
+
+    def gold(answers: list[str]) -> set[int]:
+        unit_text = [" ".join(sents[a:b + 1]).lower() for a, b in units]
+        return {i for i, t in enumerate(unit_text) if any(x.lower() in t for x in answers)}
+
+    golds = [gold(it["answers"]) for it in items]
+    sv = eng.index.sentence_vectors
+    qv = emb.encode(qs)
+    rv = emb.encode([(_WH_RE.sub("", q).rstrip("?").strip() or q) for q in qs])
+    ctx = emb.encode([(sents[i - 1] + " " + sents[i]) if i else sents[i] for i in range(len(sents))])
+    clauses = [(i, p.strip()) for i, s in enumerate(sents) for p in _CLAUSE_RE.split(s) if len(p.strip()) > 15]
+    cv = emb.encode([p for _, p in clauses])
+    c_sid = np.array([i for i, _ in clauses])
+    st = _token_vectors(emb.model, sents)
+    s_tok = [v[[j for j, w in enumerate(enc.word_ids()) if w is not None]] for v, enc in st]
+    q_tok = _token_vectors(emb.model, qs)
+
+    def soft_coverage(k: int) -> np.ndarray:
+        """BERTScore-style: IDF-weighted mean over the question's content tokens of their best match."""
+        v, enc = q_tok[k]
+        rows, weights = [], []
+        for j, w in enumerate(enc.word_ids()):
+            if w is None:
+                continue
+            span = enc.word_to_chars(w)
+            word = qs[k][span.start:span.end].lower()
+            if len(word) > 1 and word[:1].isalnum() and word not in STOPWORDS:
+                rows.append(j)
+                weights.append(eng._idf_of(_stemmer().stemWord(word)))
+        if not rows:
+            return np.zeros(len(sents))
+        w = np.asarray(weights)
+        return np.array([(w * (v[rows] @ m.T).max(axis=1)).sum() / w.sum() for m in s_tok])
+
+    feats = []
+    for k, q in enumerate(qs):
+        terms, at = content_terms(q), answer_type_of(q)
+        cov = np.array([eng.coverage(terms, eng._sentence_termset(i)) for i in range(len(sents))])
+        typed = np.array([bool(at and at.search(s)) for s in sents], dtype=float)
+        clause = np.full(len(sents), -1.0)
+        np.maximum.at(clause, c_sid, cv @ qv[k])
+        feats.append(dict(sim=sv @ qv[k], rw=sv @ rv[k], ctx=ctx @ qv[k], clause=np.maximum(sv @ qv[k], clause),
+                          soft=soft_coverage(k), cov=cov, typed=typed))
+    s = SearchSettings()
+    w, bonus = s.sentence_lexical_weight, s.answer_type_weight
+    variants = {
+        "default sentence score (0.4 cosine + 0.6 coverage + type bonus)":
+            lambda f: (1 - w) * f["sim"] + w * f["cov"] + bonus * f["typed"],
+        "cosine alone": lambda f: f["sim"],
+        "cosine of (previous + this sentence) alone": lambda f: f["ctx"],
+        "default, cosine = mean of sentence and context cosine":
+            lambda f: (1 - w) * (f["sim"] + f["ctx"]) / 2 + w * f["cov"] + bonus * f["typed"],
+        "default, question without its wh-words":
+            lambda f: (1 - w) * f["rw"] + w * f["cov"] + bonus * f["typed"],
+        "default, cosine = max(sentence, best clause)":
+            lambda f: (1 - w) * f["clause"] + w * f["cov"] + bonus * f["typed"],
+        "token-level soft coverage alone": lambda f: f["soft"],
+        "default, cosine = 0.2 cosine + 0.8 soft coverage":
+            lambda f: (1 - w) * (0.2 * f["sim"] + 0.8 * f["soft"]) + w * f["cov"] + bonus * f["typed"],
+        "default, coverage = mean of exact and soft coverage":
+            lambda f: (1 - w) * f["sim"] + w * (f["cov"] + f["soft"]) / 2 + bonus * f["typed"],
+    }
+    lines = [f"| sentence score ({len(items)} answerable questions) | best sentence holds the answer |",
+             "| --- | ---: |"]
+    for name, fn in variants.items():
+        hits = sum(int(np.argmax(fn(f))) in g for f, g in zip(feats, golds))
+        lines.append(f"| {name} | {hits} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--squad", type=Path, help="SQuAD v2.0 dev (half) JSON")
+    ap.add_argument("--qa", type=Path, default=ROOT / "tests/data/article_qa.jsonl")
+    ap.add_argument("--corpus", type=Path, default=ROOT / "corpus")
+    ap.add_argument("--cache", type=Path, default=Path("/tmp/herald-quality-cache"))
+    ap.add_argument("--model", default=DEFAULT_MODEL)
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", force=True)
+    for noisy in ("faiss", "sentence_transformers", "index", "httpx", "bm25s"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    print(article_part(args.qa, args.corpus, args.model))
+    if args.squad:
+        print()
+        print(squad_part(args.squad, args.cache, args.model))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
