@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import quality as Q  # noqa: E402
 from index.chunking import ChunkSettings  # noqa: E402
-from index.embed import DEFAULT_MODEL, get_embedder  # noqa: E402
+from index.embed import DEFAULT_MODEL, SentenceTransformerEmbedder, get_embedder  # noqa: E402
 from index.search import Engine, SearchSettings, answer_type_of  # noqa: E402
 from index.text import STOPWORDS, _stemmer, clean_question, content_terms  # noqa: E402
 
@@ -157,9 +157,10 @@ def article_part(qa_file: Path, corpus: Path, model: str) -> str:
     clauses = [(i, p.strip()) for i, s in enumerate(sents) for p in _CLAUSE_RE.split(s) if len(p.strip()) > 15]
     cv = emb.encode([p for _, p in clauses])
     c_sid = np.array([i for i, _ in clauses])
-    st = _token_vectors(emb.model, sents)
+    st_model = SentenceTransformerEmbedder(model).model  # token vectors need the full library
+    st = _token_vectors(st_model, sents)
     s_tok = [v[[j for j, w in enumerate(enc.word_ids()) if w is not None]] for v, enc in st]
-    q_tok = _token_vectors(emb.model, qs)
+    q_tok = _token_vectors(st_model, qs)
 
     def soft_coverage(k: int) -> np.ndarray:
         """BERTScore-style: IDF-weighted mean over the question's content tokens of their best match."""

@@ -1,0 +1,190 @@
+"""A sentence-transformers BERT model (all-MiniLM-L6-v2 and kin) run with NumPy: same vectors, no torch import.
+
+Why: importing sentence-transformers (torch, transformers, scikit-learn) costs about 7 s of every cold
+`herald ask`, while embedding one question is milliseconds of matrix products. A BERT encoder is small
+enough to run from its safetensors weights with NumPy, and the Rust ``tokenizers`` library (already
+installed with transformers) tokenises exactly as sentence-transformers does. ``supports()`` accepts only
+folders this module reproduces (a BERT ``Transformer`` module, mean or CLS pooling, optional
+``Normalize``); anything else goes through sentence-transformers. tests/test_embed.py checks the vectors
+against sentence-transformers'.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+_SUPPORTED_MODULES = ("sentence_transformers.models.Transformer", "sentence_transformers.models.Pooling",
+                      "sentence_transformers.models.Normalize")
+
+
+def _read_json(path: Path) -> dict | list | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def supports(folder: str | Path) -> bool:
+    """True when ``folder`` is a sentence-transformers BERT model this module computes exactly."""
+    root = Path(folder)
+    modules = _read_json(root / "modules.json")
+    config = _read_json(root / "config.json")
+    if not isinstance(modules, list) or not isinstance(config, dict):
+        return False
+    types = [m.get("type", "") for m in modules]
+    if not types or types[0] != _SUPPORTED_MODULES[0] or any(t not in _SUPPORTED_MODULES for t in types):
+        return False
+    if types.count(_SUPPORTED_MODULES[1]) != 1 or modules[0].get("path", "") not in ("", "."):
+        return False
+    pooling_dir = next(m.get("path", "") for m in modules if m["type"] == _SUPPORTED_MODULES[1])
+    pooling = _read_json(root / pooling_dir / "config.json")
+    if not isinstance(pooling, dict) or _pooling_mode(pooling) is None:
+        return False
+    st_cfg = _read_json(root / "sentence_bert_config.json") or {}
+    if not isinstance(st_cfg, dict) or set(st_cfg) - {"max_seq_length", "do_lower_case"}:
+        return False  # tokenizer or model arguments we would not apply
+    return (config.get("model_type") == "bert" and config.get("hidden_act") == "gelu"
+            and config.get("position_embedding_type", "absolute") == "absolute"
+            and (root / "model.safetensors").is_file() and (root / "tokenizer.json").is_file())
+
+
+def _pooling_mode(cfg: dict) -> str | None:
+    modes = [k for k in ("pooling_mode_cls_token", "pooling_mode_mean_tokens", "pooling_mode_max_tokens",
+                         "pooling_mode_mean_sqrt_len_tokens", "pooling_mode_weightedmean_tokens",
+                         "pooling_mode_lasttoken") if cfg.get(k)]
+    if modes == ["pooling_mode_mean_tokens"]:
+        return "mean"
+    if modes == ["pooling_mode_cls_token"]:
+        return "cls"
+    return None
+
+
+def _erf(x: np.ndarray) -> np.ndarray:
+    """erf to ~1e-7 (Abramowitz & Stegun 7.1.26): BERT's exact GELU without importing SciPy."""
+    sign = np.sign(x)
+    a = np.abs(x)
+    t = 1.0 / (1.0 + 0.3275911 * a)
+    poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))))
+    return sign * (1.0 - poly * np.exp(-a * a))
+
+
+def _gelu(x: np.ndarray) -> np.ndarray:
+    return 0.5 * x * (1.0 + _erf(x * 0.7071067811865476))  # a Python float keeps float32 (NEP 50)
+
+
+def _layer_norm(x: np.ndarray, w: np.ndarray, b: np.ndarray, eps: float) -> np.ndarray:
+    mu = x.mean(axis=-1, keepdims=True)
+    var = ((x - mu) ** 2).mean(axis=-1, keepdims=True)
+    return (x - mu) / np.sqrt(var + eps) * w + b
+
+
+class NumpyBertEmbedder:
+    """Embeds text with a BERT sentence-transformers folder, in NumPy (see the module doc)."""
+
+    def __init__(self, name: str, folder: str | Path) -> None:
+        from safetensors.numpy import load_file
+        from tokenizers import Tokenizer
+
+        root = Path(folder)
+        self.name = name
+        cfg = _read_json(root / "config.json")
+        st_cfg = _read_json(root / "sentence_bert_config.json") or {}
+        modules = _read_json(root / "modules.json")
+        pooling_dir = next(m.get("path", "") for m in modules if m["type"] == _SUPPORTED_MODULES[1])
+        self._pooling = _pooling_mode(_read_json(root / pooling_dir / "config.json"))
+        self._normalize = any(m["type"] == _SUPPORTED_MODULES[2] for m in modules)
+        self._heads = int(cfg["num_attention_heads"])
+        self._eps = float(cfg.get("layer_norm_eps", 1e-12))
+        self.dim = int(cfg["hidden_size"])
+        max_len = int(st_cfg.get("max_seq_length") or cfg.get("max_position_embeddings", 512))
+        self._max_len = min(max_len, int(cfg.get("max_position_embeddings", 512)))
+        self._lower = bool(st_cfg.get("do_lower_case", False))
+
+        self._tok = Tokenizer.from_file(str(root / "tokenizer.json"))
+        self._tok.no_padding()
+        self._tok.enable_truncation(max_length=self._max_len)
+
+        w = load_file(str(root / "model.safetensors"))
+        prefix = "bert." if "bert.embeddings.word_embeddings.weight" in w else ""
+        g = lambda k: w[prefix + k].astype(np.float32)  # noqa: E731
+        self._word = g("embeddings.word_embeddings.weight")
+        self._pos = g("embeddings.position_embeddings.weight")
+        self._type0 = g("embeddings.token_type_embeddings.weight")[0]
+        self._emb_ln = (g("embeddings.LayerNorm.weight"), g("embeddings.LayerNorm.bias"))
+        self._layers = []
+        for i in range(int(cfg["num_hidden_layers"])):
+            p = f"encoder.layer.{i}."
+            qkv_w = np.concatenate([g(p + f"attention.self.{n}.weight") for n in ("query", "key", "value")]).T
+            qkv_b = np.concatenate([g(p + f"attention.self.{n}.bias") for n in ("query", "key", "value")])
+            self._layers.append((
+                np.ascontiguousarray(qkv_w), qkv_b,
+                np.ascontiguousarray(g(p + "attention.output.dense.weight").T), g(p + "attention.output.dense.bias"),
+                (g(p + "attention.output.LayerNorm.weight"), g(p + "attention.output.LayerNorm.bias")),
+                np.ascontiguousarray(g(p + "intermediate.dense.weight").T), g(p + "intermediate.dense.bias"),
+                np.ascontiguousarray(g(p + "output.dense.weight").T), g(p + "output.dense.bias"),
+                (g(p + "output.LayerNorm.weight"), g(p + "output.LayerNorm.bias")),
+            ))
+
+    def _ids(self, texts: Sequence[str]) -> list[list[int]]:
+        prepared = [str(t).strip() for t in texts]
+        if self._lower:
+            prepared = [t.lower() for t in prepared]
+        return [e.ids for e in self._tok.encode_batch(prepared)]
+
+    def token_count(self, texts: Sequence[str]) -> int:
+        """Tokens the texts come to after truncation (tokenising is microseconds; the model is not)."""
+        return sum(len(x) for x in self._ids(texts)) if texts else 0
+
+    def encode(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
+        """Unit vectors (float32), one row per text, in the order given."""
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        ids = self._ids(texts)
+        order = np.argsort([-len(x) for x in ids], kind="stable")  # similar lengths share a batch: less padding
+        out = np.zeros((len(ids), self.dim), dtype=np.float32)
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(ids), desc="Batches", unit="text")
+        for start in range(0, len(ids), batch_size):
+            rows = order[start:start + batch_size]
+            out[rows] = self._forward([ids[r] for r in rows])
+            if bar is not None:
+                bar.update(len(rows))
+        if bar is not None:
+            bar.close()
+        return out
+
+    def _forward(self, batch: list[list[int]]) -> np.ndarray:
+        n, length = len(batch), max(len(x) for x in batch)
+        ids = np.zeros((n, length), dtype=np.int64)
+        mask = np.zeros((n, length), dtype=np.float32)
+        for i, x in enumerate(batch):
+            ids[i, :len(x)] = x
+            mask[i, :len(x)] = 1.0
+        x = self._word[ids] + self._pos[:length] + self._type0
+        x = _layer_norm(x, *self._emb_ln, self._eps)
+        h, d = self._heads, self.dim // self._heads
+        bias = ((1.0 - mask) * np.finfo(np.float32).min)[:, None, None, :]
+        scale = np.float32(1.0 / np.sqrt(d))  # a float64 scalar would turn every activation into float64
+        for qkv_w, qkv_b, o_w, o_b, ln1, i_w, i_b, f_w, f_b, ln2 in self._layers:
+            qkv = (x @ qkv_w + qkv_b).reshape(n, length, 3, h, d).transpose(2, 0, 3, 1, 4)
+            scores = (qkv[0] @ qkv[1].transpose(0, 1, 3, 2)) * scale + bias
+            scores -= scores.max(axis=-1, keepdims=True)
+            probs = np.exp(scores)
+            probs /= probs.sum(axis=-1, keepdims=True)
+            ctx = (probs @ qkv[2]).transpose(0, 2, 1, 3).reshape(n, length, self.dim)
+            x = _layer_norm(x + ctx @ o_w + o_b, *ln1, self._eps)
+            x = _layer_norm(x + _gelu(x @ i_w + i_b) @ f_w + f_b, *ln2, self._eps)
+        if self._pooling == "cls":
+            pooled = x[:, 0]
+        else:
+            pooled = (x * mask[:, :, None]).sum(axis=1) / np.maximum(mask.sum(axis=1, keepdims=True), 1e-9)
+        if self._normalize:
+            pooled = pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+        return pooled.astype(np.float32)
