@@ -15,6 +15,7 @@ import pytest
 pytestmark = pytest.mark.model
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
 
 
 def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
@@ -22,12 +23,17 @@ def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
 
 
 def test_quality_benchmark_runs_on_the_article_set(tmp_path):
+    from quality import KEEP_MARKER
+
+    (tmp_path / "quality.md").write_text(f"stale table\n{KEEP_MARKER}\nhand-written targets\n", encoding="utf-8")
     out = _run([str(REPO / "benchmarks/quality.py"), "--article", "--cache", str(tmp_path / "cache"),
                 "--out", str(tmp_path / "quality.md"), "--plot", str(tmp_path / "plot.png")], tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
     rows = [line for line in out.stdout.splitlines() if line.startswith("| article")]
     assert [r.split("|")[2].strip() for r in rows] == ["bm25", "dense", "herald"]
-    assert "| article" in (tmp_path / "quality.md").read_text(encoding="utf-8")
+    report = (tmp_path / "quality.md").read_text(encoding="utf-8")
+    assert "| article" in report and "stale table" not in report
+    assert report.rstrip().endswith(f"{KEEP_MARKER}\nhand-written targets")  # kept across reruns
     assert (tmp_path / "plot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
