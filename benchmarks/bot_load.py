@@ -3,6 +3,7 @@ and do the gateway heartbeats keep flowing while it works?
 
     .venv/bin/python benchmarks/bot_load.py                 # 20 mentions at once, real model and article
     .venv/bin/python benchmarks/bot_load.py --control-blocking   # the same with Engine.ask run ON the loop
+    .venv/bin/python benchmarks/bot_load.py --work-ms 200 [--control-blocking]   # as if each took 200 ms more
 
 The bot is ``bot.discord_app.HeraldBot`` unmodified, with the packaged all-MiniLM-L6-v2 model over the
 article in ``corpus/`` (indexed into a temporary folder). Nothing leaves 127.0.0.1. Latency is from the
@@ -65,6 +66,10 @@ async def run(args: argparse.Namespace) -> int:
         t0 = time.perf_counter()
         engine = open_engine(corpus, tmp / "index", DEFAULT_MODEL)
         engine.ask(QUESTIONS[0])  # warm, as `herald bot` does before connecting
+        if args.work_ms:
+            from bot_fixtures import WorkingEngine
+
+            engine = WorkingEngine(engine, args.work_ms / 1000)
         print(f"index and model ready in {time.perf_counter() - t0:.1f} s "
               f"({len(engine.index.documents)} article(s), {len(engine.index.chunks)} passages)")
 
@@ -144,6 +149,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=2, help="HERALD_MAX_CONCURRENCY (default 2)")
     parser.add_argument("--heartbeat-ms", type=int, default=250)
     parser.add_argument("--timeout", type=float, default=120.0)
+    parser.add_argument("--work-ms", type=float, default=0.0,
+                        help="add this much blocking work to every question (a slower model; makes the control "
+                             "visible now that a question takes ~15 ms)")
     parser.add_argument("--control-blocking", action="store_true",
                         help="run Engine.ask on the event loop (what not to do), for comparison")
     args = parser.parse_args()

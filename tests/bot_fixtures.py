@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -173,3 +174,18 @@ def replies_to(question: dict[str, Any]) -> Callable[[dict[str, Any]], bool]:
     """Predicate for bot messages replying to ``question`` (a MESSAGE_CREATE payload)."""
     qid = question["id"]
     return lambda m: (m.get("message_reference") or {}).get("message_id") == qid
+
+
+class WorkingEngine:
+    """The real engine plus a fixed amount of blocking work per question (time.sleep holds the thread, not
+    the GIL), so a question costs the same on any machine however fast the model is."""
+
+    def __init__(self, engine, seconds: float) -> None:
+        self._engine, self._seconds = engine, seconds
+
+    def ask(self, question: str):
+        time.sleep(self._seconds)
+        return self._engine.ask(question)
+
+    def __getattr__(self, name: str):
+        return getattr(self._engine, name)
