@@ -110,3 +110,14 @@ def test_corrupt_weights_give_a_clear_error(folder, tmp_path):
     assert bert_numpy.supports(model)  # looks right on disk...
     with pytest.raises(HeraldError, match="cannot load embedding model .*Reinstall"):
         BertEmbedder("broken", str(model))  # ...and fails with a message, not a traceback
+
+
+def test_concurrent_questions_get_the_same_vectors(folder):
+    # The bot answers in worker threads with one shared embedder: NumPy work must not interfere.
+    from concurrent.futures import ThreadPoolExecutor
+
+    emb = bert_numpy.NumpyBertEmbedder(DEFAULT_MODEL, folder)
+    serial = [emb.encode([t])[0] for t in TEXTS]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        parallel = list(pool.map(lambda i: emb.encode([TEXTS[i % len(TEXTS)]])[0], range(4 * len(TEXTS))))
+    assert all(np.abs(v - serial[i % len(TEXTS)]).max() < 1e-6 for i, v in enumerate(parallel))
