@@ -99,8 +99,42 @@ def measure_slice(engine: Engine, name: str, questions: list, q_vecs: np.ndarray
     return r1 / n, r5 / n, hit / n
 
 
+BANDS = [(0.4, 0.45), (0.45, 0.5), (0.5, 0.55), (0.55, 0.6), (0.6, 0.7), (0.7, float("inf"))]
+
+
+def confidence_bands(index, half, articles, questions: list, emb) -> str:
+    """How often an answer (not an abstention) is right, by confidence: what ``tentative_below`` rests on.
+
+    In-corpus: every answerable question against the full index (right = a gold string in the short
+    answer). Out-of-corpus: the questions of the articles the half index lacks, against the half index;
+    every answer there is wrong.
+    """
+    full, part = Engine(index, emb, SearchSettings()), Engine(half, emb, SearchSettings())
+    in_docs = {Q.squad_doc_id(i, articles[i]) for i in range(Q.SQUAD_IN_CORPUS)}
+    right, wrong, outside = ([0] * len(BANDS) for _ in range(3))
+
+    def band(conf: float) -> int:
+        return next(i for i, (lo, hi) in enumerate(BANDS) if lo <= conf < hi)
+
+    for q in questions:
+        a = full.ask(q.text)
+        if not a.abstained:
+            (right if Q._contains(a.answer, q.answers) else wrong)[band(a.confidence)] += 1
+        if q.doc_id not in in_docs:
+            b = part.ask(q.text)
+            if not b.abstained:
+                outside[band(b.confidence)] += 1
+    lines = ["| confidence | in-corpus answers right | wrong | share right | out-of-corpus questions answered |",
+             "| --- | ---: | ---: | ---: | ---: |"]
+    for i, (lo, hi) in enumerate(BANDS):
+        n = right[i] + wrong[i]
+        label = f"{lo:.2f}-{hi:.2f}" if hi != float("inf") else f">= {lo:.2f}"
+        lines.append(f"| {label} | {right[i]} | {wrong[i]} | {right[i] / n if n else float('nan'):.2f} | {outside[i]} |")
+    return "\n".join(lines)
+
+
 def squad_part(path: Path, cache: Path, model: str) -> str:
-    articles, idx = Q.prepare_squad(path, cache, ChunkSettings(), model, subsets=("all",))
+    articles, idx = Q.prepare_squad(path, cache, ChunkSettings(), model)
     index = idx["squad-all"]
     allq = Q.squad_questions(articles, range(len(articles)))
     Q.map_gold(index, articles, allq)
@@ -113,7 +147,8 @@ def squad_part(path: Path, cache: Path, model: str) -> str:
         cells = [" / ".join(f"{x:.3f}" for x in measure_slice(engine, name, qs, v)) for qs, v in zip(slices, vecs)]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
         log.info("%s", lines[-1])
-    return "\n".join(lines)
+    bands = confidence_bands(index, idx["squad-half"], articles, allq, emb)
+    return "\n".join(lines) + "\n\nConfidence of answered questions (all 2,910; default settings):\n\n" + bands
 
 
 # ---------------------------------------------------------------------------------- article variants

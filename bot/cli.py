@@ -153,7 +153,7 @@ def build(settings: Any, full: bool) -> None:
 
 
 def _format_answer(ans: Any) -> str:
-    from index.search import ABSTAIN_MESSAGE
+    from index.search import ABSTAIN_MESSAGE, TENTATIVE_MESSAGE
 
     lines = []
     if ans.abstained:
@@ -164,6 +164,8 @@ def _format_answer(ans: Any) -> str:
             lines.append(textwrap.fill(ans.hint.text, 100, initial_indent="  | ", subsequent_indent="  | "))
             lines.append(f"  \u2014 {ans.hint.title}")
     else:
+        if ans.tentative:
+            lines.append(TENTATIVE_MESSAGE)
         lines.append(textwrap.fill(ans.answer, 100))
         lines.append("")
         lines.append("Sources:")
@@ -271,6 +273,9 @@ def eval_cmd(settings: Any, qa_file: Path, failures: bool, as_json: bool) -> Non
                f"{summary['off_topic']} should abstain)")
     for key in ("answer_hit", "recall@1", "recall@3", "recall@5", "abstention_accuracy"):
         click.echo(f"  {key:<20} {summary[key]:.3f}")
+    click.echo(f"  {'tentative':<20} {summary['tentative_answers']} of {summary['answered']} answers "
+               f"({summary['tentative_right']} right); {summary['off_topic_tentative']} of "
+               f"{summary['off_topic_answered']} answered off-topic questions")
     click.echo(f"  {'latency p50/p95':<20} {summary['latency_p50_ms']:.1f} / {summary['latency_p95_ms']:.1f} ms")
     if failures:
         for line in result.failures():

@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from index.search import ABSTAIN_MESSAGE, Answer, Source
+from index.search import ABSTAIN_MESSAGE, TENTATIVE_MESSAGE, Answer, Source
 
 CONTENT_LIMIT = 2000
 TITLE_LIMIT = 256
@@ -32,6 +32,7 @@ EMBED_TOTAL_LIMIT = 6000
 ELLIPSIS = "\u2026"
 ANSWER_COLOUR = 0x5865F2
 ABSTAIN_COLOUR = 0x99AAB5
+TENTATIVE_COLOUR = 0xFEE75C  # Discord yellow: answered, but check the sources
 # Nothing is parsed into a ping, and a reply does not ping the person it replies to.
 NO_MENTIONS: dict[str, Any] = {"parse": [], "users": [], "roles": [], "replied_user": False}
 
@@ -194,10 +195,12 @@ def format_answer(answer: Answer, *, elapsed_ms: float | None = None) -> Outgoin
         footer = f"Searched in {_seconds(elapsed)}"
         desc_limit = DESCRIPTION_LIMIT
     else:
-        colour = ANSWER_COLOUR
-        base = (clean_inline(answer.answer) or "(no answer text)") + note
+        colour = TENTATIVE_COLOUR if answer.tentative else ANSWER_COLOUR
+        lead = f"*{TENTATIVE_MESSAGE}*\n" if answer.tentative else ""
+        base = lead + (clean_inline(answer.answer) or "(no answer text)") + note
         fields = [_source_field(n, s) for n, s in enumerate(answer.sources[:MAX_FIELDS], 1)]
-        footer = f"Answered in {_seconds(elapsed)} \u00b7 confidence {answer.confidence:.2f} \u00b7 from the articles"
+        sure = "low confidence" if answer.tentative else "confidence"
+        footer = f"Answered in {_seconds(elapsed)} \u00b7 {sure} {answer.confidence:.2f} \u00b7 from the articles"
         desc_limit = ANSWER_BUDGET if fields else DESCRIPTION_LIMIT
     footer = truncate(footer, FOOTER_LIMIT)
 

@@ -57,6 +57,13 @@ class EvalResult:
             "abstention_accuracy": rate(self.items, lambda i, a: a.abstained != i.answerable),
             "false_abstentions": rate(answerable, lambda i, a: a.abstained),
             "off_topic_abstained": rate(offtopic, lambda i, a: a.abstained),
+            # Answered but labelled tentative: how many, how many of those were right, and how many of the
+            # off-topic questions that got an answer at least got it labelled.
+            "tentative_answers": sum(1 for _, a in answerable if a.tentative),
+            "tentative_right": sum(1 for i, a in answerable if a.tentative and self.answer_hit(i, a)),
+            "answered": sum(1 for _, a in answerable if not a.abstained),
+            "off_topic_answered": sum(1 for _, a in offtopic if not a.abstained),
+            "off_topic_tentative": sum(1 for _, a in offtopic if a.tentative),
             "latency_p50_ms": float(np.percentile(lat, 50)),
             "latency_p95_ms": float(np.percentile(lat, 95)),
         }
@@ -66,10 +73,11 @@ class EvalResult:
         out = []
         for item, ans in self.items:
             if item.answerable and (ans.abstained or not self.answer_hit(item, ans)):
-                why = "abstained" if ans.abstained else f"answer {ans.answer[:80]!r}"
+                why = "abstained" if ans.abstained else f"answer {ans.answer[:80]!r}" + (" [tentative]" if ans.tentative else "")
                 out.append(f"MISS {item.question!r}: {why} (conf {ans.confidence:.3f})")
             elif not item.answerable and not ans.abstained:
-                out.append(f"NOT ABSTAINED {item.question!r}: {ans.answer[:80]!r} (conf {ans.confidence:.3f})")
+                label = " [tentative]" if ans.tentative else ""
+                out.append(f"NOT ABSTAINED {item.question!r}: {ans.answer[:80]!r}{label} (conf {ans.confidence:.3f})")
         return out
 
 

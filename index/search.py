@@ -35,6 +35,8 @@ from index.store import LoadedIndex
 from index.text import clean_question, content_terms, looks_english
 
 ABSTAIN_MESSAGE = "The articles don't say."
+# Put before an answer whose confidence is under ``tentative_below``: readers should check the sources.
+TENTATIVE_MESSAGE = "Not sure the articles answer this; the closest they come:"
 MODES = ("hybrid", "dense", "bm25")
 FUSIONS = ("score", "rrf")
 BM25_NORMS = ("saturate", "max")
@@ -78,6 +80,7 @@ class SearchSettings:
     coverage_weight: float = 0.35
     unknown_weight: float = 0.0
     abstain_threshold: float = 0.4
+    tentative_below: float = 0.55
     answer_type_weight: float = 0.1
     answer_sentences: int = 2
     adjacent_margin: float = 0.06
@@ -95,7 +98,7 @@ class SearchSettings:
         if self.bm25_norm not in BM25_NORMS:
             raise ValueError(f"bm25_norm must be one of {', '.join(BM25_NORMS)}")
         for name in ("dense_weight", "sentence_weight", "sentence_lexical_weight", "coverage_weight",
-                     "reranker_weight"):
+                     "reranker_weight", "tentative_below"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be between 0 and 1")
         if self.top_k < 1 or self.candidates < 1 or self.rescore_candidates < 1:
@@ -104,6 +107,7 @@ class SearchSettings:
             raise ValueError("answer_sentences must be at least 1")
         if self.bm25_saturation <= 0:
             raise ValueError("bm25_saturation must be positive")
+
 
 
 @dataclass
@@ -132,6 +136,8 @@ class Answer:
     latency_ms: float
     answer_spans: list[tuple[str, int, int]] = field(default_factory=list)
     note: str = ""
+    tentative: bool = False  # answered, but with a confidence at which answers are often wrong
+
 
     @property
     def hint(self) -> Source | None:
@@ -143,6 +149,7 @@ class Answer:
             "question": self.question,
             "answer": self.answer,
             "abstained": self.abstained,
+            "tentative": self.tentative,
             "confidence": round(self.confidence, 4),
             "sources": [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(s).items()}
                         for s in self.sources],
@@ -406,7 +413,9 @@ class Engine:
         conf = self.confidence(best, q_terms) if s.mode == "hybrid" else best.score
         abstained = conf < s.abstain_threshold
         answer, spans = ("", []) if abstained else self._short_answer(best, q_vec, q_terms, answer_type_of(q))
-        return Answer(q, answer, abstained, sources, conf, (time.perf_counter() - started) * 1000, spans, note)
+        tentative = not abstained and conf < s.tentative_below
+        return Answer(q, answer, abstained, sources, conf, (time.perf_counter() - started) * 1000, spans, note,
+                      tentative)
 
     def _dedupe(self, cands: list[_Candidate]) -> list[_Candidate]:
         """Drop a source whose best sentence a higher-ranked source already shows (overlapping windows)."""

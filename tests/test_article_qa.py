@@ -65,6 +65,13 @@ def test_far_off_topic_questions_always_abstain(result):
     assert not answered
 
 
+def test_no_off_topic_question_gets_a_confident_answer(result):
+    # The threshold cannot stop every near-topic question (see the xfail below), but none may be answered
+    # without the "not sure" label (tentative_below, set from SQuAD in docs/quality.md).
+    confident = [i.question for i, a in result.items if not i.answerable and not a.abstained and not a.tentative]
+    assert not confident
+
+
 def test_latency_is_measured_not_asserted(result):
     # Latency is a benchmark figure (benchmarks/perf.py), never a pass/fail line: check it is reported.
     s = result.summary()

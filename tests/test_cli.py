@@ -119,6 +119,17 @@ def test_ask_prints_answer_and_numbered_sources(built_index, fake_embedder, invo
     assert r.stderr == ""  # the index was up to date: nothing to say
 
 
+@pytest.mark.parametrize("below,shown", [("1.0", True), ("0", False)])
+def test_ask_says_when_an_answer_is_tentative(built_index, fake_embedder, invoke, below, shown):
+    from index.search import TENTATIVE_MESSAGE
+
+    env = {"HERALD_TENTATIVE_BELOW": below, "HERALD_ABSTAIN_THRESHOLD": "0"}
+    text = invoke("ask", *opts(built_index), QUESTION, env=env)
+    obj = json.loads(invoke("ask", "--json", *opts(built_index), QUESTION, env=env).stdout)
+    assert text.exit_code == 0 and not obj["abstained"]
+    assert text.stdout.startswith(TENTATIVE_MESSAGE) is shown and obj["tentative"] is shown
+
+
 def test_ask_builds_a_missing_index_first_and_says_so(article_corpus, fake_embedder, invoke):
     r = invoke("ask", *opts(article_corpus), QUESTION)
     assert r.exit_code == 0, r.output
@@ -149,6 +160,7 @@ def check_answer_object(obj: dict, question: str) -> None:
     assert obj["question"] == question
     assert isinstance(obj["answer"], str) and isinstance(obj["abstained"], bool)
     assert (obj["answer"] == "") == obj["abstained"]
+    assert isinstance(obj["tentative"], bool) and not (obj["tentative"] and obj["abstained"])
     assert isinstance(obj["latency_ms"], (int, float)) and obj["latency_ms"] >= 0
     assert isinstance(obj["sources"], list)
     for src in obj["sources"]:

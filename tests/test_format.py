@@ -9,7 +9,7 @@ from bot.format import (
     check_limits, defuse_mentions, dlen, embed_total, fit_content, format_answer, format_notice, format_sources,
     truncate,
 )
-from index.search import ABSTAIN_MESSAGE, Answer, Source
+from index.search import ABSTAIN_MESSAGE, TENTATIVE_MESSAGE, Answer, Source
 
 SENTENCE = "Russia vetoed the French resolution on Aleppo at the Security Council. "
 
@@ -20,9 +20,9 @@ def src(text: str = SENTENCE, title: str = "Frosty Franco-Russian relations", ur
 
 
 def answer(text: str = "Russia vetoed it.", sources: list[Source] | None = None, abstained: bool = False,
-           question: str = "Who vetoed the resolution?", note: str = "") -> Answer:
+           question: str = "Who vetoed the resolution?", note: str = "", tentative: bool = False) -> Answer:
     return Answer(question, "" if abstained else text, abstained, [src()] if sources is None else sources,
-                  0.71, 123.4, note=note)
+                  0.71, 123.4, note=note, tentative=tentative)
 
 
 # ----------------------------------------------------------------------------------------- truncate
@@ -180,3 +180,12 @@ def test_sources_list_fits_and_counts_the_rest():
 
 def test_sources_list_empty():
     assert "No articles" in format_sources([]).content
+
+
+def test_a_tentative_answer_says_so_before_the_answer_and_in_the_footer():
+    sure = format_answer(answer()).embed
+    unsure = format_answer(answer(tentative=True)).embed
+    assert unsure["description"].startswith(f"*{TENTATIVE_MESSAGE}*\n") and "Russia vetoed it." in unsure["description"]
+    assert "low confidence 0.71" in unsure["footer"]["text"] and unsure["color"] != sure["color"]
+    assert TENTATIVE_MESSAGE not in sure["description"] and "low confidence" not in sure["footer"]["text"]
+    assert not check_limits(format_answer(answer(text="x" * 5000, tentative=True)))

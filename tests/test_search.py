@@ -186,6 +186,23 @@ def test_threshold_is_the_abstention_knob(engine):
     assert not with_settings(engine, abstain_threshold=-1.0).ask(q).abstained
 
 
+def test_tentative_marks_answers_between_the_two_thresholds(engine):
+    q = "When did the harbour authority approve the lighthouse?"
+    conf = with_settings(engine, abstain_threshold=-1.0).ask(q).confidence
+    low = with_settings(engine, abstain_threshold=-1.0, tentative_below=min(1.0, max(0.0, conf + 0.01)))
+    high = with_settings(engine, abstain_threshold=-1.0, tentative_below=max(0.0, conf - 0.01))
+    assert low.ask(q).tentative and not high.ask(q).tentative
+    assert not with_settings(engine, abstain_threshold=-1.0, tentative_below=0.0).ask(q).tentative  # 0 = off
+    gone = with_settings(engine, abstain_threshold=2.0, tentative_below=1.0).ask(q)
+    assert gone.abstained and not gone.tentative  # an abstention is never "tentative"
+    assert low.ask(q).to_dict()["tentative"] is True
+
+
+def test_tentative_below_must_be_a_confidence():
+    with pytest.raises(ValueError, match="tentative_below"):
+        SearchSettings(tentative_below=1.5)
+
+
 # ------------------------------------------------------------------------------------ short answer
 
 
