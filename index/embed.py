@@ -99,8 +99,9 @@ class BertEmbedder:
         self._lock = threading.Lock()
 
     def encode(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
-        # Characters bound tokens from above (a word piece is at least one character): skip counting bulk.
-        if sum(len(t) for t in texts) <= 8 * self.numpy_tokens and self._numpy.token_count(texts) <= self.numpy_tokens:
+        # English runs ~4 characters a token: past 8 a call is surely bulk, so skip tokenising it to count.
+        small = sum(len(t) for t in texts) <= 8 * self.numpy_tokens
+        if small and self._numpy.token_count(texts) <= self.numpy_tokens:
             return self._numpy.encode(texts, batch_size=batch_size, progress=progress)
         with self._lock:
             if self._bulk is None:
