@@ -28,11 +28,13 @@ class AnswerRecord:
     abstained: bool
     sources: list[str] = field(default_factory=list)  # "doc_id#chunk" ids, or titles after a restart
     confidence: float | None = None
+    tentative: bool = False  # shown with "Not sure the articles answer this": votes on these calibrate it
 
     @classmethod
     def from_answer(cls, ans: Answer) -> "AnswerRecord":
         return cls(ans.question, ans.answer, ans.abstained,
-                   [f"{s.doc_id}#{s.chunk_id}" for s in ans.sources], round(float(ans.confidence), 4))
+                   [f"{s.doc_id}#{s.chunk_id}" for s in ans.sources], round(float(ans.confidence), 4),
+                   ans.tentative)
 
 
 class AnswerMemory:

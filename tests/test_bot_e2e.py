@@ -417,6 +417,25 @@ async def test_feedback_buttons_append_a_jsonl_line(fake, start_herald, bot_sett
     assert rec["sources"] == ["[1] Stub article"]
 
 
+async def test_a_tentative_answer_is_labelled_and_its_votes_say_so(fake, start_herald, bot_settings):
+    from dataclasses import replace
+
+    from index.search import TENTATIVE_MESSAGE
+
+    bot = await start_herald(StubEngine(lambda q: replace(stub_answer()(q), tentative=True)))
+    q = await fake.send_message(mention(fake, "who vetoed?"))
+    reply = await fake.wait_for_bot_message(replies_to(q))
+    e = embed_of(reply)
+    assert e["description"] == f"*{TENTATIVE_MESSAGE}*\nRussia vetoed it." and "low confidence" in e["footer"]["text"]
+    up, _down = buttons(reply)
+    await fake.wait_for_callback(await fake.send_component_click(up, user=fake.config.user))
+    bot.answers._items.clear()  # after a restart the record is read back from the message
+    await fake.wait_for_callback(await fake.send_component_click(up, user=fake.config.admin))
+    first, second = (json.loads(x) for x in bot_settings.feedback_file.read_text(encoding="utf-8").splitlines())
+    assert first["tentative"] is True and second["tentative"] is True
+    assert first["answer"] == second["answer"] == "Russia vetoed it."
+
+
 # -------------------------------------------------------------------------------- concurrency
 
 
