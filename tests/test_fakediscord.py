@@ -20,17 +20,13 @@ import pytest_asyncio
 from discord import app_commands
 from discord.ext import commands
 
-from bot_fixtures import discord_errors, network_guard  # noqa: F401 - fixtures shared with the bot tests
+from bot_fixtures import discord_errors, fake, network_guard  # noqa: F401 - fixtures shared with the bot tests
 from fakediscord import (
-    DiscordErrorCollector,
     FakeDiscord,
     FakeDiscordConfig,
     NetworkGuard,
     block_external_network,
-    patch_discord,
     running_bot,
-    task_snapshot,
-    assert_no_leaked_tasks,
     Intents,
     Perm,
 )
@@ -43,25 +39,14 @@ pytestmark = [
 
 
 # --------------------------------------------------------------------------- #
-# fixtures (network_guard and discord_errors come from bot_fixtures)
+# fixtures (network_guard, discord_errors and fake come from bot_fixtures)
 # --------------------------------------------------------------------------- #
 
 
-@pytest_asyncio.fixture(loop_scope="function")
-async def fake(
-    monkeypatch: pytest.MonkeyPatch, network_guard: NetworkGuard, discord_errors: DiscordErrorCollector
-) -> AsyncIterator[FakeDiscord]:
-    """A running fake Discord with discord.py pointed at it."""
-    baseline = task_snapshot()
-    server = FakeDiscord(FakeDiscordConfig(heartbeat_interval_ms=1000))
-    await server.start()
-    patch_discord(monkeypatch, server)
-    try:
-        yield server
-    finally:
-        await server.stop()
-    server.assert_healthy()
-    await assert_no_leaked_tasks(baseline)
+@pytest.fixture
+def fake_config() -> FakeDiscordConfig:
+    """The fake world these tests run in (bot_fixtures' ``fake`` starts it and points discord.py at it)."""
+    return FakeDiscordConfig(heartbeat_interval_ms=1000)
 
 
 class SmokeView(discord.ui.View):
