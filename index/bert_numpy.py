@@ -129,21 +129,21 @@ class NumpyBertEmbedder:
                 (g(p + "output.LayerNorm.weight"), g(p + "output.LayerNorm.bias")),
             ))
 
-    def _ids(self, texts: Sequence[str]) -> list[list[int]]:
+    def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
+        """Token ids of each text, truncated as sentence-transformers does (microseconds; the model is not)."""
         prepared = [str(t).strip() for t in texts]
         if self._lower:
             prepared = [t.lower() for t in prepared]
-        return [e.ids for e in self._tok.encode_batch(prepared)]
-
-    def token_count(self, texts: Sequence[str]) -> int:
-        """Tokens the texts come to after truncation (tokenising is microseconds; the model is not)."""
-        return sum(len(x) for x in self._ids(texts)) if texts else 0
+        return [e.ids for e in self._tok.encode_batch(prepared)] if prepared else []
 
     def encode(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
         """Unit vectors (float32), one row per text, in the order given."""
-        if not texts:
+        return self.encode_ids(self.tokenize(texts), batch_size, progress)
+
+    def encode_ids(self, ids: list[list[int]], batch_size: int = 64, progress: bool = False) -> np.ndarray:
+        """``encode`` for texts already tokenised (a caller that counted tokens need not tokenise twice)."""
+        if not ids:
             return np.zeros((0, self.dim), dtype=np.float32)
-        ids = self._ids(texts)
         order = np.argsort([-len(x) for x in ids], kind="stable")  # similar lengths share a batch: less padding
         out = np.zeros((len(ids), self.dim), dtype=np.float32)
         bar = None

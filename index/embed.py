@@ -100,9 +100,10 @@ class BertEmbedder:
 
     def encode(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
         # English runs ~4 characters a token: past 8 a call is surely bulk, so skip tokenising it to count.
-        small = sum(len(t) for t in texts) <= 8 * self.numpy_tokens
-        if small and self._numpy.token_count(texts) <= self.numpy_tokens:
-            return self._numpy.encode(texts, batch_size=batch_size, progress=progress)
+        if sum(len(t) for t in texts) <= 8 * self.numpy_tokens:
+            ids = self._numpy.tokenize(texts)
+            if sum(len(x) for x in ids) <= self.numpy_tokens:
+                return self._numpy.encode_ids(ids, batch_size=batch_size, progress=progress)
         with self._lock:
             if self._bulk is None:
                 self._bulk = SentenceTransformerEmbedder(self.name)
