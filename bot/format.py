@@ -33,6 +33,7 @@ ELLIPSIS = "\u2026"
 ANSWER_COLOUR = 0x5865F2
 ABSTAIN_COLOUR = 0x99AAB5
 TENTATIVE_COLOUR = 0xFEE75C  # Discord yellow: answered, but check the sources
+TENTATIVE_LEAD = f"*{TENTATIVE_MESSAGE}*\n"  # before a tentative answer (feedback reads it back after a restart)
 # Nothing is parsed into a ping, and a reply does not ping the person it replies to.
 NO_MENTIONS: dict[str, Any] = {"parse": [], "users": [], "roles": [], "replied_user": False}
 
@@ -196,7 +197,7 @@ def format_answer(answer: Answer, *, elapsed_ms: float | None = None) -> Outgoin
         desc_limit = DESCRIPTION_LIMIT
     else:
         colour = TENTATIVE_COLOUR if answer.tentative else ANSWER_COLOUR
-        lead = f"*{TENTATIVE_MESSAGE}*\n" if answer.tentative else ""
+        lead = TENTATIVE_LEAD if answer.tentative else ""
         base = lead + (clean_inline(answer.answer) or "(no answer text)") + note
         fields = [_source_field(n, s) for n, s in enumerate(answer.sources[:MAX_FIELDS], 1)]
         sure = "low confidence" if answer.tentative else "confidence"

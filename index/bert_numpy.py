@@ -40,9 +40,7 @@ def supports(folder: str | Path) -> bool:
         return False
     if types.count(_SUPPORTED_MODULES[1]) != 1 or modules[0].get("path", "") not in ("", "."):
         return False
-    pooling_dir = next(m.get("path", "") for m in modules if m["type"] == _SUPPORTED_MODULES[1])
-    pooling = _read_json(root / pooling_dir / "config.json")
-    if not isinstance(pooling, dict) or _pooling_mode(pooling) is None:
+    if _pooling_of(root, modules) is None:
         return False
     st_cfg = _read_json(root / "sentence_bert_config.json") or {}
     if not isinstance(st_cfg, dict) or set(st_cfg) - {"max_seq_length", "do_lower_case"}:
@@ -50,6 +48,13 @@ def supports(folder: str | Path) -> bool:
     return (config.get("model_type") == "bert" and config.get("hidden_act") == "gelu"
             and config.get("position_embedding_type", "absolute") == "absolute"
             and (root / "model.safetensors").is_file() and (root / "tokenizer.json").is_file())
+
+
+def _pooling_of(root: Path, modules: list) -> str | None:
+    """The pooling (mean or cls) of the folder's Pooling module; None for any other kind."""
+    folder = next(m.get("path", "") for m in modules if m.get("type") == _SUPPORTED_MODULES[1])
+    cfg = _read_json(root / folder / "config.json")
+    return _pooling_mode(cfg) if isinstance(cfg, dict) else None
 
 
 def _pooling_mode(cfg: dict) -> str | None:
@@ -94,8 +99,7 @@ class NumpyBertEmbedder:
         cfg = _read_json(root / "config.json")
         st_cfg = _read_json(root / "sentence_bert_config.json") or {}
         modules = _read_json(root / "modules.json")
-        pooling_dir = next(m.get("path", "") for m in modules if m["type"] == _SUPPORTED_MODULES[1])
-        self._pooling = _pooling_mode(_read_json(root / pooling_dir / "config.json"))
+        self._pooling = _pooling_of(root, modules)
         self._normalize = any(m["type"] == _SUPPORTED_MODULES[2] for m in modules)
         self._heads = int(cfg["num_attention_heads"])
         self._eps = float(cfg.get("layer_norm_eps", 1e-12))

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 import discord
 
 from bot.feedback import AnswerRecord
-from index.search import ABSTAIN_MESSAGE, TENTATIVE_MESSAGE
+from bot.format import TENTATIVE_LEAD
+from index.search import ABSTAIN_MESSAGE
 
 if TYPE_CHECKING:
     from bot.discord_app import HeraldBot
@@ -60,10 +61,9 @@ def record_from_message(message: discord.Message | None) -> AnswerRecord:
     e = message.embeds[0]
     desc = e.description or ""
     abstained = desc.startswith(ABSTAIN_MESSAGE)
-    lead = f"*{TENTATIVE_MESSAGE}*\n"
-    tentative = desc.startswith(lead)
+    tentative = desc.startswith(TENTATIVE_LEAD)
     if tentative:
-        desc = desc[len(lead):]
+        desc = desc[len(TENTATIVE_LEAD):]
     sources = [f.name or "" for f in e.fields]
     return AnswerRecord(question=e.title or "", answer="" if abstained else desc, abstained=abstained,
                         sources=sources, tentative=tentative)
