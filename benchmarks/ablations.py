@@ -34,7 +34,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import quality as Q  # noqa: E402
 from index.chunking import ChunkSettings  # noqa: E402
 from index.embed import DEFAULT_MODEL, SentenceTransformerEmbedder, get_embedder  # noqa: E402
-from index.search import Engine, SearchSettings, answer_type_of  # noqa: E402
+from index.engine import Engine  # noqa: E402
+from index.retrieval import Retriever, SearchSettings, answer_type_of  # noqa: E402
 from index.text import STOPWORDS, _stemmer, clean_question, content_terms  # noqa: E402
 
 log = logging.getLogger("ablations")
@@ -43,28 +44,47 @@ log = logging.getLogger("ablations")
 # ------------------------------------------------------------------------------------ SQuAD variants
 
 
-class SentencePoolEngine(Engine):
-    """A chunk's dense score mixed half and half with its best sentence's cosine."""
+class SentencePoolRetriever(Retriever):
+    """A chunk's dense score mixed half and half with its best sentence's cosine (over every chunk)."""
 
     def __init__(self, *args, **kw) -> None:
         super().__init__(*args, **kw)
         pairs = [(r, sid) for r, sids in enumerate(self.index.chunk_sentence_ids) for sid in sids]
         self._rows = np.array([p[0] for p in pairs], dtype=np.int64)
         self._sids = np.array([p[1] for p in pairs], dtype=np.int64)
+        self._vectors = self.index.chunk_vectors()
+        self.store = None  # no exact per-id scores: fusion uses the pooled list's own
 
-    def dense_scores(self, q_vec: np.ndarray) -> np.ndarray:
-        dense = super().dense_scores(q_vec)
+    def pooled(self, q_vec: np.ndarray) -> np.ndarray:
+        dense = self._vectors @ q_vec
         best = dense.copy()
         np.maximum.at(best, self._rows, (self.index.sentence_vectors @ q_vec)[self._sids])
         return 0.5 * dense + 0.5 * best
+
+    def dense_hits(self, q_vec: np.ndarray, k: int) -> list[tuple[int, float]]:
+        from index.lexical import top
+
+        scores = self.pooled(q_vec)
+        return [(int(r), float(scores[r])) for r in top(scores, k)]
+
+    def _dense_of(self, q_vec: np.ndarray):
+        scores = self.pooled(q_vec)
+        return lambda rows: scores[rows]
+
+
+def SentencePoolEngine(index, emb, settings) -> Engine:
+    engine = Engine(index, emb, settings)
+    engine.retriever = SentencePoolRetriever(index, emb, settings)
+    return engine
 
 
 def with_bm25(engine: Engine, k1: float = 1.2, b: float = 0.75, title: bool = False) -> Engine:
     """The engine with its BM25 index rebuilt (other k1/b, or the document title added to each chunk)."""
     import bm25s
 
-    engine._bm25 = bm25s.BM25(k1=k1, b=b)
-    engine._bm25.index([content_terms((c.title + " " if title else "") + c.text) or [""]
+    lexical = engine.retriever.lexical
+    lexical._bm25 = bm25s.BM25(k1=k1, b=b)
+    lexical._bm25.index([content_terms((c.title + " " if title else "") + c.text) or [""]
                         for c in engine.index.chunks], show_progress=False)
     return engine
 
@@ -86,14 +106,15 @@ def measure_slice(engine: Engine, name: str, questions: list, q_vecs: np.ndarray
     r1 = r5 = hit = 0
     for q, v in zip(questions, q_vecs):
         cands = engine.retrieve(q.text, v)
-        shown = engine._dedupe(cands)[:5]
+        shown = engine.retriever.dedupe(cands)[:5]
         ranks = [i for i, c in enumerate(shown) if Q._is_gold(engine, c.row, q)]
         r1 += bool(ranks and ranks[0] == 0)
         r5 += bool(ranks)
         best = cands[0]
         if name.startswith("short answer from the better"):
             best = max(cands[:2], key=lambda c: 0.5 * c.score + 0.5 * c.sentence)
-        answer, _ = engine._short_answer(best, v, content_terms(q.text), answer_type_of(q.text))
+        query = engine.retriever.query(q.text, v)
+        answer, _ = engine.answerer.short_answer(best, query, engine.retriever)
         hit += Q._contains(answer, q.answers)
     n = len(questions)
     return r1 / n, r5 / n, hit / n
@@ -171,11 +192,11 @@ def _token_vectors(model, texts: list[str]) -> list[tuple[np.ndarray, list]]:
 
 
 def article_part(qa_file: Path, corpus: Path, model: str) -> str:
-    from index.pipeline import open_engine
+    from index import EngineConfig, open_engine
 
     with tempfile.TemporaryDirectory() as tmp:
-        eng = open_engine(corpus, Path(tmp) / "index", model)
-    sents, units, emb = eng._sentence_text, eng._unit, eng.embedder
+        eng = open_engine(EngineConfig(corpus=corpus, index_dir=Path(tmp) / "index", model=model))
+    sents, units, emb = eng.index.sentence_text, eng.index.answer_units(eng.settings.fragment_chars), eng.embedder
     items = [json.loads(line) for line in qa_file.read_text(encoding="utf-8").splitlines() if line.strip()]
     items = [it for it in items if it["answers"]]
     qs = [clean_question(it["question"]) for it in items]
@@ -208,7 +229,7 @@ def article_part(qa_file: Path, corpus: Path, model: str) -> str:
             word = qs[k][span.start:span.end].lower()
             if len(word) > 1 and word[:1].isalnum() and word not in STOPWORDS:
                 rows.append(j)
-                weights.append(eng._idf_of(_stemmer().stemWord(word)))
+                weights.append(eng.retriever._idf_of(_stemmer().stemWord(word)))
         if not rows:
             return np.zeros(len(sents))
         w = np.asarray(weights)
@@ -217,7 +238,7 @@ def article_part(qa_file: Path, corpus: Path, model: str) -> str:
     feats = []
     for k, q in enumerate(qs):
         terms, at = content_terms(q), answer_type_of(q)
-        cov = np.array([eng.coverage(terms, eng._sentence_termset(i)) for i in range(len(sents))])
+        cov = np.array([eng.retriever.coverage(terms, eng.index.sentence_termset(i)) for i in range(len(sents))])
         typed = np.array([bool(at and at.search(s)) for s in sents], dtype=float)
         clause = np.full(len(sents), -1.0)
         np.maximum.at(clause, c_sid, cv @ qv[k])

@@ -57,14 +57,14 @@ async def run(args: argparse.Namespace) -> int:
     from bot.settings import Settings
     from fakediscord import FakeDiscord, FakeDiscordConfig, running_bot
     from index.embed import DEFAULT_MODEL
-    from index.pipeline import open_engine
+    from index import EngineConfig, open_engine
 
     tmp = Path(tempfile.mkdtemp(prefix="herald-bot-load-"))
     try:
         corpus = tmp / "corpus"
         shutil.copytree(REPO / "corpus", corpus)
         t0 = time.perf_counter()
-        engine = open_engine(corpus, tmp / "index", DEFAULT_MODEL)
+        engine = open_engine(EngineConfig(corpus=corpus, index_dir=tmp / "index", model=DEFAULT_MODEL))
         engine.ask(QUESTIONS[0])  # warm, as `herald bot` does before connecting
         if args.work_ms:
             from bot_fixtures import WorkingEngine

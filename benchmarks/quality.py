@@ -5,7 +5,7 @@ Not part of `make test`: it needs data from outside the repository, passed by pa
     .venv/bin/python benchmarks/quality.py --squad ../shared/data/squad-dev-v2.0-half.json \
         --bbc ../shared/data/bbc-news --article
 
-Indexes are built with Herald's own code (index.store.build_index) into --cache (incremental by
+Indexes are built with Herald's own code (index.build.build_index) into --cache (incremental by
 fingerprint, so a rerun re-embeds nothing). Rows, measured on the same questions in one run:
 
 - ``bm25``: BM25 alone over the same chunks (Engine.retrieve(mode="bm25"));
@@ -45,8 +45,10 @@ sys.path.insert(0, str(ROOT))
 from index.chunking import ChunkSettings  # noqa: E402
 from index.corpus import clean_text  # noqa: E402
 from index.embed import DEFAULT_MODEL, get_embedder  # noqa: E402
-from index.search import Engine, SearchSettings  # noqa: E402
-from index.store import build_index, load_index  # noqa: E402
+from index.build import build_index  # noqa: E402
+from index.engine import Engine  # noqa: E402
+from index.retrieval import SearchSettings  # noqa: E402
+from index.store import load_index  # noqa: E402
 from index.text import content_terms  # noqa: E402
 
 log = logging.getLogger("quality")
@@ -278,7 +280,7 @@ def _best_sentence(engine: Engine, row: int, q_vec: np.ndarray) -> str:
     if not sids:
         return engine.index.chunks[row].text
     sims = engine.index.sentence_vectors[sids] @ q_vec
-    return engine._sentence_text[sids[int(np.argmax(sims))]]
+    return engine.index.sentence_text[sids[int(np.argmax(sims))]]
 
 
 def run_baseline(engine: Engine, mode: str, questions: list[Question], row: Row, score_into: list[float] | None = None,

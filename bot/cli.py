@@ -17,9 +17,8 @@ from typing import Any
 
 import click
 
-from index.errors import HeraldError
-
-EXAMPLE_QUESTION = "Who vetoed the resolution?"
+from bot.messages import EXAMPLE_QUESTION, explain
+from index import HeraldError
 
 
 class HeraldGroup(click.Group):
@@ -29,7 +28,7 @@ class HeraldGroup(click.Group):
         try:
             return super().invoke(ctx)
         except HeraldError as exc:
-            raise click.ClickException(str(exc)) from None
+            raise click.ClickException(explain(exc)) from None
         except KeyboardInterrupt:
             click.echo("Interrupted; nothing was changed.", err=True)
             ctx.exit(130)
@@ -115,12 +114,12 @@ def _progress_bar(label: str) -> tuple[Callable[[int, int], None], Callable[[], 
 
 
 def _open_engine(settings: Any, quiet: bool = False):
-    from index.pipeline import open_engine
+    from bot.messages import notice
+    from index import open_engine
 
     update, close = _progress_bar("Embedding")
     try:
-        return open_engine(settings.corpus_dir, settings.index_dir, settings.model, settings.search,
-                           settings.chunking, notify=lambda m: click.echo(m, err=True),
+        return open_engine(settings.engine_config(), notify=lambda n: click.echo(notice(n), err=True),
                            progress=None if quiet else update)  # quiet (--json): no bar; stdout stays JSON
     finally:
         close()
@@ -131,12 +130,11 @@ def _open_engine(settings: Any, quiet: bool = False):
 @click.option("--full", is_flag=True, help="Re-embed every document, not just the changed ones.")
 def build(settings: Any, full: bool) -> None:
     """Build the index, or update it: only new or changed articles are embedded."""
-    from index.pipeline import rebuild
+    from index import rebuild
 
     update, close = _progress_bar("Embedding")
     try:
-        report = rebuild(settings.corpus_dir, settings.index_dir, settings.model, settings.chunking,
-                         progress=update, full=full)
+        report = rebuild(settings.engine_config(), progress=update, full=full)
     finally:
         close()
     parts = [f"{len(report.added)} added", f"{len(report.changed)} changed", f"{len(report.removed)} removed",
@@ -153,7 +151,7 @@ def build(settings: Any, full: bool) -> None:
 
 
 def _format_answer(ans: Any) -> str:
-    from index.search import ABSTAIN_MESSAGE, TENTATIVE_MESSAGE
+    from bot.messages import ABSTAIN_MESSAGE, TENTATIVE_MESSAGE, note_for
 
     lines = []
     if ans.abstained:
@@ -173,9 +171,9 @@ def _format_answer(ans: Any) -> str:
             where = f" <{src.url}>" if src.url else ""
             lines.append(f"  [{n}] {src.title}{where} (score {src.score:.2f}, chars {src.start}-{src.end})")
             lines.append(textwrap.fill(src.text, 100, initial_indent="      | ", subsequent_indent="      | "))
-    if ans.note:
+    if note_for(ans):
         lines.append("")
-        lines.append(f"Note: {ans.note}")
+        lines.append(f"Note: {note_for(ans)}")
     lines.append("")
     lines.append(f"({ans.latency_ms:.0f} ms)")
     return "\n".join(lines)
@@ -191,8 +189,7 @@ def ask(settings: Any, question: str, as_json: bool) -> None:
 
     Builds the index first if it is missing or the corpus changed.
     """
-    from index.errors import QuestionError
-    from index.text import clean_question
+    from index import QuestionError, clean_question
 
     if question != "-" or not as_json:
         clean_question(question, settings.max_question_chars)  # fail fast, before loading the model
@@ -201,7 +198,7 @@ def ask(settings: Any, question: str, as_json: bool) -> None:
         click.echo(_format_answer(engine.ask(question)))
         return
     if question != "-":
-        click.echo(json.dumps(engine.ask(question).to_dict(), ensure_ascii=False))
+        click.echo(json.dumps(_answer_json(engine.ask(question)), ensure_ascii=False))
         return
     failed = 0
     for line in sys.stdin:
@@ -209,14 +206,23 @@ def ask(settings: Any, question: str, as_json: bool) -> None:
         if not line.strip():
             continue
         try:
-            out = engine.ask(line).to_dict()
+            out = _answer_json(engine.ask(line))
         except QuestionError as exc:
             failed += 1
             out = {"question": line[:200], "answer": "", "abstained": True, "sources": [], "latency_ms": 0.0,
-                   "error": str(exc)}
+                   "error": explain(exc)}
         click.echo(json.dumps(out, ensure_ascii=False))
     if failed:
         raise click.ClickException(f"{failed} question(s) could not be asked; see their \"error\" fields")
+
+
+def _answer_json(ans: Any) -> dict:
+    """The library's answer data plus the note a person reads."""
+    from bot.messages import note_for
+
+    out = ans.to_dict()
+    out["note"] = note_for(ans)
+    return out
 
 
 @cli.command()
@@ -224,33 +230,33 @@ def ask(settings: Any, question: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest summary as JSON.")
 def info(settings: Any, as_json: bool) -> None:
     """Show what the index holds and whether the corpus changed since it was built."""
-    from index.corpus import corpus_fingerprints
-    from index.store import compare_fingerprints, read_manifest
+    from bot.messages import staleness
+    from index import describe_index
 
-    manifest = read_manifest(settings.index_dir)
-    built = {k: v["fingerprint"] for k, v in manifest.get("documents", {}).items()}
-    try:
-        stale = compare_fingerprints(built, corpus_fingerprints(settings.corpus_dir), manifest.get("skipped"))
-        state = "stale: " + stale.describe() + " (run `herald build`)" if stale.stale else "up to date"
-    except HeraldError as exc:
-        state = f"unknown ({exc})"
+    d = describe_index(settings.engine_config())
+    if d.stale_error is not None:
+        state = f"unknown ({explain(d.stale_error)})"
+    elif d.stale is not None and d.stale.stale:
+        state = "stale: " + staleness(d.stale) + " (run `herald build`)"
+    else:
+        state = "up to date"
     summary = {
-        "index": str(settings.index_dir), "model": manifest["model"], "dim": manifest["dim"],
-        "documents": manifest["counts"]["documents"], "chunks": manifest["counts"]["chunks"],
-        "sentences": manifest["counts"].get("sentences"), "built_at": manifest.get("built_at"),
-        "chunking": manifest.get("chunking"), "corpus": str(settings.corpus_dir), "state": state,
-        "titles": [d.get("title") for d in manifest.get("documents", {}).values()],
+        "index": str(d.index_dir), "model": d.model, "dim": d.dim, "vector_store": d.vector_store,
+        "documents": len(d.documents), "chunks": d.chunks, "sentences": d.sentences, "built_at": d.built_at,
+        "chunking": d.chunking, "corpus": str(settings.corpus_dir), "state": state,
+        "titles": [doc.title for doc in d.documents],
     }
     if as_json:
         click.echo(json.dumps(summary, ensure_ascii=False))
         return
     click.echo(f"Index:     {summary['index']}")
     click.echo(f"Model:     {summary['model']} ({summary['dim']} dimensions)")
+    click.echo(f"Vectors:   {d.vector_store} store")
     click.echo(f"Documents: {summary['documents']}   Chunks: {summary['chunks']}   Sentences: {summary['sentences']}")
     click.echo(f"Built:     {summary['built_at']}")
     click.echo(f"Corpus:    {summary['corpus']} ({state})")
-    for doc_id, d in manifest.get("documents", {}).items():
-        click.echo(f"  - {d.get('title')} [{doc_id}, {d.get('chunks')} chunks]")
+    for doc in d.documents:
+        click.echo(f"  - {doc.title} [{doc.id}, {doc.chunks} chunks]")
 
 
 @cli.command(name="eval")
@@ -260,7 +266,7 @@ def info(settings: Any, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
 def eval_cmd(settings: Any, qa_file: Path, failures: bool, as_json: bool) -> None:
     """Score a question set (JSONL of {"question", "answers"}; empty answers = should abstain)."""
-    from index.evaluate import evaluate, load_qa
+    from index import evaluate, load_qa
 
     items = load_qa(qa_file)
     engine = _open_engine(settings, quiet=as_json)

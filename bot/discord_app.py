@@ -2,10 +2,10 @@
 
 Structure (after discord.py's ``examples/advanced_startup.py`` and RoboDanny): ``HeraldBot`` is given
 everything it needs (settings, an open ``Engine``, the feedback log) instead of reaching for globals;
-``setup_hook`` adds one cog per feature (asking, admin, feedback buttons) and syncs the slash
-commands; ``serve`` runs it with ``async with bot: await bot.start(token)``. ``run_bot`` is what
-``herald bot`` calls: it checks the token, opens (and if needed builds) the index and warms the model
-*before* connecting, then serves until Ctrl-C or SIGTERM.
+``setup_hook`` loads one extension per feature (``initial_extensions``: asking, admin, feedback
+buttons) and syncs the slash commands; ``serve`` runs it with ``async with bot: await bot.start(token)``.
+``run_bot`` is what ``herald bot`` calls: it checks the token, opens (and if needed builds) the index and
+warms the model *before* connecting, then serves until Ctrl-C or SIGTERM.
 
 Answering never blocks the event loop: ``HeraldBot.answer`` runs ``Engine.ask`` in a worker thread under
 an ``asyncio.Semaphore(max_concurrency)``, so gateway heartbeats keep flowing. ``/reindex`` builds a new
@@ -29,37 +29,14 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.feedback import AnswerMemory, FeedbackLog
-from bot.format import NO_MENTIONS, OutgoingMessage, check_limits, fit_content
+from bot.discord_util import allowed_mentions, polite, reply_to
+from bot.format import fit_content
 from bot.settings import Settings
-from index.errors import HeraldError
-from index.search import Answer, Engine
+from index import Answer, Engine, HeraldError
 
 log = logging.getLogger("herald.bot")
 
 WARM_UP_QUESTION = "Who vetoed the resolution?"
-
-
-def allowed_mentions() -> discord.AllowedMentions:
-    """Ping nobody: no @everyone/@here, no roles, no users, not even the person replied to."""
-    return discord.AllowedMentions(everyone=False, users=False, roles=False, replied_user=False)
-
-
-def to_embed(msg: OutgoingMessage) -> discord.Embed | None:
-    return discord.Embed.from_dict(msg.embed) if msg.embed else None
-
-
-def polite(exc: BaseException) -> str:
-    """A HeraldError's message as a sentence for the user."""
-    text = str(exc).strip() or "that did not work"
-    text = text[0].upper() + text[1:]
-    return text if text[-1] in ".!?" else text + "."
-
-
-def where_of(channel: Any, guild: Any) -> str:
-    """Where a question was asked, for the log line."""
-    if guild is None:
-        return "dm"
-    return f"guild:{guild.id}/channel:{getattr(channel, 'id', '?')}"
 
 
 class HeraldTree(app_commands.CommandTree):
@@ -72,6 +49,8 @@ class HeraldTree(app_commands.CommandTree):
 
 class HeraldBot(commands.Bot):
     """The Discord client. Text commands are off: questions come from /ask, mentions and DMs."""
+
+    initial_extensions: tuple[str, ...] = ("bot.cogs.asking", "bot.cogs.admin", "bot.cogs.feedback")
 
     def __init__(self, *, settings: Settings, engine: Engine, feedback: FeedbackLog | None = None,
                  answers: AnswerMemory | None = None,
@@ -98,13 +77,9 @@ class HeraldBot(commands.Bot):
     # ------------------------------------------------------------------------------------ startup
 
     async def setup_hook(self) -> None:
-        from bot.cogs.admin import AdminCog
-        from bot.cogs.asking import AskingCog
-        from bot.cogs.feedback import FeedbackButton
-
-        await self.add_cog(AskingCog(self))
-        await self.add_cog(AdminCog(self))
-        self.add_dynamic_items(FeedbackButton)  # buttons keep working after a restart
+        """Load each feature as an extension (its ``setup`` adds the cog), then sync the slash commands."""
+        for name in self.initial_extensions:
+            await self.load_extension(name)
         await self.sync_commands()
 
     async def sync_commands(self) -> None:
@@ -157,16 +132,15 @@ class HeraldBot(commands.Bot):
     def _open_fresh_engine(self) -> Engine:
         if self._engine_factory is not None:
             return self._engine_factory()
-        from index.pipeline import open_engine
+        from index import open_engine
 
-        s = self.settings
-        return open_engine(s.corpus_dir, s.index_dir, s.model, s.search, s.chunking, auto_build=False)
+        return open_engine(self.settings.engine_config(), auto_build=False)
 
     def _rebuild_blocking(self) -> tuple[Any, Engine]:
-        from index.pipeline import rebuild
+        from index import rebuild
 
-        s = self.settings
-        report = rebuild(s.corpus_dir, s.index_dir, s.model, s.chunking)
+        # The workers keep answering meanwhile: the build gets the cores they leave.
+        report = rebuild(self.settings.engine_config(), busy_threads=self.settings.max_concurrency)
         return report, self._open_fresh_engine()
 
     def start_reindex(self, done: Callable[[str], Any] | None = None) -> bool:
@@ -245,32 +219,6 @@ class HeraldBot(commands.Bot):
         exc = sys.exc_info()[1]
         message = args[0] if args and isinstance(args[0], discord.Message) else None
         await self.report_error(exc or RuntimeError("unknown error"), message=message, context=event_method)
-
-
-async def reply_to(message: discord.Message, *, content: str | None = None, embed: discord.Embed | None = None,
-                   view: discord.ui.View | None = None) -> discord.Message:
-    """Reply without pinging anyone; if the question was deleted meanwhile, just send to the channel."""
-    kwargs: dict[str, Any] = {"content": content, "embed": embed, "allowed_mentions": allowed_mentions()}
-    if view is not None:
-        kwargs["view"] = view
-    try:
-        return await message.reply(mention_author=False, **kwargs)
-    except discord.HTTPException as exc:
-        if exc.status != 400:
-            raise
-        return await message.channel.send(**kwargs)
-
-
-def guard_limits(msg: OutgoingMessage) -> OutgoingMessage:
-    """Last line of defence: a message that would be rejected is logged and replaced by a short notice."""
-    problems = check_limits(msg)
-    if problems:  # pragma: no cover - format_answer is tested to never do this
-        log.error("answer message breaks Discord limits (%s); sending a notice instead", "; ".join(problems))
-        return OutgoingMessage(content="Sorry, I could not fit that answer into a Discord message.")
-    return msg
-
-
-assert NO_MENTIONS["parse"] == []  # the JSON twin of allowed_mentions() used by the pure formatter
 
 
 # ------------------------------------------------------------------------------------ running it
@@ -381,14 +329,14 @@ async def serve(settings: Settings, engine: Engine, token: str, **bot_kwargs: An
 
 def open_and_warm(settings: Settings) -> Engine:
     """The Engine (index built first if missing or stale) with the model loaded and one question answered."""
-    from index.pipeline import open_engine
+    from bot.messages import notice
+    from index import open_engine
 
     started = time.perf_counter()
-    engine = open_engine(settings.corpus_dir, settings.index_dir, settings.model, settings.search,
-                         settings.chunking, notify=lambda m: log.info("%s", m))
+    engine = open_engine(settings.engine_config(), notify=lambda n: log.info("%s", notice(n)))
     engine.ask(WARM_UP_QUESTION)  # loads the model weights and warms every code path before connecting
-    log.info("index ready: %d article(s), %d passages, model %s (%.1f s)", len(engine.index.documents),
-             len(engine.index.chunks), settings.model, time.perf_counter() - started)
+    log.info("index ready: %d article(s), %d passages, model %s (%.1f s)", len(engine.documents()),
+             engine.passages, settings.model, time.perf_counter() - started)
     return engine
 
 

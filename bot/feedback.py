@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from index.search import Answer
+from index import Answer
 
 
 @dataclass

@@ -18,7 +18,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from index.search import ABSTAIN_MESSAGE, TENTATIVE_MESSAGE, Answer, Source
+from bot.messages import ABSTAIN_MESSAGE, TENTATIVE_MESSAGE, note_for
+from index import Answer, Source
 
 CONTENT_LIMIT = 2000
 TITLE_LIMIT = 256
@@ -180,7 +181,7 @@ def format_answer(answer: Answer, *, elapsed_ms: float | None = None) -> Outgoin
     """
     elapsed = answer.latency_ms if elapsed_ms is None else elapsed_ms
     title = truncate(clean_inline(answer.question) or "Your question", TITLE_LIMIT)
-    note = f"\n\n*{clean_inline(answer.note)}*" if answer.note else ""
+    note = f"\n\n*{clean_inline(note_for(answer))}*" if note_for(answer) else ""
     if answer.abstained:
         colour = ABSTAIN_COLOUR
         hint = answer.hint

@@ -12,10 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from index.chunking import ChunkSettings
-from index.embed import DEFAULT_MODEL
-from index.errors import HeraldError
-from index.search import SearchSettings
+from index import ANSWERERS, DEFAULT_MODEL, SOURCES, VECTOR_STORES, ChunkSettings, EngineConfig, HeraldError, SearchSettings
 
 
 class SettingsError(HeraldError):
@@ -29,6 +26,9 @@ class Settings:
     corpus_dir: Path = Path("corpus")
     index_dir: Path = Path(".herald/index")
     model: str = DEFAULT_MODEL
+    source: str = "folder"
+    vector_store: str = "faiss"
+    answerer: str = "extractive"
     search: SearchSettings = SearchSettings()
     chunking: ChunkSettings = ChunkSettings()
     discord_token: str | None = field(default=None, repr=False)
@@ -42,6 +42,12 @@ class Settings:
     @property
     def max_question_chars(self) -> int:
         return self.search.max_question_chars
+
+    def engine_config(self) -> EngineConfig:
+        """What the library needs to open the engine (``workers``: the bot's answering threads)."""
+        return EngineConfig(corpus=self.corpus_dir, index_dir=self.index_dir, model=self.model, source=self.source,
+                            vector_store=self.vector_store, answerer=self.answerer, search=self.search,
+                            chunking=self.chunking, workers=self.max_concurrency)
 
     def with_overrides(self, **changes: Any) -> "Settings":
         """A copy with the flags the user gave (None means "not given")."""
@@ -92,6 +98,14 @@ def _ids(name: str, raw: str) -> frozenset[int]:
     return frozenset(out)
 
 
+def _choice(name: str, value: str, registry: Any) -> str:
+    """A backend name that is registered (checked here so a typo fails at start, not at first use)."""
+    if value not in registry:
+        raise SettingsError(f"{name} must be one of {', '.join(registry.names())}, got {value!r}; "
+                            f"fix it in .env or the environment")
+    return value
+
+
 def load_settings(env_file: str | os.PathLike | None = ".env", environ: dict[str, str] | None = None) -> Settings:
     """Settings from ``environ`` (default: the process environment) over the values in ``env_file``.
 
@@ -113,6 +127,9 @@ def load_settings(env_file: str | os.PathLike | None = ".env", environ: dict[str
         corpus_dir=Path(get("HERALD_CORPUS") or "corpus"),
         index_dir=Path(get("HERALD_INDEX") or ".herald/index"),
         model=get("HERALD_MODEL") or DEFAULT_MODEL,
+        source=_choice("HERALD_SOURCE", get("HERALD_SOURCE") or "folder", SOURCES),
+        vector_store=_choice("HERALD_VECTOR_STORE", get("HERALD_VECTOR_STORE") or "faiss", VECTOR_STORES),
+        answerer=_choice("HERALD_ANSWERER", get("HERALD_ANSWERER") or "extractive", ANSWERERS),
         search=_dataclass_from_env(SearchSettings, "HERALD_", env),
         chunking=_dataclass_from_env(ChunkSettings, "HERALD_CHUNK_", env),
         discord_token=get("DISCORD_TOKEN"),

@@ -152,9 +152,15 @@ def document_sentences(doc: Document, settings: ChunkSettings) -> list[list[tupl
 
 def chunk_document(doc: Document, settings: ChunkSettings = ChunkSettings()) -> list[Chunk]:
     """Overlapping windows of ``settings.sentences`` sentences inside each section of the document."""
+    return chunk_sections(doc, document_sentences(doc, settings), settings)
+
+
+def chunk_sections(doc: Document, sections: list[list[tuple[int, int]]], settings: ChunkSettings) -> list[Chunk]:
+    """The chunks of already split sections (builds split each document once: sentence splitting is
+    the slow part of preprocessing)."""
     chunks: list[Chunk] = []
     step = settings.sentences - settings.overlap
-    for sents in document_sentences(doc, settings):
+    for sents in sections:
         if not sents:
             continue
         i = 0

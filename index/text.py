@@ -50,18 +50,16 @@ _CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202
 def clean_question(question: str | None, max_chars: int = 500) -> str:
     """The question made safe to search: control characters removed, white space folded.
 
-    Raises QuestionError with a message fit for the user when nothing is left or it is far too long.
+    Raises QuestionError (``empty`` or ``too_long``) when nothing is left or it is far too long.
     """
     if question is None:
-        raise QuestionError("the question is empty; ask something about the articles")
+        raise QuestionError("empty")
     if len(question) > max_chars:
-        raise QuestionError(
-            f"the question is {len(question):,} characters long; keep it under {max_chars:,} characters"
-        )
+        raise QuestionError("too_long", len(question), max_chars)
     text = _CONTROL_RE.sub(" ", unicodedata.normalize("NFC", question))
     text = " ".join(text.split())
     if not text or not any(ch.isalnum() for ch in text):
-        raise QuestionError("the question is empty; ask something about the articles, e.g. 'Who vetoed the resolution?'")
+        raise QuestionError("empty")
     return text
 
 

@@ -156,6 +156,9 @@ class StubEngine:
         self.questions.append(question)
         return self._make(question)
 
+    def documents(self) -> list[StubDoc]:
+        return self.index.documents
+
 
 # ---------------------------------------------------------------------------------------- helpers
 

@@ -26,10 +26,11 @@ developer's own settings never change what a test sees.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -157,7 +158,7 @@ def article_corpus(herald_paths, real_article) -> HeraldPaths:
 
 @pytest.fixture
 def built_index(article_corpus, fake_embedder) -> HeraldPaths:
-    from index.store import build_index
+    from index.build import build_index
 
     build_index(article_corpus.corpus, article_corpus.index, fake_embedder)
     return article_corpus
@@ -204,10 +205,27 @@ def invoke(tmp_path):
 def real_engine(tmp_path_factory, real_article):
     """The article indexed with the packaged all-MiniLM-L6-v2 (loads once per test session)."""
     from index.embed import DEFAULT_MODEL
-    from index.pipeline import open_engine
+    from index import EngineConfig, open_engine
 
     root = tmp_path_factory.mktemp("real-model")
     corpus = root / "corpus"
     corpus.mkdir()
     shutil.copy(real_article, corpus / real_article.name)
-    return open_engine(corpus, root / "index", DEFAULT_MODEL)
+    return open_engine(EngineConfig(corpus=corpus, index_dir=root / "index", model=DEFAULT_MODEL))
+
+
+# ----------------------------------------------------------------------------- what people read
+
+
+@contextlib.contextmanager
+def raises_said(exc_type: type[BaseException], match: str) -> Iterator[pytest.ExceptionInfo]:
+    """Like ``pytest.raises(exc_type, match=...)``, but ``match`` is searched in what a person reads:
+    the library raises typed errors and ``bot.messages.explain`` words them."""
+    import re
+
+    from bot.messages import explain
+
+    with pytest.raises(exc_type) as info:
+        yield info
+    said = explain(info.value)
+    assert re.search(match, said), f"{match!r} not in {said!r}"

@@ -20,7 +20,7 @@ import pytest
 
 from index.embed import DEFAULT_MODEL
 from index.evaluate import evaluate, load_qa
-from index.pipeline import open_engine
+from index import EngineConfig, open_engine
 
 pytestmark = pytest.mark.model
 
@@ -43,7 +43,7 @@ def result(tmp_path_factory):
     root = tmp_path_factory.mktemp("article-qa")
     corpus = root / "corpus"
     shutil.copytree(REPO / "corpus", corpus)
-    engine = open_engine(corpus, root / "index", DEFAULT_MODEL)
+    engine = open_engine(EngineConfig(corpus=corpus, index_dir=root / "index", model=DEFAULT_MODEL))
     return evaluate(engine, load_qa(QA_FILE))
 
 

@@ -22,7 +22,8 @@ import pytest
 from bot.settings import Settings
 from bot_fixtures import *  # noqa: F403 - fixtures
 from bot_fixtures import TOKEN, StubDoc, StubEngine, WorkingEngine, embed_of, mention, replies_to
-from index.search import ABSTAIN_MESSAGE, Answer, Source
+from bot.messages import ABSTAIN_MESSAGE
+from index import Answer, Source
 
 from fakediscord import FLAG_EPHEMERAL, FakeDiscordConfig, Intents, Perm
 
@@ -288,10 +289,10 @@ Observers said the negotiations would continue through the week.
 
 async def test_reindex_is_for_manage_server_only_and_swaps_while_answering(fake, start_herald, article_corpus,
                                                                            slow_embedder):
-    from index.pipeline import open_engine
+    from index import EngineConfig, open_engine
 
     paths = article_corpus
-    engine = open_engine(paths.corpus, paths.index, "slow-hash")
+    engine = open_engine(EngineConfig(corpus=paths.corpus, index_dir=paths.index, model="slow-hash"))
     bot = await start_herald(engine, corpus_dir=paths.corpus, index_dir=paths.index, model="slow-hash")
 
     # A plain member is refused (the command is hidden from them, and checked again at run time).
@@ -420,7 +421,7 @@ async def test_feedback_buttons_append_a_jsonl_line(fake, start_herald, bot_sett
 async def test_a_tentative_answer_is_labelled_and_its_votes_say_so(fake, start_herald, bot_settings):
     from dataclasses import replace
 
-    from index.search import TENTATIVE_MESSAGE
+    from bot.messages import TENTATIVE_MESSAGE
 
     bot = await start_herald(StubEngine(lambda q: replace(stub_answer()(q), tentative=True)))
     q = await fake.send_message(mention(fake, "who vetoed?"))
@@ -520,9 +521,9 @@ async def test_rejected_token_exits_with_one_line(fake, invoke, built_index, res
 async def test_serve_turns_login_failure_into_a_herald_error(fake, built_index, fake_embedder):
     from bot.discord_app import serve
     from index.errors import HeraldError
-    from index.pipeline import open_engine
+    from index import EngineConfig, open_engine
 
-    engine = open_engine(built_index.corpus, built_index.index, "test-hash")
+    engine = open_engine(EngineConfig(corpus=built_index.corpus, index_dir=built_index.index, model="test-hash"))
     settings = Settings(discord_token="bad-token", model="test-hash")
     with pytest.raises(HeraldError) as info:
         await serve(settings, engine, "bad-token", guild_ready_timeout=0.05)

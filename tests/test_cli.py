@@ -16,7 +16,8 @@ import pytest
 
 from index.chunking import chunk_document
 from index.corpus import load_corpus
-from index.store import MANIFEST, build_index
+from index.build import build_index
+from index.store import MANIFEST
 
 QUESTION = "Who vetoed the resolution?"
 HERALD = Path(sys.executable).parent / "herald"
@@ -121,7 +122,7 @@ def test_ask_prints_answer_and_numbered_sources(built_index, fake_embedder, invo
 
 @pytest.mark.parametrize("below,shown", [("1.0", True), ("0", False)])
 def test_ask_says_when_an_answer_is_tentative(built_index, fake_embedder, invoke, below, shown):
-    from index.search import TENTATIVE_MESSAGE
+    from bot.messages import TENTATIVE_MESSAGE
 
     env = {"HERALD_TENTATIVE_BELOW": below, "HERALD_ABSTAIN_THRESHOLD": "0"}
     text = invoke("ask", *opts(built_index), QUESTION, env=env)

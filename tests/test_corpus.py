@@ -9,6 +9,7 @@ import pytest
 
 from index.corpus import clean_text, corpus_fingerprints, load_corpus, parse_document
 from index.errors import CorpusError
+from conftest import raises_said
 
 
 @pytest.fixture(scope="module")
@@ -192,27 +193,27 @@ def test_subfolders_give_path_ids(tmp_path):
 
 
 def test_empty_corpus_is_a_clear_error(tmp_path):
-    with pytest.raises(CorpusError, match="no articles found"):
+    with raises_said(CorpusError, "no articles found"):
         load_corpus(tmp_path)
 
 
 def test_corpus_of_only_bad_files_is_a_clear_error(tmp_path):
     (tmp_path / "empty.txt").write_bytes(b"")
-    with pytest.raises(CorpusError, match="no articles found"):
+    with raises_said(CorpusError, "no articles found"):
         load_corpus(tmp_path)
 
 
 def test_missing_corpus_folder_is_a_clear_error(tmp_path):
-    with pytest.raises(CorpusError, match="does not exist"):
+    with raises_said(CorpusError, "does not exist"):
         load_corpus(tmp_path / "nope")
-    with pytest.raises(CorpusError, match="does not exist"):
+    with raises_said(CorpusError, "does not exist"):
         corpus_fingerprints(tmp_path / "nope")
 
 
 def test_corpus_path_that_is_a_file_is_a_clear_error(tmp_path):
     f = tmp_path / "file.txt"
     f.write_text("x", encoding="utf-8")
-    with pytest.raises(CorpusError, match="not a folder"):
+    with raises_said(CorpusError, "not a folder"):
         load_corpus(f)
 
 
@@ -223,7 +224,7 @@ def test_unreadable_corpus_folder_is_a_clear_error(tmp_path):
     (corpus / "a.txt").write_text("A\n\nText.\n", encoding="utf-8")
     corpus.chmod(0)
     try:
-        with pytest.raises(CorpusError, match="cannot read"):
+        with raises_said(CorpusError, "cannot read"):
             load_corpus(corpus)
     finally:
         corpus.chmod(0o755)
@@ -235,7 +236,7 @@ def test_folder_without_read_permission_is_a_clear_error(tmp_path, monkeypatch):
 
     (tmp_path / "a.txt").write_text("A\n\nText.\n", encoding="utf-8")
     monkeypatch.setattr(index.corpus.os, "access", lambda path, mode: False)
-    with pytest.raises(CorpusError, match="cannot read corpus folder .*permission"):
+    with raises_said(CorpusError, "cannot read corpus folder .*permission"):
         load_corpus(tmp_path)
 
 

@@ -15,6 +15,7 @@ import pytest
 from index import bert_numpy, embed
 from index.embed import DEFAULT_MODEL, BertEmbedder, SentenceTransformerEmbedder, resolve_model_path
 from index.errors import HeraldError
+from conftest import raises_said
 
 pytestmark = pytest.mark.model
 
@@ -108,7 +109,7 @@ def test_corrupt_weights_give_a_clear_error(folder, tmp_path):
     shutil.copytree(folder, model, ignore=shutil.ignore_patterns("model.safetensors"))
     (model / "model.safetensors").write_bytes(b"not a safetensors file")
     assert bert_numpy.supports(model)  # looks right on disk...
-    with pytest.raises(HeraldError, match="cannot load embedding model .*Reinstall"):
+    with raises_said(HeraldError, "cannot load embedding model .*Reinstall"):
         BertEmbedder("broken", str(model))  # ...and fails with a message, not a traceback
 
 

@@ -9,7 +9,8 @@ from bot.format import (
     check_limits, defuse_mentions, dlen, embed_total, fit_content, format_answer, format_notice, format_sources,
     truncate,
 )
-from index.search import ABSTAIN_MESSAGE, TENTATIVE_MESSAGE, Answer, Source
+from bot.messages import ABSTAIN_MESSAGE, TENTATIVE_MESSAGE
+from index import Answer, Source
 
 SENTENCE = "Russia vetoed the French resolution on Aleppo at the Security Council. "
 
@@ -22,7 +23,7 @@ def src(text: str = SENTENCE, title: str = "Frosty Franco-Russian relations", ur
 def answer(text: str = "Russia vetoed it.", sources: list[Source] | None = None, abstained: bool = False,
            question: str = "Who vetoed the resolution?", note: str = "", tentative: bool = False) -> Answer:
     return Answer(question, "" if abstained else text, abstained, [src()] if sources is None else sources,
-                  0.71, 123.4, note=note, tentative=tentative)
+                  0.71, 123.4, english=not note, tentative=tentative)
 
 
 # ----------------------------------------------------------------------------------------- truncate

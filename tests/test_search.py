@@ -12,10 +12,14 @@ import pytest
 
 from index.chunking import ChunkSettings
 from index.embed import get_embedder, register_embedder
-from index.errors import HeraldError
-from index.search import (Engine, SearchSettings, _answer_units, fuse_scores, load_reranker,
-                          trim_residue)
-from index.store import build_index, load_index
+from bot.messages import explain
+from index.answerers import answer_units as _answer_units
+from index.answerers import trim_residue
+from index.build import build_index
+from index.engine import Engine
+from index.errors import ModelLoadError
+from index.retrieval import SearchSettings, fuse_scores, load_reranker
+from index.store import load_index
 from index.text import content_terms
 
 MODEL = "test-search-bow"
@@ -113,7 +117,7 @@ def test_sentence_rescoring_picks_the_matching_sentence(engine):
     q = "How tall will the lighthouse tower be?"
     cands = engine.retrieve(q)
     best = cands[0]
-    assert "forty metres" in engine._sentence_text[best.best_sentence]
+    assert "forty metres" in engine.index.sentence_text[best.best_sentence]
     assert best.sentence == pytest.approx(max(best.sentence_scores))
     s = engine.settings
     assert best.score == pytest.approx((1 - s.sentence_weight) * best.fused + s.sentence_weight * best.sentence)
@@ -122,16 +126,16 @@ def test_sentence_rescoring_picks_the_matching_sentence(engine):
 
 def test_sentence_score_mixes_cosine_and_coverage(engine):
     e = with_settings(engine, sentence_lexical_weight=0.25)
-    assert e.sentence_scores([0.8, 0.0], [0.0, 1.0]) == pytest.approx([0.6, 0.25])
+    assert e.retriever.sentence_scores([0.8, 0.0], [0.0, 1.0]) == pytest.approx([0.6, 0.25])
 
 
 def test_coverage_is_idf_weighted(engine):
     terms = content_terms("lighthouse harbour")  # "harbour" is in many chunks, "lighthouse" in few
-    only_rare = engine.coverage(terms, frozenset(content_terms("lighthouse")))
-    only_common = engine.coverage(terms, frozenset(content_terms("harbour")))
+    only_rare = engine.retriever.coverage(terms, frozenset(content_terms("lighthouse")))
+    only_common = engine.retriever.coverage(terms, frozenset(content_terms("harbour")))
     assert only_rare > 0.5 > only_common
-    assert engine.coverage(terms, frozenset(terms)) == pytest.approx(1.0)
-    assert engine.coverage([], frozenset(terms)) == 0.0
+    assert engine.retriever.coverage(terms, frozenset(terms)) == pytest.approx(1.0)
+    assert engine.retriever.coverage([], frozenset(terms)) == 0.0
 
 
 def test_top_k_only_sets_how_many_sources(engine):
@@ -164,9 +168,9 @@ def test_confidence_combines_similarity_and_coverage(engine):
     q = "When did the harbour authority approve the lighthouse?"
     terms = content_terms(q)
     best = engine.retrieve(q)[0]
-    pure_sim = with_settings(engine, coverage_weight=0.0).confidence(best, terms)
-    pure_cov = with_settings(engine, coverage_weight=1.0).confidence(best, terms)
-    mixed = engine.confidence(best, terms)
+    pure_sim = with_settings(engine, coverage_weight=0.0).retriever.confidence(best, terms)
+    pure_cov = with_settings(engine, coverage_weight=1.0).retriever.confidence(best, terms)
+    mixed = engine.retriever.confidence(best, terms)
     w = engine.settings.coverage_weight
     assert mixed == pytest.approx((1 - w) * pure_sim + w * pure_cov)
     assert pure_sim == pytest.approx(max(best.dense, max(best.sentence_sims)))
@@ -175,9 +179,9 @@ def test_confidence_combines_similarity_and_coverage(engine):
 def test_unknown_words_lower_confidence_when_weighted(engine):
     q = "Did the zorblax quintessence approve the lighthouse?"
     terms = content_terms(q)
-    assert engine.unknown_share(terms) > 0.3
+    assert engine.retriever.unknown_share(terms) > 0.3
     best = engine.retrieve(q)[0]
-    assert with_settings(engine, unknown_weight=0.5).confidence(best, terms) < engine.confidence(best, terms)
+    assert with_settings(engine, unknown_weight=0.5).retriever.confidence(best, terms) < engine.retriever.confidence(best, terms)
 
 
 def test_threshold_is_the_abstention_knob(engine):
@@ -257,9 +261,9 @@ def test_short_answer_keeps_a_tweet_with_its_attribution(engine):
 
 
 def test_reranker_that_cannot_load_is_one_clear_error(tmp_path: Path):
-    with pytest.raises(HeraldError) as info:
+    with pytest.raises(ModelLoadError) as info:
         load_reranker(str(tmp_path / "no-such-cross-encoder"))
-    msg = str(info.value)
+    msg = explain(info.value)
     assert "re-ranker" in msg and "HERALD_RERANKER" in msg and "\n" not in msg
 
 
@@ -269,19 +273,19 @@ def test_reranker_scores_are_mixed_in(engine, monkeypatch):
             return [10.0 if "rye" in text else -10.0 for _, text in pairs]
 
     e = with_settings(engine, reranker_weight=0.9)
-    e._reranker = Fake()
+    e.retriever._reranker = Fake()
     top = e.retrieve("What happened at the harbour?")[0]
     assert "rye" in e.index.chunks[top.row].text
 
 
 def test_answer_type_bonus_prefers_a_sentence_with_a_number(engine):
-    from index.search import answer_type_of
+    from index.retrieval import answer_type_of
 
     assert answer_type_of("How many people live there?").search("about 300 people")
     assert answer_type_of("When did it open?").search("It opened in March.")
     assert answer_type_of("Why did it open?") is None
     e = with_settings(engine, answer_type_weight=0.2)
-    assert e.sentence_scores([0.5, 0.5], [0.5, 0.5], [True, False]) == pytest.approx(
+    assert e.retriever.sentence_scores([0.5, 0.5], [0.5, 0.5], [True, False]) == pytest.approx(
         [0.5 + 0.2, 0.5])
     ans = e.ask("How tall will the new lighthouse tower be?")
     assert "forty metres" in ans.answer

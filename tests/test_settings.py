@@ -11,7 +11,7 @@ from dotenv import dotenv_values
 
 from bot.settings import Settings, SettingsError, load_settings
 from index.chunking import ChunkSettings
-from index.search import SearchSettings
+from index.retrieval import SearchSettings
 
 REPO_DIR = Path(__file__).resolve().parents[1]
 

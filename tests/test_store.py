@@ -14,7 +14,11 @@ import pytest
 from index.chunking import ChunkSettings, chunk_document, document_sentences
 from index.corpus import CLEANER_VERSION, fingerprint_bytes, load_corpus
 from index.errors import HeraldError, IndexCorruptError, IndexMismatchError, IndexMissingError
-from index.store import FILES, FORMAT_VERSION, MANIFEST, build_index, check_compatible, load_index, read_manifest
+from bot.messages import explain
+from index.build import build_index
+from index.corpus import corpus_fingerprints
+from index.store import FORMAT_VERSION, MANIFEST, RECORD_FILES, check_compatible, load_index, read_manifest
+from conftest import raises_said
 
 
 def leftovers(index_dir):
@@ -67,18 +71,18 @@ def test_round_trip(built_index, fake_embedder):
     assert loaded.chunks == expected_chunks
     assert loaded.doc_sentences[docs[0].id] == [
         s for section in document_sentences(docs[0], ChunkSettings()) for s in section]
-    assert loaded.faiss.ntotal == len(expected_chunks) and loaded.faiss.d == 64
+    assert len(loaded.store) == len(expected_chunks) and loaded.store.dim == 64
     assert loaded.model == "test-hash" and loaded.dim == 64
     assert_vectors_match_texts(loaded, fake_embedder)
-    assert sorted(p.name for p in built_index.index.iterdir()) == sorted(FILES)
+    assert sorted(p.name for p in built_index.index.iterdir()) == sorted([*RECORD_FILES, "index.faiss"])
     assert leftovers(built_index.index) == []
 
 
 def test_faiss_search_finds_the_exact_chunk(built_index, fake_embedder):
     loaded = load_index(built_index.index)
     chunk = loaded.chunks[5]
-    scores, rows = loaded.faiss.search(fake_embedder.encode([chunk.text]), 1)
-    assert rows[0][0] == 5 and scores[0][0] == pytest.approx(1.0, abs=1e-5)
+    [(chunk_id, score)] = loaded.store.search(fake_embedder.encode([chunk.text])[0], 1)
+    assert loaded.row_of_id[chunk_id] == 5 and score == pytest.approx(1.0, abs=1e-5)
 
 
 def test_manifest_contents(built_index, real_article):
@@ -108,13 +112,14 @@ def test_manifest_contents(built_index, real_article):
 def test_index_from_another_model_is_refused_with_rebuild_hint(built_index):
     with pytest.raises(IndexMismatchError) as err:
         load_index(built_index.index, "all-MiniLM-L6-v2", 384)
-    msg = str(err.value)
+    assert (err.value.what, err.value.found, err.value.expected) == ("model", "test-hash", "all-MiniLM-L6-v2")
+    msg = explain(err.value)
     assert "'test-hash'" in msg and "herald build --model all-MiniLM-L6-v2" in msg
     assert "HERALD_MODEL=test-hash" in msg
 
 
 def test_index_of_another_dimension_is_refused_with_rebuild_hint(built_index):
-    with pytest.raises(IndexMismatchError, match=r"64-dimensional .* gives 32.*herald build"):
+    with raises_said(IndexMismatchError, r"64-dimensional .* gives 32.*herald build"):
         load_index(built_index.index, "test-hash", 32)
 
 
@@ -123,14 +128,14 @@ def test_index_of_another_format_is_refused(built_index):
     manifest = json.loads(path.read_text(encoding="utf-8"))
     manifest["format_version"] = FORMAT_VERSION + 1
     path.write_text(json.dumps(manifest), encoding="utf-8")
-    with pytest.raises(IndexMismatchError, match="herald build"):
+    with raises_said(IndexMismatchError, "herald build"):
         load_index(built_index.index)
     with pytest.raises(IndexMismatchError):
         check_compatible(manifest)
 
 
 def test_missing_index_says_how_to_build(herald_paths):
-    with pytest.raises(IndexMissingError, match="herald build"):
+    with raises_said(IndexMissingError, "herald build"):
         load_index(herald_paths.index)
     assert not herald_paths.index.exists()
 
@@ -162,7 +167,7 @@ def _drop_last_line(p):
 ])
 def test_damaged_index_is_corrupt_with_rebuild_hint(built_index, fake_embedder, name, damage):
     damage(built_index.index / name)
-    with pytest.raises(IndexCorruptError, match="rebuild it with `herald build`"):
+    with raises_said(IndexCorruptError, "rebuild it with `herald build`"):
         load_index(built_index.index, "test-hash", 64)
     # and a build repairs it
     build_index(built_index.corpus, built_index.index, fake_embedder)
@@ -178,7 +183,7 @@ def test_damaged_index_is_corrupt_with_rebuild_hint(built_index, fake_embedder, 
 ])
 def test_garbage_manifest_is_corrupt(built_index, fake_embedder, content):
     (built_index.index / MANIFEST).write_text(content, encoding="utf-8")
-    with pytest.raises(IndexCorruptError, match="herald build"):
+    with raises_said(IndexCorruptError, "herald build"):
         read_manifest(built_index.index)
     with pytest.raises(IndexCorruptError):
         load_index(built_index.index)
@@ -236,7 +241,7 @@ def test_incremental_rebuild(three_docs, fake_embedder):
     np.testing.assert_array_equal(
         after.chunk_vectors()[[i for i, c in enumerate(after.chunks) if c.doc_id == "alpha.txt"]], alpha_vecs)
     assert_vectors_match_texts(after, fake_embedder)
-    assert not after.staleness(p.corpus).stale
+    assert not after.staleness(corpus_fingerprints(p.corpus)).stale
 
 
 def test_nothing_changed_embeds_nothing(three_docs, fake_embedder):
@@ -279,13 +284,14 @@ def test_model_change_rebuilds_with_the_new_model(three_docs, fake_embedder, mak
 def test_staleness_reports_changes(three_docs, fake_embedder):
     build_index(three_docs.corpus, three_docs.index, fake_embedder)
     loaded = load_index(three_docs.index)
-    assert loaded.staleness(three_docs.corpus).describe() == "up to date"
+    assert loaded.staleness(corpus_fingerprints(three_docs.corpus)).stale is False
     write(three_docs.corpus / "alpha.txt", "Alpha", "Changed text about apples.")
     (three_docs.corpus / "beta.txt").unlink()
     write(three_docs.corpus / "new.txt", "New", "Brand new article.")
-    stale = loaded.staleness(three_docs.corpus)
+    stale = loaded.staleness(corpus_fingerprints(three_docs.corpus))
     assert (stale.added, stale.changed, stale.removed) == (["new.txt"], ["alpha.txt"], ["beta.txt"])
-    assert stale.describe() == "1 new, 1 changed, 1 removed"
+    from bot.messages import staleness
+    assert staleness(stale) == "1 new, 1 changed, 1 removed"
 
 
 def test_skipped_files_are_not_stale_until_they_change(three_docs, fake_embedder):
@@ -293,9 +299,9 @@ def test_skipped_files_are_not_stale_until_they_change(three_docs, fake_embedder
     build_index(three_docs.corpus, three_docs.index, fake_embedder)
     loaded = load_index(three_docs.index)
     assert "empty.txt" in loaded.manifest["skipped"]
-    assert not loaded.staleness(three_docs.corpus).stale
+    assert not loaded.staleness(corpus_fingerprints(three_docs.corpus)).stale
     write(three_docs.corpus / "empty.txt", "Now", "It has words about zebras.")
-    assert loaded.staleness(three_docs.corpus).added == ["empty.txt"]
+    assert loaded.staleness(corpus_fingerprints(three_docs.corpus)).added == ["empty.txt"]
     report = build_index(three_docs.corpus, three_docs.index, fake_embedder)
     assert report.added == ["empty.txt"]
 
@@ -354,7 +360,7 @@ def test_failure_while_writing_removes_the_temp_folder(three_docs, fake_embedder
     with pytest.raises(expected) as err:
         build_index(p.corpus, p.index, fake_embedder)
     if expected is HeraldError:
-        assert str(err.value).startswith(f"cannot write the index at {p.index}: No space left on device;")
+        assert explain(err.value).startswith(f"cannot write the index at {p.index}: No space left on device;")
     monkeypatch.undo()
     assert leftovers(p.index) == []
     assert (p.index / MANIFEST).read_bytes() == before[1]
@@ -415,7 +421,7 @@ def test_build_refuses_to_replace_a_folder_that_is_not_an_index(three_docs, fake
     folder.mkdir()
     (folder / "thesis.txt").write_text("precious", encoding="utf-8")
     (folder / "index.faiss").write_text("looks like ours", encoding="utf-8")
-    with pytest.raises(HeraldError, match=r"not a Herald index \(it holds 'thesis.txt'\); refusing"):
+    with raises_said(HeraldError, r"not a Herald index \(it holds 'thesis.txt'\); refusing"):
         build_index(three_docs.corpus, folder, fake_embedder)
     assert (folder / "thesis.txt").read_text(encoding="utf-8") == "precious"
     assert sorted(p.name for p in folder.iterdir()) == ["index.faiss", "thesis.txt"]
@@ -425,9 +431,9 @@ def test_build_refuses_to_replace_a_folder_that_is_not_an_index(three_docs, fake
 def test_build_refuses_an_index_path_that_is_a_file(three_docs, fake_embedder):
     f = three_docs.root / "notes.txt"
     f.write_text("data", encoding="utf-8")
-    with pytest.raises(HeraldError, match="is not a folder"):
+    with raises_said(HeraldError, "is not a folder"):
         build_index(three_docs.corpus, f, fake_embedder)
-    with pytest.raises(HeraldError, match="is not a folder"):
+    with raises_said(HeraldError, "is not a folder"):
         load_index(f)
     assert f.read_text(encoding="utf-8") == "data" and leftovers(f) == []
 
@@ -450,7 +456,7 @@ def test_unwritable_index_location_is_a_clear_error(three_docs, fake_embedder, m
         raise PermissionError(13, "Permission denied")
 
     monkeypatch.setattr(index.store, "_fresh_dir", no_mkdir)
-    with pytest.raises(HeraldError, match="cannot write the index at .*: Permission denied; check"):
+    with raises_said(HeraldError, "cannot write the index at .*: Permission denied; check"):
         build_index(three_docs.corpus, three_docs.index, fake_embedder)
 
 
@@ -463,7 +469,7 @@ def test_faiss_write_failure_is_a_clear_error(built_index, fake_embedder, monkey
     write_doc = built_index.corpus / "extra.txt"
     write_doc.write_text("Extra\n\nSomething new.\n", encoding="utf-8")
     monkeypatch.setattr(faiss, "write_index", broken)
-    with pytest.raises(HeraldError, match="fwrite failed; check"):
+    with raises_said(HeraldError, "fwrite failed; check"):
         build_index(built_index.corpus, built_index.index, fake_embedder)
     monkeypatch.undo()
     assert leftovers(built_index.index) == []

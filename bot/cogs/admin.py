@@ -40,6 +40,11 @@ class AdminCog(commands.Cog):
 
     @app_commands.command(name="sources", description="List the news articles Herald answers from.")
     async def sources(self, interaction: discord.Interaction) -> None:
-        docs = self.bot.engine.index.documents
+        docs = self.bot.engine.documents()
         msg = format_sources([(d.title, d.url) for d in docs])
         await self.bot.send_notice(msg.content or "", interaction=interaction)
+
+
+async def setup(bot: "HeraldBot") -> None:
+    """Extension entry point (``HeraldBot.initial_extensions``)."""
+    await bot.add_cog(AdminCog(bot))

@@ -16,10 +16,9 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.discord_app import allowed_mentions, guard_limits, polite, reply_to, to_embed, where_of
+from bot.discord_util import allowed_mentions, guard_limits, polite, reply_to, to_embed, where_of
 from bot.format import format_answer
-from index.errors import QuestionError
-from index.text import clean_question
+from index import QuestionError, clean_question
 
 if TYPE_CHECKING:
     from bot.discord_app import HeraldBot
@@ -160,3 +159,8 @@ class AskingCog(commands.Cog):
                 question, started=started, user_id=message.author.id,
                 where=where_of(message.channel, message.guild), via="dm" if message.guild is None else "mention")
         await reply_to(message, content=content, embed=embed, view=view)
+
+
+async def setup(bot: "HeraldBot") -> None:
+    """Extension entry point (``HeraldBot.initial_extensions``)."""
+    await bot.add_cog(AskingCog(bot))

@@ -13,7 +13,7 @@ import discord
 
 from bot.feedback import AnswerRecord
 from bot.format import TENTATIVE_LEAD
-from index.search import ABSTAIN_MESSAGE
+from bot.messages import ABSTAIN_MESSAGE
 
 if TYPE_CHECKING:
     from bot.discord_app import HeraldBot
@@ -67,3 +67,13 @@ def record_from_message(message: discord.Message | None) -> AnswerRecord:
     sources = [f.name or "" for f in e.fields]
     return AnswerRecord(question=e.title or "", answer="" if abstained else desc, abstained=abstained,
                         sources=sources, tentative=tentative)
+
+
+async def setup(bot: "HeraldBot") -> None:
+    """Extension entry point: registering the dynamic item keeps buttons working after a restart."""
+    bot.add_dynamic_items(FeedbackButton)
+
+
+async def teardown(bot: "HeraldBot") -> None:
+    """Unloading the extension removes its cogs but not dynamic items, so drop the button here."""
+    bot.remove_dynamic_items(FeedbackButton)

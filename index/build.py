@@ -1,0 +1,202 @@
+"""Building an index from a document source: only new or changed documents are split and embedded.
+
+The steps are separate functions (what to reuse, how to cut, what to embed, how to assemble) so each
+stays small; ``build_index`` runs them in order and writes the result atomically (index/store.py).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from index.chunking import Chunk, ChunkSettings, chunk_sections, document_sentences
+from index.corpus import CLEANER_VERSION, Document
+from index.embed import Embedder, embed_all
+from index.errors import CorpusError, IndexCorruptError, IndexMismatchError, IndexMissingError
+from index.sources import DocumentSource, FolderSource
+from index.store import (DEFAULT_STORE, FORMAT_VERSION, MANIFEST, LoadedIndex, built_fingerprints,
+                         check_replaceable, load_index, write_index)
+from index.threads import build_threads
+from index.vectors import VectorStore, new_store
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class BuildReport:
+    """What a build did (document ids), for the operator."""
+
+    added: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    documents: int = 0
+    chunks: int = 0
+    embedded_texts: int = 0
+    seconds: float = 0.0
+    full_rebuild: bool = False
+
+    @property
+    def changed_anything(self) -> bool:
+        return bool(self.added or self.changed or self.removed or self.full_rebuild)
+
+
+@dataclass
+class _Planned:
+    doc: Document
+    chunks: list[Chunk]
+    sentences: list[tuple[int, int]]
+    reused: bool
+
+
+def _previous(index_dir: Path, embedder: Embedder, chunking: ChunkSettings, store_kind: str,
+              full: bool) -> LoadedIndex | None:
+    """The current index if its vectors can be reused (same model, chunking, cleaner and store kind)."""
+    if full:
+        return None
+    try:
+        previous = load_index(index_dir, embedder.name, embedder.dim)
+    except (IndexMissingError, IndexCorruptError, IndexMismatchError):
+        return None
+    m = previous.manifest
+    if (m.get("chunking") != chunking.to_dict() or m.get("cleaner_version") != CLEANER_VERSION
+            or m.get("vector_store", DEFAULT_STORE) != store_kind):
+        return None
+    return previous
+
+
+def _plan(docs: list[Document], previous: LoadedIndex | None, chunking: ChunkSettings,
+          report: BuildReport) -> list[_Planned]:
+    """Per document: reuse its chunks and sentences, or split it (once) into new ones."""
+    old_fp = built_fingerprints(previous.manifest) if previous else {}
+    plan = []
+    for doc in docs:
+        if previous is not None and old_fp.get(doc.id) == doc.fingerprint:
+            chunks = [previous.chunks[r] for r in previous.chunk_rows_by_doc.get(doc.id, [])]
+            plan.append(_Planned(doc, chunks, list(previous.doc_sentences[doc.id]), True))
+            report.unchanged.append(doc.id)
+            continue
+        sections = document_sentences(doc, chunking)
+        sentences = [s for section in sections for s in section]
+        plan.append(_Planned(doc, chunk_sections(doc, sections, chunking), sentences, False))
+        (report.changed if doc.id in old_fp else report.added).append(doc.id)
+    report.removed = sorted(set(old_fp) - {d.id for d in docs})
+    return plan
+
+
+def _vectors(previous: LoadedIndex | None, plan: list[_Planned], new_chunk_vecs: np.ndarray,
+             new_sent_vecs: np.ndarray, store_kind: str, dim: int) -> tuple[VectorStore, list[int], np.ndarray]:
+    """The vector store (the previous one minus stale chunks, plus new ones), each chunk's id in plan
+    order, and the sentence matrix in plan order."""
+    keep_docs = {p.doc.id for p in plan if p.reused}
+    if previous is not None:
+        store = previous.store
+        stale_ids = [previous.chunk_ids[r] for d, rows in previous.chunk_rows_by_doc.items()
+                     if d not in keep_docs for r in rows]
+        store.delete(stale_ids)
+        next_id = max(previous.chunk_ids, default=-1) + 1
+    else:
+        store, next_id = new_store(store_kind, dim), 0
+    ids: list[int] = []
+    sent_parts: list[np.ndarray] = []
+    new_ids: list[int] = []
+    ci = si = 0
+    for p in plan:
+        if p.reused:
+            ids.extend(previous.chunk_ids[r] for r in previous.chunk_rows_by_doc.get(p.doc.id, []))
+            sent_parts.append(previous.sentence_vectors[previous.sentence_rows_by_doc[p.doc.id]])
+            continue
+        fresh = list(range(next_id, next_id + len(p.chunks)))
+        next_id += len(p.chunks)
+        ids.extend(fresh)
+        new_ids.extend(fresh)
+        sent_parts.append(new_sent_vecs[si:si + len(p.sentences)])
+        ci += len(p.chunks)
+        si += len(p.sentences)
+    store.add(new_ids, new_chunk_vecs)
+    sentences = np.vstack(sent_parts).astype(np.float32) if sent_parts else np.zeros((0, dim), np.float32)
+    return store, ids, sentences
+
+
+def _records(plan: list[_Planned], ids: list[int]) -> tuple[list[dict], list[dict], dict[str, dict]]:
+    """documents.jsonl and chunks.jsonl records, and the manifest's per-document entries."""
+    docs, chunks, manifest_docs = [], [], {}
+    sent_base = 0
+    it = iter(ids)
+    for p in plan:
+        row_of = {span: sent_base + i for i, span in enumerate(p.sentences)}
+        for chunk in p.chunks:
+            rec = chunk.to_dict()
+            rec["id"] = next(it)
+            rec["sentence_ids"] = [row_of[tuple(s)] for s in chunk.sentences]
+            chunks.append(rec)
+        sent_base += len(p.sentences)
+        d = p.doc
+        docs.append({"id": d.id, "title": d.title, "text": d.text, "path": d.path, "url": d.url, "date": d.date,
+                     "fingerprint": d.fingerprint, "meta": d.meta, "sentences": [list(s) for s in p.sentences]})
+        manifest_docs[d.id] = {"fingerprint": d.fingerprint, "title": d.title, "chunks": len(p.chunks),
+                               "url": d.url, "date": d.date}
+    return docs, chunks, manifest_docs
+
+
+def build_index(source: DocumentSource | Path | str, index_dir: Path, embedder: Embedder,
+                chunking: ChunkSettings = ChunkSettings(), progress: Progress | None = None,
+                full: bool = False, store_kind: str = DEFAULT_STORE, busy_threads: int = 0) -> BuildReport:
+    """Build or update the index at ``index_dir`` from ``source`` (a DocumentSource, or a corpus folder).
+
+    Documents whose fingerprint is unchanged keep their vectors (no re-embedding); changed and new ones
+    are embedded, all in one call so the embedder can take its bulk path; removed ones are dropped.
+    ``busy_threads``: threads of this process that keep answering meanwhile (the bot's workers), left
+    their cores.
+    """
+    started = time.perf_counter()
+    if not hasattr(source, "documents"):
+        source = FolderSource(source)
+    index_dir = Path(index_dir)
+    check_replaceable(index_dir)
+    docs = list(source.documents())
+    all_prints = source.fingerprints()
+    loaded_ids = {d.id for d in docs}
+    report = BuildReport(documents=len(docs))
+
+    previous = _previous(index_dir, embedder, chunking, store_kind, full)
+    report.full_rebuild = previous is None and (index_dir / MANIFEST).exists()
+    plan = _plan(docs, previous, chunking, report)
+
+    new = [p for p in plan if not p.reused]
+    texts = [c.text for p in new for c in p.chunks] + [p.doc.text[a:b] for p in new for a, b in p.sentences]
+    n_chunks = sum(len(p.chunks) for p in new)
+    report.embedded_texts = len(texts)
+    if progress:
+        progress(0, len(texts))
+    with build_threads(busy_threads):
+        vecs = embed_all(embedder, texts, (lambda done: progress(done, len(texts))) if progress else None)
+    store, ids, sentences = _vectors(previous, plan, vecs[:n_chunks], vecs[n_chunks:], store_kind, embedder.dim)
+    docs_rec, chunks_rec, manifest_docs = _records(plan, ids)
+    report.chunks = len(chunks_rec)
+    if report.chunks == 0:
+        raise CorpusError("no_sentences", source.location)
+    report.seconds = time.perf_counter() - started
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "model": embedder.name,
+        "dim": embedder.dim,
+        "metric": "inner_product (normalised vectors: cosine)",
+        "vector_store": store_kind,
+        "chunking": chunking.to_dict(),
+        "cleaner_version": CLEANER_VERSION,
+        "documents": manifest_docs,
+        "skipped": {k: v for k, v in all_prints.items() if k not in loaded_ids},
+        "counts": {"documents": len(docs_rec), "chunks": report.chunks, "sentences": int(sentences.shape[0])},
+        "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "build_seconds": round(report.seconds, 3),
+        "corpus": source.location,
+        "source": source.kind,
+    }
+    write_index(index_dir, manifest, docs_rec, chunks_rec, store, sentences)
+    return report

@@ -1,0 +1,259 @@
+"""The engine: one object that answers questions from an index, and the calls that open, rebuild and
+describe one. This is what ``index/__init__.py`` exports; the CLI and the bot use nothing else.
+
+    engine = open_engine(EngineConfig(corpus="corpus", index_dir=".herald/index"))
+    answer = engine.ask("Who vetoed the resolution?")
+
+Three seams meet here, each chosen by name in ``EngineConfig``: the document source (``source``), the
+vector store (``vector_store``) and the answerer (``answerer``); see docs/architecture.md.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from index import threads
+from index.answerers import ANSWERERS, Answerer
+from index.build import BuildReport, Progress, build_index
+from index.chunking import ChunkSettings
+from index.corpus import CLEANER_VERSION
+from index.embed import DEFAULT_MODEL, Embedder, get_embedder
+from index.errors import IndexMissingError
+from index.retrieval import Candidate, Retriever, SearchSettings, answer_type_of
+from index.sources import DocumentSource, open_source
+from index.store import (DEFAULT_STORE, LoadedIndex, Staleness, built_fingerprints, check_compatible,
+                         check_replaceable, compare_fingerprints, load_index, read_manifest)
+from index.text import clean_question, content_terms, looks_english
+from index.types import Answer, Source, Turn
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Everything the library needs to open an engine; the application fills it from its settings."""
+
+    corpus: str | Path = "corpus"
+    index_dir: Path = Path(".herald/index")
+    model: str = DEFAULT_MODEL
+    source: str = "folder"
+    vector_store: str = DEFAULT_STORE
+    answerer: str = "extractive"
+    search: SearchSettings = SearchSettings()
+    chunking: ChunkSettings = ChunkSettings()
+    workers: int = 1  # threads that may answer at once (the bot's max_concurrency)
+
+    def open_source(self) -> DocumentSource:
+        return open_source(self.source, self.corpus)
+
+
+@dataclass
+class Notice:
+    """Something the engine is about to do that a person may want to hear about.
+
+    ``kind``: ``building`` (no index yet) or ``updating`` (``stale`` says what changed, or ``settings``
+    is True when chunking or cleaning changed).
+    """
+
+    kind: str
+    index_dir: Path
+    corpus: str
+    stale: Staleness | None = None
+    settings: bool = False
+
+
+@dataclass
+class DocumentInfo:
+    """One indexed article, as `herald info` and /sources list them."""
+
+    id: str
+    title: str
+    url: str | None = None
+    date: str | None = None
+    chunks: int = 0
+
+
+@dataclass
+class IndexInfo:
+    """What an index holds, and whether the source changed since it was built (``stale`` None: unknown,
+    with ``stale_error`` saying why)."""
+
+    index_dir: Path
+    model: str
+    dim: int
+    vector_store: str
+    documents: list[DocumentInfo]
+    chunks: int
+    sentences: int | None
+    built_at: str | None
+    chunking: dict | None
+    corpus: str
+    stale: Staleness | None = None
+    stale_error: Exception | None = None
+    extra: dict = field(default_factory=dict)
+
+
+_FOLLOW_UP_WORDS = 4  # a question with at most this many content words may lean on the previous turn
+
+
+class Engine:
+    """Answers questions from one loaded index: retrieval ranks, the engine abstains or not, the answerer
+    writes. Read-only after construction, so one engine serves many threads."""
+
+    def __init__(self, index: LoadedIndex, embedder: Embedder, settings: SearchSettings = SearchSettings(),
+                 answerer: Answerer | str = "extractive") -> None:
+        self.index = index
+        self.embedder = embedder
+        self.settings = settings
+        self.retriever = Retriever(index, embedder, settings)
+        self.answerer = ANSWERERS.create(answerer, settings) if isinstance(answerer, str) else answerer
+
+    # ---------------------------------------------------------------------------------- the API
+
+    def ask(self, question: str, history: Sequence[Turn] = ()) -> Answer:
+        """Answer one question (raises QuestionError for unusable input).
+
+        ``history``: earlier turns of the conversation, oldest first. A short follow-up ("and why?")
+        is searched together with the previous question's content words.
+        """
+        started = time.perf_counter()
+        s = self.settings
+        q = clean_question(question, s.max_question_chars)
+        search_text = self._with_history(q, history)
+        query = self.retriever.query(search_text)
+        cands = self.retriever.retrieve(search_text, query.vector)
+        english = looks_english(q)
+        if not cands:
+            return Answer(q, "", True, [], 0.0, (time.perf_counter() - started) * 1000, english=english,
+                          retrieval_query=search_text if search_text != q else "")
+        shown = self.retriever.dedupe(cands) if s.dedupe_sources else cands
+        sources = [self._source(c) for c in shown[:s.top_k]]
+        conf = self.retriever.confidence(cands[0], query.terms) if s.mode == "hybrid" else cands[0].score
+        abstained = conf < s.abstain_threshold
+        text, spans, by = "", [], self.answerer.name
+        if not abstained:
+            draft = self.answerer.answer(query, sources, cands, self.retriever, history)
+            text, spans = draft.text, draft.spans
+            conf = conf if draft.confidence is None else draft.confidence
+        return Answer(q, text, abstained, sources, conf, (time.perf_counter() - started) * 1000, spans,
+                      english=english, tentative=not abstained and conf < s.tentative_below, answered_by=by,
+                      retrieval_query=search_text if search_text != q else "")
+
+    def documents(self) -> list[DocumentInfo]:
+        """The indexed articles, in index order."""
+        counts = {d: len(rows) for d, rows in self.index.chunk_rows_by_doc.items()}
+        return [DocumentInfo(d.id, d.title, d.url, d.date, counts.get(d.id, 0)) for d in self.index.documents]
+
+    @property
+    def passages(self) -> int:
+        return len(self.index.chunks)
+
+    # ------------------------------------------------------------------------------ internals
+
+    def retrieve(self, question: str, q_vec=None, mode: str | None = None, k: int | None = None) -> list[Candidate]:
+        """Ranked candidates (benchmarks compare modes with this)."""
+        return self.retriever.retrieve(question, q_vec, mode, k)
+
+    def _with_history(self, question: str, history: Sequence[Turn]) -> str:
+        if not history:
+            return question
+        terms = content_terms(question)
+        if len(terms) > _FOLLOW_UP_WORDS:
+            return question
+        previous = history[-1].question
+        extra = [w for w in re.findall(r"[^\W_]+(?:['’][^\W_]+)*", previous)
+                 if content_terms(w) and content_terms(w)[0] not in terms]
+        return f"{question} {' '.join(extra)}".strip() if extra else question
+
+    def _source(self, c: Candidate) -> Source:
+        chunk = self.index.chunks[c.row]
+        doc = self.index.doc_by_id.get(chunk.doc_id)
+        return Source(chunk.text, chunk.title, chunk.doc_id, c.score, chunk.start, chunk.end, chunk.url,
+                      self.index.chunk_ids[c.row], doc.date if doc else None)
+
+
+# ------------------------------------------------------------------------------------- opening
+
+
+def _load(config: EngineConfig, embedder: Embedder) -> LoadedIndex:
+    return load_index(config.index_dir, config.model, embedder.dim)
+
+
+def open_engine(config: EngineConfig, auto_build: bool = True, notify: Callable[[Notice], None] = lambda n: None,
+                progress: Progress | None = None) -> Engine:
+    """An Engine over an up-to-date index, building or updating it first (``notify`` is told) when needed.
+
+    An index made with another model is refused, not rebuilt behind the user's back: rebuilding
+    re-embeds everything and the user may simply have the wrong setting.
+    """
+    embedder = get_embedder(config.model)
+    source = config.open_source()
+    try:
+        manifest = read_manifest(config.index_dir)
+    except IndexMissingError:
+        if not auto_build:
+            raise
+        # Say what is wrong (no corpus, an index folder that is not ours), not "building..." and then the error.
+        getattr(source, "check", lambda: None)()
+        check_replaceable(Path(config.index_dir))
+        notify(Notice("building", Path(config.index_dir), source.location))
+        _build(config, source, embedder, progress)
+        return _engine(config, _load(config, embedder), embedder)
+    check_compatible(manifest, config.model, embedder.dim)
+    loaded = _load(config, embedder)
+    if auto_build:
+        stale = loaded.staleness(source.fingerprints())
+        settings_changed = (manifest.get("chunking") != config.chunking.to_dict()
+                            or manifest.get("cleaner_version") != CLEANER_VERSION)
+        if stale.stale or settings_changed:
+            notify(Notice("updating", Path(config.index_dir), source.location, stale, settings_changed))
+            _build(config, source, embedder, progress)
+            loaded = _load(config, embedder)
+    return _engine(config, loaded, embedder)
+
+
+def _engine(config: EngineConfig, loaded: LoadedIndex, embedder: Embedder) -> Engine:
+    threads.serving()
+    return Engine(loaded, embedder, config.search, config.answerer)
+
+
+def _build(config: EngineConfig, source: DocumentSource, embedder: Embedder, progress: Progress | None,
+           full: bool = False, busy_threads: int = 0) -> BuildReport:
+    return build_index(source, config.index_dir, embedder, config.chunking, progress=progress, full=full,
+                       store_kind=config.vector_store, busy_threads=busy_threads)
+
+
+def rebuild(config: EngineConfig, progress: Progress | None = None, full: bool = False,
+            busy_threads: int = 0) -> BuildReport:
+    """Build or update the index (only changed documents are re-embedded unless ``full``).
+
+    ``busy_threads``: threads of this process answering questions meanwhile (a bot's workers).
+    """
+    return _build(config, config.open_source(), get_embedder(config.model), progress, full, busy_threads)
+
+
+def describe_index(config: EngineConfig) -> IndexInfo:
+    """What the index at ``config.index_dir`` holds, read from its manifest (no model is loaded)."""
+    manifest = read_manifest(config.index_dir)
+    docs = [DocumentInfo(doc_id, d.get("title") or doc_id, d.get("url"), d.get("date"), int(d.get("chunks") or 0))
+            for doc_id, d in manifest.get("documents", {}).items()]
+    info = IndexInfo(Path(config.index_dir), manifest["model"], int(manifest["dim"]),
+                     manifest.get("vector_store", DEFAULT_STORE), docs, int(manifest["counts"]["chunks"]),
+                     manifest["counts"].get("sentences"), manifest.get("built_at"), manifest.get("chunking"),
+                     str(config.corpus))
+    try:
+        now = config.open_source().fingerprints()
+        info.stale = compare_fingerprints(built_fingerprints(manifest), now, manifest.get("skipped"))
+    except Exception as exc:  # noqa: BLE001 - a typed HeraldError in practice; the index is still described
+        from index.errors import HeraldError
+
+        if not isinstance(exc, HeraldError):
+            raise
+        info.stale_error = exc
+    return info
+
+
+__all__ = ["Engine", "EngineConfig", "Notice", "DocumentInfo", "IndexInfo", "open_engine", "rebuild",
+           "describe_index", "answer_type_of"]

@@ -1,0 +1,348 @@
+"""Retrieval: the ranked passages for a question, and how sure we are that the best one answers it.
+
+One query embedding per question: sentence vectors were computed at build time, so re-scoring the
+candidates' sentences is a matrix product, not another model call. Every knob is a SearchSettings field;
+the defaults are the ones benchmarks/quality.py measured best (docs/quality.md).
+
+Ranking, per question:
+1. candidates: the top ``candidates`` of the vector store's ``search`` and of BM25's (two top-k lists);
+2. fusion over those lists: ``dense_weight`` x cosine + (1 - ``dense_weight``) x BM25 normalised
+   (saturating ``bm25 / (bm25 + bm25_saturation)`` by default, or divided by the query's best BM25
+   score), or reciprocal rank fusion when ``fusion = "rrf"``. A chunk only one list found gets the other
+   side's exact score where the store can give it (``score(vector, ids)``), else that list's lowest score;
+3. sentence re-scoring of the best ``rescore_candidates``: each sentence scores
+   (1 - ``sentence_lexical_weight``) x cosine + ``sentence_lexical_weight`` x IDF-weighted coverage of
+   the question's content words, and a chunk is ranked by (1 - ``sentence_weight``) x fused +
+   ``sentence_weight`` x its best sentence;
+4. optionally a cross-encoder (``reranker``) re-scores the best ``reranker_candidates``.
+
+Confidence (compared with ``abstain_threshold`` by the engine): the best sentence's similarity, the
+coverage of the question's content words in the best sentence and its chunk, and the share of the
+question's weight carried by words the corpus never uses.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from index.embed import Embedder
+from index.errors import ModelLoadError, describe
+from index.lexical import BM25Index, top
+from index.store import LoadedIndex
+from index.text import content_terms
+
+MODES = ("hybrid", "dense", "bm25")
+FUSIONS = ("score", "rrf")
+BM25_NORMS = ("saturate", "max")
+RRF_K = 60
+
+# The kind of answer a question asks for, and what a sentence holding one looks like.
+_NUMBER_WORDS = (r"one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|twenty|thirty|forty|"
+                 r"fifty|hundred|hundreds|thousand|thousands|million|millions|billion|billions|dozen|dozens|half")
+_MONTHS = (r"january|february|march|april|may|june|july|august|september|october|november|december|"
+           r"monday|tuesday|wednesday|thursday|friday|saturday|sunday")
+_ANSWER_TYPES = [
+    (re.compile(r"^\s*(how (many|much|long|old|far|big|large|tall)|what (number|percentage|proportion|amount))\b", re.I),
+     re.compile(rf"\d|\b({_NUMBER_WORDS})\b", re.I)),
+    (re.compile(r"^\s*(when|since when|what (year|date|day|time|month|century|decade))\b|\bwhat year\b", re.I),
+     re.compile(rf"\b(\d{{3,4}}s?|\d{{1,2}}(st|nd|rd|th)?|{_MONTHS}|yesterday|today|tomorrow|tonight|last|next|"
+                rf"century|decade|ago|since|until|during|after|before)\b", re.I)),
+]
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """Retrieval and answering knobs; defaults are the ones measured best (see docs/quality.md)."""
+
+    mode: str = "hybrid"
+    top_k: int = 3
+    candidates: int = 40
+    rescore_candidates: int = 20
+    fusion: str = "score"
+    dense_weight: float = 0.5
+    bm25_norm: str = "saturate"
+    bm25_saturation: float = 10.0
+    sentence_weight: float = 0.5
+    sentence_lexical_weight: float = 0.6
+    dedupe_sources: bool = True
+    coverage_weight: float = 0.35
+    unknown_weight: float = 0.0
+    abstain_threshold: float = 0.4
+    tentative_below: float = 0.55
+    answer_type_weight: float = 0.1
+    answer_sentences: int = 2
+    adjacent_margin: float = 0.06
+    fragment_chars: int = 16
+    reranker: str = ""
+    reranker_weight: float = 0.5
+    reranker_candidates: int = 10
+    max_question_chars: int = 500
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}")
+        if self.fusion not in FUSIONS:
+            raise ValueError(f"fusion must be one of {', '.join(FUSIONS)}")
+        if self.bm25_norm not in BM25_NORMS:
+            raise ValueError(f"bm25_norm must be one of {', '.join(BM25_NORMS)}")
+        for name in ("dense_weight", "sentence_weight", "sentence_lexical_weight", "coverage_weight",
+                     "reranker_weight", "tentative_below"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be between 0 and 1")
+        if self.top_k < 1 or self.candidates < 1 or self.rescore_candidates < 1:
+            raise ValueError("top_k, candidates and rescore_candidates must be at least 1")
+        if self.answer_sentences < 1:
+            raise ValueError("answer_sentences must be at least 1")
+        if self.bm25_saturation <= 0:
+            raise ValueError("bm25_saturation must be positive")
+
+
+@dataclass
+class Query:
+    """A cleaned question as retrieval and answerers use it: text, content words, vector, answer type."""
+
+    text: str
+    terms: list[str]
+    vector: np.ndarray | None = None
+    answer_type: re.Pattern | None = None
+
+
+@dataclass
+class Candidate:
+    """A ranked chunk (``row`` in the loaded index) with the scores that ranked it."""
+
+    row: int
+    dense: float
+    bm25: float
+    fused: float = 0.0
+    sentence: float = 0.0
+    best_sentence: int = -1
+    score: float = 0.0
+    sentence_scores: list[float] = field(default_factory=list)
+    sentence_sims: list[float] = field(default_factory=list)
+    sentence_coverage: list[float] = field(default_factory=list)
+
+
+def answer_type_of(question: str) -> re.Pattern | None:
+    """What a sentence holding the kind of answer asked for matches ("how many" -> a number), or None."""
+    for asks, holds in _ANSWER_TYPES:
+        if asks.search(question):
+            return holds
+    return None
+
+
+def fuse_scores(dense: np.ndarray, bm25: np.ndarray, settings: SearchSettings,
+                bm25_best: float | None = None) -> np.ndarray:
+    """Fused scores of aligned dense and raw BM25 arrays (see the module doc)."""
+    dense = np.asarray(dense, dtype=np.float64)
+    bm25 = np.asarray(bm25, dtype=np.float64)
+    if settings.fusion == "rrf":
+        rank_d = np.argsort(np.argsort(-dense, kind="stable"), kind="stable")
+        rank_b = np.argsort(np.argsort(-bm25, kind="stable"), kind="stable")
+        return (1.0 / (RRF_K + 1 + rank_d) + 1.0 / (RRF_K + 1 + rank_b)) * (RRF_K + 1) / 2
+    if settings.bm25_norm == "max":
+        best = float(bm25.max()) if bm25_best is None and bm25.size else (bm25_best or 0.0)
+        norm = bm25 / best if best > 0 else np.zeros_like(bm25)
+    else:
+        norm = bm25 / (bm25 + settings.bm25_saturation)
+    return settings.dense_weight * dense + (1 - settings.dense_weight) * norm
+
+
+def fuse(dense_hits: list[tuple[int, float]], lexical_hits: list[tuple[int, float]], settings: SearchSettings,
+         dense_of=None, lexical_of=None) -> list[tuple[int, float, float, float]]:
+    """Fusion over two top-k lists (as txtai and LangChain do): ``(id, dense, lexical, fused)``, best first.
+
+    A chunk found by one list only gets the other side's score from ``dense_of(ids)`` / ``lexical_of(ids)``
+    when given (exact), else that list's lowest score (the most it can have, having missed the list).
+    """
+    dense = dict(dense_hits)
+    lexical = dict(lexical_hits)
+    ids = sorted(set(dense) | set(lexical))
+    for side, of, hits in ((dense, dense_of, dense_hits), (lexical, lexical_of, lexical_hits)):
+        missing = [i for i in ids if i not in side]
+        if not missing:
+            continue
+        if of is not None:
+            side.update(zip(missing, (float(x) for x in of(missing))))
+        else:
+            floor = min((s for _, s in hits), default=0.0)
+            side.update((i, floor) for i in missing)
+    d = np.array([dense[i] for i in ids])
+    b = np.array([lexical[i] for i in ids])
+    best = max((s for _, s in lexical_hits), default=0.0)
+    fused = fuse_scores(d, b, settings, best)
+    out = [(i, float(x), float(y), float(f)) for i, x, y, f in zip(ids, d, b, fused)]
+    out.sort(key=lambda t: -t[3])  # stable: ties keep id order
+    return out
+
+
+class Retriever:
+    """Ranks an index's chunks for a question. Read-only after construction, so safe across threads."""
+
+    def __init__(self, index: LoadedIndex, embedder: Embedder, settings: SearchSettings = SearchSettings()) -> None:
+        self.index = index
+        self.embedder = embedder
+        self.settings = settings
+        self.store = index.store
+        self.lexical = BM25Index(range(len(index.chunks)), [c.text for c in index.chunks])
+        self._idf, self._idf_unknown = self.lexical.idf, self.lexical.idf_unknown
+        self._reranker = load_reranker(settings.reranker) if settings.reranker else None
+
+    # ------------------------------------------------------------------------------------ scoring
+
+    def _idf_of(self, term: str) -> float:
+        return self._idf.get(term, self._idf_unknown)
+
+    def coverage(self, q_terms: list[str], termset: frozenset[str]) -> float:
+        """IDF-weighted share of the question's content words found in a passage (0..1)."""
+        if not q_terms:
+            return 0.0
+        total = sum(self._idf_of(t) for t in set(q_terms))
+        hit = sum(self._idf_of(t) for t in set(q_terms) if t in termset)
+        return hit / total if total else 0.0
+
+    def unknown_share(self, q_terms: list[str]) -> float:
+        """IDF-weighted share of the question's content words that no passage of the corpus uses."""
+        if not q_terms:
+            return 0.0
+        total = sum(self._idf_of(t) for t in set(q_terms))
+        return sum(self._idf_unknown for t in set(q_terms) if t not in self._idf) / total
+
+    def sentence_termset(self, sid: int) -> frozenset[str]:
+        return self.index.sentence_termset(sid)
+
+    def sentence_scores(self, sims: list[float], covs: list[float], typed: list[bool] | None = None) -> list[float]:
+        """A sentence's score: its cosine to the question mixed with its coverage of the question's words,
+        plus ``answer_type_weight`` when it holds the kind of answer asked for (a number, a date)."""
+        w = self.settings.sentence_lexical_weight
+        bonus = self.settings.answer_type_weight
+        typed = typed or [False] * len(sims)
+        return [(1 - w) * a + w * b + (bonus if t else 0.0) for a, b, t in zip(sims, covs, typed)]
+
+    def typed(self, answer_type: re.Pattern | None, sids: list[int]) -> list[bool] | None:
+        if answer_type is None or not self.settings.answer_type_weight:
+            return None
+        return [bool(answer_type.search(self.index.sentence_text[sid])) for sid in sids]
+
+    def sentence_score(self, sid: int, query: Query) -> float:
+        """One sentence's score for the query (what answerers compare neighbouring sentences with)."""
+        sim = float(self.index.sentence_vectors[sid] @ query.vector) if query.vector is not None else 0.0
+        return self.sentence_scores([sim], [self.coverage(query.terms, self.sentence_termset(sid))],
+                                    self.typed(query.answer_type, [sid]))[0]
+
+    # ---------------------------------------------------------------------------------- retrieval
+
+    def query(self, text: str, vector: np.ndarray | None = None, mode: str | None = None) -> Query:
+        mode = mode or self.settings.mode
+        if vector is None and mode != "bm25":
+            vector = self.embedder.encode([text])[0]
+        return Query(text, content_terms(text), vector, answer_type_of(text))
+
+    def dense_hits(self, q_vec: np.ndarray, k: int) -> list[tuple[int, float]]:
+        """The store's top-k as (row, cosine); subclasses in benchmarks/ablations.py change it."""
+        return [(self.index.row_of_id[i], s) for i, s in self.store.search(q_vec, k)]
+
+    def _dense_of(self, q_vec: np.ndarray):
+        score = getattr(self.store, "score", None)
+        if score is None:
+            return None
+        return lambda rows: score(q_vec, [self.index.chunk_ids[r] for r in rows])
+
+    def retrieve(self, question: str, q_vec: np.ndarray | None = None, mode: str | None = None,
+                 k: int | None = None) -> list[Candidate]:
+        """Ranked candidates for a cleaned question under the given mode (at least ``k`` when possible)."""
+        s = self.settings
+        mode = mode or s.mode
+        k = k or s.top_k
+        if not self.index.chunks:
+            return []
+        query = self.query(question, q_vec, mode)
+        if mode == "dense":
+            return [Candidate(r, d, 0.0, d, score=d) for r, d in self.dense_hits(query.vector, k)]
+        if mode == "bm25":
+            return [Candidate(r, 0.0, b, b, score=b) for r, b in self.lexical.search(query.terms, k)]
+        pool = min(len(self.index.chunks), s.candidates)
+        lexical_hits = self.lexical.search(query.terms, pool) if query.terms else []
+        lex_all = self.lexical.scores(query.terms) if query.terms else None
+        fused = fuse(self.dense_hits(query.vector, pool), lexical_hits, s, self._dense_of(query.vector),
+                     (lambda rows: lex_all[rows]) if lex_all is not None else (lambda rows: [0.0] * len(rows)))
+        cands = [Candidate(r, d, b, f) for r, d, b, f in fused][:max(k, s.rescore_candidates)]
+        self.rescore(cands, query)
+        if self._reranker is not None:
+            self._rerank(question, cands)
+        cands.sort(key=lambda c: -c.score)
+        return cands
+
+    def rescore(self, cands: list[Candidate], query: Query) -> None:
+        """Score each candidate's sentences against the question; a chunk is as good as its best sentence."""
+        s = self.settings
+        for c in cands:
+            sids = self.index.chunk_sentence_ids[c.row]
+            sims = (self.index.sentence_vectors[sids] @ query.vector).tolist() if sids else []
+            covs = [self.coverage(query.terms, self.sentence_termset(sid)) for sid in sids]
+            scores = self.sentence_scores(sims, covs, self.typed(query.answer_type, sids))
+            c.sentence_sims, c.sentence_coverage, c.sentence_scores = sims, covs, scores
+            if scores:
+                best = int(np.argmax(scores))
+                c.best_sentence = sids[best]
+                c.sentence = scores[best]
+            c.score = (1 - s.sentence_weight) * c.fused + s.sentence_weight * c.sentence
+
+    def _rerank(self, question: str, cands: list[Candidate]) -> None:
+        s = self.settings
+        cands.sort(key=lambda c: -c.score)
+        head = cands[:s.reranker_candidates]
+        if not head:
+            return
+        logits = np.asarray(self._reranker.predict([(question, self.index.chunks[c.row].text) for c in head]),
+                            dtype=np.float64).reshape(-1)
+        probs = 1.0 / (1.0 + np.exp(-logits))
+        for c, p in zip(head, probs):
+            c.score = (1 - s.reranker_weight) * c.score + s.reranker_weight * float(p)
+
+    def confidence(self, cand: Candidate, q_terms: list[str]) -> float:
+        """How sure we are that the top passage answers (0..1-ish; compared with ``abstain_threshold``).
+
+        Semantic evidence (the better of the chunk's and its best sentence's cosine) mixed with lexical
+        evidence (IDF-weighted coverage of the question's content words by the best sentence and its
+        chunk), minus the weight of question words the corpus never uses.
+        """
+        s = self.settings
+        cov_chunk = self.coverage(q_terms, self.lexical.termsets[cand.row])
+        sim = max(cand.dense, max(cand.sentence_sims, default=cand.dense))
+        if cand.best_sentence >= 0:
+            pos = self.index.chunk_sentence_ids[cand.row].index(cand.best_sentence)
+            cov = 0.5 * (cand.sentence_coverage[pos] + cov_chunk)
+        else:
+            cov = cov_chunk
+        conf = (1 - s.coverage_weight) * sim + s.coverage_weight * cov
+        return conf - s.unknown_weight * self.unknown_share(q_terms)
+
+    def dedupe(self, cands: list[Candidate]) -> list[Candidate]:
+        """Drop a source whose best sentence a higher-ranked source already shows (overlapping windows)."""
+        seen: set[int] = set()
+        out = []
+        for c in cands:
+            if c.best_sentence >= 0 and c.best_sentence in seen:
+                continue
+            seen.update(self.index.chunk_sentence_ids[c.row] if c.best_sentence >= 0 else ())
+            out.append(c)
+        return out
+
+
+def load_reranker(name: str):
+    """A sentence-transformers CrossEncoder by name or folder; a typed error if it cannot be loaded."""
+    try:
+        from sentence_transformers import CrossEncoder
+
+        return CrossEncoder(name, device="cpu")
+    except Exception as exc:  # the library raises many types for "not found / offline / not a model"
+        raise ModelLoadError("reranker", name, describe(exc, 160)) from exc
+
+
+__all__ = ["SearchSettings", "Query", "Candidate", "Retriever", "fuse", "fuse_scores", "answer_type_of", "top",
+           "math"]

@@ -1,0 +1,77 @@
+"""The values that cross the library's public API: answers, their sources, conversation turns."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass
+class Source:
+    """A passage shown to the user as evidence (``start``/``end``: character offsets in its document)."""
+
+    text: str
+    title: str
+    doc_id: str
+    score: float
+    start: int
+    end: int
+    url: str | None = None
+    chunk_id: int = -1
+    date: str | None = None
+
+
+@dataclass
+class Turn:
+    """One earlier exchange of a conversation, given to ``Engine.ask`` for a follow-up question."""
+
+    question: str
+    answer: str = ""
+
+
+@dataclass
+class Draft:
+    """What an answerer writes: the answer text and the ``(doc_id, start, end)`` spans it quotes."""
+
+    text: str
+    spans: list[tuple[str, int, int]] = field(default_factory=list)
+    confidence: float | None = None  # None: keep the retrieval confidence
+
+
+@dataclass
+class Answer:
+    """The result of one question. Data only: the application words it for people.
+
+    ``english`` is False when the question does not look English (the model reads English best);
+    ``tentative`` when it was answered with a confidence at which answers are often wrong.
+    """
+
+    question: str
+    answer: str
+    abstained: bool
+    sources: list[Source]
+    confidence: float
+    latency_ms: float
+    answer_spans: list[tuple[str, int, int]] = field(default_factory=list)
+    english: bool = True
+    tentative: bool = False
+    answered_by: str = "extractive"
+    retrieval_query: str = ""  # what retrieval searched for, when a follow-up added earlier turns' words
+
+    @property
+    def hint(self) -> Source | None:
+        """The closest passage, offered when abstaining."""
+        return self.sources[0] if self.sources else None
+
+    def to_dict(self) -> dict:
+        return {
+            "question": self.question,
+            "answer": self.answer,
+            "abstained": self.abstained,
+            "tentative": self.tentative,
+            "confidence": round(self.confidence, 4),
+            "sources": [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(s).items()}
+                        for s in self.sources],
+            "latency_ms": round(self.latency_ms, 2),
+            "english": self.english,
+            "answered_by": self.answered_by,
+        }

@@ -1,0 +1,261 @@
+"""Vector stores: where chunk vectors live and how the nearest ones are found.
+
+A store maps integer chunk ids to unit-length vectors and answers ``search(vector, k) -> [(id, score)]``
+with inner products (cosine, since vectors are normalised). Retrieval only ever sees top-k lists, so a
+store that does not hold every vector in memory (an ANN index, a server) plugs in as one class
+registered in ``VECTOR_STORES``; the name is saved in the manifest and the same class loads it back.
+
+``faiss`` (the default) searches with FAISS: an exact flat index while small, HNSW above
+``hnsw_above`` vectors, where benchmarks/ann.py measured it to pay (its recall against exact search is
+reported there). ``numpy`` is an exact reference kept for tests and as the simplest example of the seam.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from index.registry import Registry
+
+Hits = list[tuple[int, float]]
+
+
+@runtime_checkable
+class VectorStore(Protocol):
+    """What retrieval and builds need of a vector store."""
+
+    kind: str  # the registry name, saved in the manifest
+    dim: int
+
+    def add(self, ids: Sequence[int], vectors: np.ndarray) -> None:
+        """Store ``vectors`` (rows, unit length) under ``ids`` (new ids)."""
+
+    def delete(self, ids: Sequence[int]) -> None:
+        """Forget these ids (unknown ids are ignored)."""
+
+    def search(self, vector: np.ndarray, k: int) -> Hits:
+        """The ``k`` best ``(id, inner product)`` pairs, best first (ties by id)."""
+
+    def save(self, folder: Path) -> list[str]:
+        """Write the store's files into ``folder``; returns their names."""
+
+    def __len__(self) -> int: ...
+
+
+VECTOR_STORES: Registry[VectorStore] = Registry("vector store")
+
+
+def _sorted_hits(ids: np.ndarray, scores: np.ndarray, k: int) -> Hits:
+    keep = ids >= 0
+    ids, scores = ids[keep], scores[keep]
+    order = np.lexsort((ids, -scores))[:k]
+    return [(int(ids[i]), float(scores[i])) for i in order]
+
+
+class FaissStore:
+    """FAISS: exact inner product (``IndexFlatIP``) up to ``hnsw_above`` vectors, HNSW above.
+
+    Ids go through ``IndexIDMap2`` so deletes and incremental builds keep them stable. HNSW cannot delete
+    in place, so a delete there rebuilds the graph from the kept vectors (builds are rare; searches are
+    not). ``score(vector, ids)`` gives exact scores for chosen ids, which hybrid fusion uses for chunks
+    only the lexical side found.
+    """
+
+    kind = "faiss"
+    FILE = "index.faiss"
+
+    def __init__(self, dim: int, hnsw_above: int = 50_000, hnsw_m: int = 32, ef_search: int = 128,
+                 ef_construction: int = 80, index=None) -> None:
+        import faiss
+
+        self.dim = int(dim)
+        self.hnsw_above, self.hnsw_m = hnsw_above, hnsw_m
+        self.ef_search, self.ef_construction = ef_search, ef_construction
+        self._index = index if index is not None else faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
+        self._tune()
+
+    # ------------------------------------------------------------------------------ kinds of index
+
+    @property
+    def approximate(self) -> bool:
+        import faiss
+
+        return isinstance(faiss.downcast_index(self._index.index), faiss.IndexHNSW)
+
+    def _tune(self) -> None:
+        import faiss
+
+        inner = faiss.downcast_index(self._index.index)
+        if isinstance(inner, faiss.IndexHNSW):
+            inner.hnsw.efSearch = self.ef_search
+
+    def _ids(self) -> np.ndarray:
+        import faiss
+
+        return faiss.vector_to_array(self._index.id_map).astype(np.int64)
+
+    def _vectors(self) -> np.ndarray:
+        n = self._index.ntotal
+        if n == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return self._index.index.reconstruct_n(0, n)
+
+    def _rebuild(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        """A new index of the right kind for ``len(ids)`` vectors."""
+        import faiss
+
+        if len(ids) > self.hnsw_above:
+            inner = faiss.IndexHNSWFlat(self.dim, self.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+            inner.hnsw.efConstruction = self.ef_construction
+        else:
+            inner = faiss.IndexFlatIP(self.dim)
+        self._index = faiss.IndexIDMap2(inner)
+        self._tune()
+        if len(ids):
+            self._index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), ids.astype(np.int64))
+
+    # ----------------------------------------------------------------------------------- the seam
+
+    def __len__(self) -> int:
+        return int(self._index.ntotal)
+
+    def add(self, ids: Sequence[int], vectors: np.ndarray) -> None:
+        ids_a = np.asarray(ids, dtype=np.int64)
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(ids_a), self.dim)
+        if not len(ids_a):
+            return
+        if len(self) + len(ids_a) > self.hnsw_above and not self.approximate:
+            self._rebuild(np.concatenate([self._ids(), ids_a]), np.vstack([self._vectors(), vectors]))
+        else:
+            self._index.add_with_ids(vectors, ids_a)
+
+    def delete(self, ids: Sequence[int]) -> None:
+        drop = np.asarray(list(ids), dtype=np.int64)
+        if not len(drop) or not len(self):
+            return
+        if self.approximate:
+            current = self._ids()
+            keep = ~np.isin(current, drop)
+            self._rebuild(current[keep], self._vectors()[keep])
+        else:
+            import faiss
+
+            self._index.remove_ids(faiss.IDSelectorArray(drop))
+
+    def search(self, vector: np.ndarray, k: int) -> Hits:
+        k = min(int(k), len(self))
+        if k <= 0:
+            return []
+        q = np.ascontiguousarray(vector, dtype=np.float32).reshape(1, self.dim)
+        scores, ids = self._index.search(q, k)
+        return _sorted_hits(ids[0], scores[0], k)
+
+    def score(self, vector: np.ndarray, ids: Sequence[int]) -> np.ndarray:
+        """Exact inner products of ``vector`` with the stored vectors of ``ids``."""
+        if not len(ids):
+            return np.zeros(0, dtype=np.float64)
+        rows = np.vstack([self._index.reconstruct(int(i)) for i in ids])
+        return rows.astype(np.float64) @ np.asarray(vector, dtype=np.float64)
+
+    def get(self, ids: Sequence[int]) -> np.ndarray:
+        """The stored vectors of ``ids`` (reused by incremental builds)."""
+        if not len(ids):
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return np.vstack([self._index.reconstruct(int(i)) for i in ids]).astype(np.float32)
+
+    def save(self, folder: Path) -> list[str]:
+        import faiss
+
+        faiss.write_index(self._index, str(Path(folder) / self.FILE))
+        return [self.FILE]
+
+    @classmethod
+    def load(cls, folder: Path, dim: int, **options) -> "FaissStore":
+        import faiss
+
+        index = faiss.read_index(str(Path(folder) / cls.FILE))
+        if not isinstance(index, faiss.IndexIDMap2):  # a pre-seam index: a bare flat index, rows as ids
+            index = faiss.IndexIDMap2(index) if index.ntotal == 0 else _with_row_ids(index)
+        if index.d != dim:
+            raise ValueError(f"FAISS index has {index.d} dimensions, expected {dim}")
+        return cls(dim, index=index, **options)
+
+
+def _with_row_ids(flat) -> object:
+    import faiss
+
+    out = faiss.IndexIDMap2(faiss.IndexFlatIP(flat.d))
+    out.add_with_ids(flat.reconstruct_n(0, flat.ntotal), np.arange(flat.ntotal, dtype=np.int64))
+    return out
+
+
+class NumpyStore:
+    """Exact search with one matrix product: the reference the FAISS store is tested against."""
+
+    kind = "numpy"
+    FILE = "vectors.npz"
+
+    def __init__(self, dim: int, **_options) -> None:
+        self.dim = int(dim)
+        self._ids = np.zeros(0, dtype=np.int64)
+        self._vecs = np.zeros((0, self.dim), dtype=np.float32)
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def add(self, ids: Sequence[int], vectors: np.ndarray) -> None:
+        ids_a = np.asarray(ids, dtype=np.int64)
+        self._ids = np.concatenate([self._ids, ids_a])
+        self._vecs = np.vstack([self._vecs, np.asarray(vectors, dtype=np.float32).reshape(len(ids_a), self.dim)])
+
+    def delete(self, ids: Sequence[int]) -> None:
+        keep = ~np.isin(self._ids, np.asarray(list(ids), dtype=np.int64))
+        self._ids, self._vecs = self._ids[keep], self._vecs[keep]
+
+    def search(self, vector: np.ndarray, k: int) -> Hits:
+        if not len(self._ids) or k <= 0:
+            return []
+        return _sorted_hits(self._ids, self._vecs @ np.asarray(vector, dtype=np.float32), int(k))
+
+    def score(self, vector: np.ndarray, ids: Sequence[int]) -> np.ndarray:
+        pos = {int(i): n for n, i in enumerate(self._ids)}
+        rows = self._vecs[[pos[int(i)] for i in ids]] if len(ids) else np.zeros((0, self.dim), np.float32)
+        return rows.astype(np.float64) @ np.asarray(vector, dtype=np.float64)
+
+    def get(self, ids: Sequence[int]) -> np.ndarray:
+        pos = {int(i): n for n, i in enumerate(self._ids)}
+        return self._vecs[[pos[int(i)] for i in ids]] if len(ids) else np.zeros((0, self.dim), np.float32)
+
+    def save(self, folder: Path) -> list[str]:
+        with open(Path(folder) / self.FILE, "wb") as fh:
+            np.savez(fh, ids=self._ids, vectors=self._vecs)
+        return [self.FILE]
+
+    @classmethod
+    def load(cls, folder: Path, dim: int, **options) -> "NumpyStore":
+        store = cls(dim)
+        with np.load(Path(folder) / cls.FILE, allow_pickle=False) as data:
+            store._ids, store._vecs = data["ids"].astype(np.int64), data["vectors"].astype(np.float32)
+        if store._vecs.shape[1:] != (dim,):
+            raise ValueError(f"stored vectors have shape {store._vecs.shape}, expected (n, {dim})")
+        return store
+
+
+VECTOR_STORES.register("faiss", FaissStore)
+VECTOR_STORES.register("numpy", NumpyStore)
+
+
+def new_store(kind: str, dim: int, **options) -> VectorStore:
+    """An empty store of the registered ``kind``."""
+    return VECTOR_STORES.create(kind, dim, **options)
+
+
+def load_store(kind: str, folder: Path, dim: int, **options) -> VectorStore:
+    """The store of ``kind`` saved in ``folder`` (the registered factory's ``load``)."""
+    factory = VECTOR_STORES._factories.get(kind)
+    if factory is None:
+        VECTOR_STORES.create(kind, dim)  # raises the typed "unknown backend" error
+    return factory.load(folder, dim, **options)  # type: ignore[union-attr]
