@@ -17,8 +17,6 @@ from typing import Any
 
 import click
 
-from bot.messages import EXAMPLE_QUESTION, explain
-from index import HeraldError
 
 
 class HeraldGroup(click.Group):
@@ -27,8 +25,16 @@ class HeraldGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except HeraldError as exc:
-            raise click.ClickException(explain(exc)) from None
+        except click.exceptions.Exit:
+            raise
+        except Exception as exc:
+            # Imported here, not at the top: `herald --help` must not pay for numpy and the library.
+            from bot.messages import explain
+            from index import HeraldError
+
+            if isinstance(exc, HeraldError):
+                raise click.ClickException(explain(exc)) from None
+            raise
         except KeyboardInterrupt:
             click.echo("Interrupted; nothing was changed.", err=True)
             ctx.exit(130)
@@ -208,6 +214,8 @@ def ask(settings: Any, question: str, as_json: bool) -> None:
         try:
             out = _answer_json(engine.ask(line))
         except QuestionError as exc:
+            from bot.messages import explain
+
             failed += 1
             out = {"question": line[:200], "answer": "", "abstained": True, "sources": [], "latency_ms": 0.0,
                    "error": explain(exc)}
@@ -235,6 +243,8 @@ def info(settings: Any, as_json: bool) -> None:
 
     d = describe_index(settings.engine_config())
     if d.stale_error is not None:
+        from bot.messages import explain
+
         state = f"unknown ({explain(d.stale_error)})"
     elif d.stale is not None and d.stale.stale:
         state = "stale: " + staleness(d.stale) + " (run `herald build`)"

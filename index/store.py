@@ -40,7 +40,8 @@ def index_files() -> set[str]:
     """Every file name an index folder may hold (records plus any registered store's files)."""
     names = set(RECORD_FILES)
     for kind in VECTOR_STORES:
-        names.add(getattr(VECTOR_STORES._factories[kind], "FILE", ""))
+        factory = VECTOR_STORES._factories[kind]
+        names.update(getattr(factory, "FILES", (getattr(factory, "FILE", ""),)))
     return names - {""}
 
 
