@@ -197,8 +197,14 @@ def ask(settings: Any, question: str, as_json: bool) -> None:
     """
     from index import QuestionError, clean_question
 
-    if question != "-" or not as_json:
-        clean_question(question, settings.max_question_chars)  # fail fast, before loading the model
+    if question != "-":
+        try:
+            clean_question(question, settings.max_question_chars)  # fail fast, before loading the model
+        except QuestionError as exc:
+            if not as_json:
+                raise
+            click.echo(json.dumps(_error_json(question, exc), ensure_ascii=False))
+            raise click.exceptions.Exit(1) from None
     engine = _open_engine(settings, quiet=as_json)
     if not as_json:
         click.echo(_format_answer(engine.ask(question)))
@@ -207,21 +213,28 @@ def ask(settings: Any, question: str, as_json: bool) -> None:
         click.echo(json.dumps(_answer_json(engine.ask(question)), ensure_ascii=False))
         return
     failed = 0
-    for line in sys.stdin:
-        line = line.rstrip("\n")
+    for raw in sys.stdin.buffer:
+        # Per line, so one line of bad bytes is one error object, not the end of the batch.
+        line = raw.decode("utf-8", errors="surrogateescape").rstrip("\r\n")
         if not line.strip():
             continue
         try:
             out = _answer_json(engine.ask(line))
         except QuestionError as exc:
-            from bot.messages import explain
-
             failed += 1
-            out = {"question": line[:200], "answer": "", "abstained": True, "sources": [], "latency_ms": 0.0,
-                   "error": explain(exc)}
+            out = _error_json(line, exc)
         click.echo(json.dumps(out, ensure_ascii=False))
     if failed:
         raise click.ClickException(f"{failed} question(s) could not be asked; see their \"error\" fields")
+
+
+def _error_json(question: str, exc: BaseException) -> dict:
+    """The object `ask --json` prints for a question that cannot be asked (bad bytes shown as U+FFFD)."""
+    from bot.messages import explain
+
+    shown = question[:200].encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return {"question": shown, "answer": "", "abstained": True, "sources": [], "latency_ms": 0.0,
+            "error": explain(exc)}
 
 
 def _answer_json(ans: Any) -> dict:

@@ -61,6 +61,8 @@ def _mismatch(e: IndexMismatchError) -> str:
 
 
 def _question(e: QuestionError) -> str:
+    if e.problem == "not_text":
+        return "the question holds bytes that are not UTF-8 text; retype it or save it as UTF-8"
     if e.problem == "too_long":
         return f"the question is {e.length:,} characters long; keep it under {e.limit:,} characters"
     return f"the question is empty; ask something about the articles, e.g. '{EXAMPLE_QUESTION}'"

@@ -77,7 +77,8 @@ class ModelLoadError(HeraldError):
 
 
 class QuestionError(HeraldError):
-    """The question cannot be asked as given: ``problem`` is ``empty`` or ``too_long`` (``length`` > ``limit``)."""
+    """The question cannot be asked as given: ``problem`` is ``empty``, ``not_text`` (bytes that are not
+    UTF-8) or ``too_long`` (``length`` > ``limit``)."""
 
     def __init__(self, problem: str, length: int = 0, limit: int = 0) -> None:
         self.problem, self.length, self.limit = problem, length, limit

@@ -181,6 +181,9 @@ def read_manifest(index_dir: Path) -> dict:
                 and isinstance(manifest["documents"], dict) and isinstance(manifest["counts"], dict)):
             raise TypeError("manifest is not an object with model, documents and counts")
         int(manifest["dim"]), manifest["format_version"], manifest["counts"]["chunks"]
+        for entry in manifest["documents"].values():
+            if not (isinstance(entry, dict) and isinstance(entry["fingerprint"], str)):
+                raise TypeError("a document entry is not an object with a fingerprint")
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise IndexCorruptError(index_dir, f"manifest unreadable ({type(exc).__name__})") from exc
     return manifest

@@ -47,15 +47,23 @@ def content_terms(text: str) -> list[str]:
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff]")
 
 
+_SURROGATE_RE = re.compile(r"[\ud800-\udfff]")
+
+
 def clean_question(question: str | None, max_chars: int = 500) -> str:
     """The question made safe to search: control characters removed, white space folded.
 
-    Raises QuestionError (``empty`` or ``too_long``) when nothing is left or it is far too long.
+    Raises QuestionError (``empty``, ``too_long`` or ``not_text``: bytes that are not UTF-8) when it
+    cannot be asked.
     """
     if question is None:
         raise QuestionError("empty")
     if len(question) > max_chars:
         raise QuestionError("too_long", len(question), max_chars)
+    if _SURROGATE_RE.search(question):
+        # Bytes that were not UTF-8 (Python keeps them as lone surrogates): the tokenizer cannot take them,
+        # and guessing another encoding would search for words nobody typed.
+        raise QuestionError("not_text")
     text = _CONTROL_RE.sub(" ", unicodedata.normalize("NFC", question))
     text = " ".join(text.split())
     if not text or not any(ch.isalnum() for ch in text):

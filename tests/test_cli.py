@@ -501,3 +501,26 @@ def test_real_model_refuses_a_fake_index(built_index, invoke):
     r = invoke("ask", "--corpus", str(built_index.corpus), "--index", str(built_index.index), QUESTION)
     assert_one_line_error(r, "built with model 'test-hash', not 'all-MiniLM-L6-v2'",
                           "herald build --model all-MiniLM-L6-v2")
+
+
+# ------------------------------------------------------------------------- issue 10: bad bytes
+
+
+def test_a_question_with_bytes_that_are_not_utf8_is_one_line(built_index, fake_embedder, invoke):
+    bad = b"who vetoed \xff the resolution?".decode("utf-8", "surrogateescape")  # as Python hands argv over
+    r = invoke("ask", *opts(built_index), bad)
+    assert r.exit_code == 1 and "not UTF-8" in r.stderr and "Traceback" not in r.output
+
+
+def test_one_bad_line_in_a_json_batch_is_an_error_object_and_the_rest_are_answered(built_index, fake_embedder, invoke):
+    batch = b"Who vetoed the resolution?\nwho \xff\xfe vetoed?\nWhat did Greenspan say?\n"
+    r = invoke("ask", "--json", *opts(built_index), "-", input=batch)
+    lines = [json.loads(x) for x in r.stdout.splitlines()]
+    assert len(lines) == 3 and r.exit_code == 1
+    assert "error" not in lines[0] and "not UTF-8" in lines[1]["error"] and "error" not in lines[2]
+    assert lines[1]["question"] == "who \ufffd\ufffd vetoed?"
+
+
+def test_a_single_json_question_that_cannot_be_asked_is_a_json_error(built_index, fake_embedder, invoke):
+    r = invoke("ask", "--json", *opts(built_index), "   ")
+    assert r.exit_code == 1 and json.loads(r.stdout)["error"].startswith("the question is empty")

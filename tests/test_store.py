@@ -178,6 +178,9 @@ def test_damaged_index_is_corrupt_with_rebuild_hint(built_index, fake_embedder, 
     "{not json", "[]", '"a string"', "null", '{"model": "test-hash"}',
     '{"model": "test-hash", "dim": "sixty-four", "format_version": 1, "documents": {}, "counts": {"chunks": 1}}',
     '{"model": "test-hash", "dim": 64, "format_version": 1, "counts": {"chunks": 1}}',
+    # issue 10: a document entry without a fingerprint, and one that is not an object
+    '{"model": "test-hash", "dim": 64, "format_version": 1, "counts": {"chunks": 1}, "documents": {"a.txt": {}}}',
+    '{"model": "test-hash", "dim": 64, "format_version": 1, "counts": {"chunks": 1}, "documents": {"a.txt": 3}}',
     '{"model": "test-hash", "dim": 64, "format_version": 1, "documents": [], "counts": {"chunks": 1}}',
     '{"model": "test-hash", "dim": 64, "format_version": 1, "documents": {}}',
 ])
