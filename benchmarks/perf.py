@@ -151,7 +151,8 @@ def main() -> None:
     qs = questions(args.questions)
     work = Path(tempfile.mkdtemp(prefix="herald-perf-"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("HERALD_") and k != "DISCORD_TOKEN"}
-    no_env = str(work / "no.env")
+    no_env = str(work / "empty.env")
+    Path(no_env).write_text("", encoding="utf-8")
     rows: list[tuple[str, str]] = []
     try:
         # ---- subprocesses first: `herald --help`, cold `herald ask`. A child's peak RSS counts the memory

@@ -80,12 +80,12 @@ def index_options(fn: Callable) -> Callable:
 
 
 @click.group(cls=HeraldGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--env-file", type=click.Path(path_type=Path), default=Path(".env"), show_default=True,
-              help="Settings file read before the environment.")
+@click.option("--env-file", type=click.Path(path_type=Path), default=None,
+              help="Settings file read before the environment [default: .env, when it exists].")
 @click.option("-v", "--verbose", is_flag=True, help="Show debug logs.")
 @click.version_option(package_name="herald")
 @click.pass_context
-def cli(ctx: click.Context, env_file: Path, verbose: bool) -> None:
+def cli(ctx: click.Context, env_file: Path | None, verbose: bool) -> None:
     """Herald answers questions about news articles, quoting the articles and their sources.
 
     \b
@@ -96,7 +96,8 @@ def cli(ctx: click.Context, env_file: Path, verbose: bool) -> None:
 
     _setup_logging(verbose)
     ctx.ensure_object(dict)
-    ctx.obj["settings"] = load_settings(env_file)
+    ctx.obj["settings"] = load_settings(env_file if env_file is not None else ".env",
+                                        require_file=env_file is not None)
 
 
 def _progress_bar(label: str) -> tuple[Callable[[int, int], None], Callable[[], None]]:

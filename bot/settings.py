@@ -7,6 +7,7 @@ Retrieval knobs map one-to-one onto ``SearchSettings`` / ``ChunkSettings`` field
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,9 +64,12 @@ def _parse(name: str, raw: str, kind: type) -> Any:
             if raw.lower() in ("0", "false", "no", "off", ""):
                 return False
             raise ValueError
-        return kind(raw)
+        value = kind(raw)
+        if kind is float and not math.isfinite(value):
+            raise ValueError
+        return value
     except ValueError:
-        what = {int: "a whole number", float: "a number", bool: "true or false"}.get(kind, "a value")
+        what = {int: "a whole number", float: "a finite number", bool: "true or false"}.get(kind, "a value")
         raise SettingsError(f"{name} must be {what}, got {raw!r}; fix it in .env or the environment") from None
 
 
@@ -106,14 +110,19 @@ def _choice(name: str, value: str, registry: Any) -> str:
     return value
 
 
-def load_settings(env_file: str | os.PathLike | None = ".env", environ: dict[str, str] | None = None) -> Settings:
+def load_settings(env_file: str | os.PathLike | None = ".env", environ: dict[str, str] | None = None,
+                  require_file: bool = False) -> Settings:
     """Settings from ``environ`` (default: the process environment) over the values in ``env_file``.
 
-    Real environment variables win over `.env`, as python-dotenv does by default.
+    Real environment variables win over `.env`, as python-dotenv does by default. ``require_file``: the
+    user named the file, so its absence is an error (a typo must not silently mean "no settings").
     """
     from dotenv import dotenv_values
 
     env: dict[str, str] = {}
+    if require_file and env_file and not Path(env_file).is_file():
+        raise SettingsError(f"settings file {env_file} does not exist (--env-file); create it or leave the "
+                            f"option out to read .env")
     if env_file and Path(env_file).is_file():
         env.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
     env.update(os.environ if environ is None else environ)

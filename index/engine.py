@@ -130,7 +130,7 @@ class Engine:
                           retrieval_query=search_text if search_text != q else "")
         shown = self.retriever.dedupe(cands) if s.dedupe_sources else cands
         sources = [self._source(c) for c in shown[:s.top_k]]
-        conf = self.retriever.confidence(cands[0], query.terms) if s.mode == "hybrid" else cands[0].score
+        conf = self.retriever.confidence(cands[0], query.terms, s.mode)
         abstained = conf < s.abstain_threshold
         text, spans, by = "", [], self.answerer.name
         if not abstained:

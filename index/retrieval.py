@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
@@ -83,6 +83,10 @@ class SearchSettings:
     max_question_chars: int = 500
 
     def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"{f.name} must be a finite number")
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}")
         if self.fusion not in FUSIONS:
@@ -90,9 +94,17 @@ class SearchSettings:
         if self.bm25_norm not in BM25_NORMS:
             raise ValueError(f"bm25_norm must be one of {', '.join(BM25_NORMS)}")
         for name in ("dense_weight", "sentence_weight", "sentence_lexical_weight", "coverage_weight",
-                     "reranker_weight", "tentative_below"):
+                     "reranker_weight", "tentative_below", "abstain_threshold"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be between 0 and 1")
+        if self.tentative_below < self.abstain_threshold:
+            raise ValueError("tentative_below must not be below abstain_threshold (answers between the two "
+                             "are the tentative ones)")
+        for name in ("unknown_weight", "answer_type_weight", "adjacent_margin", "fragment_chars"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} cannot be negative")
+        if self.max_question_chars < 1 or self.reranker_candidates < 1:
+            raise ValueError("max_question_chars and reranker_candidates must be at least 1")
         if self.top_k < 1 or self.candidates < 1 or self.rescore_candidates < 1:
             raise ValueError("top_k, candidates and rescore_candidates must be at least 1")
         if self.answer_sentences < 1:
@@ -304,14 +316,21 @@ class Retriever:
         for c, p in zip(head, probs):
             c.score = (1 - s.reranker_weight) * c.score + s.reranker_weight * float(p)
 
-    def confidence(self, cand: Candidate, q_terms: list[str]) -> float:
+    def confidence(self, cand: Candidate, q_terms: list[str], mode: str = "hybrid") -> float:
         """How sure we are that the top passage answers (0..1-ish; compared with ``abstain_threshold``).
 
-        Semantic evidence (the better of the chunk's and its best sentence's cosine) mixed with lexical
-        evidence (IDF-weighted coverage of the question's content words by the best sentence and its
-        chunk), minus the weight of question words the corpus never uses.
+        Hybrid: semantic evidence (the better of the chunk's and its best sentence's cosine) mixed with
+        lexical evidence (IDF-weighted coverage of the question's content words by the best sentence and
+        its chunk), minus the weight of question words the corpus never uses. The single-signal modes
+        use their own evidence on the same 0..1 scale: dense its cosine, bm25 the IDF-weighted share of
+        the question's words the top chunk holds (a raw BM25 score of 8 is not "more sure" than a
+        threshold of 0.4: compared raw, bm25 mode never abstained).
         """
         s = self.settings
+        if mode == "dense":
+            return cand.dense
+        if mode == "bm25":
+            return self.coverage(q_terms, self.lexical.termsets[cand.row])
         cov_chunk = self.coverage(q_terms, self.lexical.termsets[cand.row])
         sim = max(cand.dense, max(cand.sentence_sims, default=cand.dense))
         if cand.best_sentence >= 0:
@@ -344,5 +363,4 @@ def load_reranker(name: str):
         raise ModelLoadError("reranker", name, describe(exc, 160)) from exc
 
 
-__all__ = ["SearchSettings", "Query", "Candidate", "Retriever", "fuse", "fuse_scores", "answer_type_of", "top",
-           "math"]
+__all__ = ["SearchSettings", "Query", "Candidate", "Retriever", "fuse", "fuse_scores", "answer_type_of", "top"]

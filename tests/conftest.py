@@ -16,7 +16,7 @@ Fixtures (all function-scoped unless noted):
 * ``isolated_settings``: chdir to ``tmp_path`` (so no ``.env`` is found) with HERALD_* / DISCORD_TOKEN
   removed; returns ``tmp_path``.
 * ``invoke``: ``invoke(*args, input=None, env=None)`` runs ``bot.cli:cli`` in-process (CliRunner,
-  ``obj={}``, ``--env-file`` pointed at a file that does not exist) and returns the click Result.
+  ``obj={}``, ``--env-file`` pointed at an empty file) and returns the click Result.
 * ``real_engine`` (session, real model): an Engine over the article built with the packaged model in a
   temp folder; mark tests that use it ``@pytest.mark.model``.
 
@@ -187,7 +187,8 @@ def invoke(tmp_path):
     from bot.cli import cli
 
     runner = CliRunner()
-    no_env_file = tmp_path / "no-such.env"
+    no_env_file = tmp_path / "empty.env"  # an explicit --env-file must exist; this one sets nothing
+    no_env_file.write_text("", encoding="utf-8")
 
     def run(*args: str, input: str | None = None, env: dict[str, str] | None = None):
         argv = [str(a) for a in args]

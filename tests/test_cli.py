@@ -219,7 +219,11 @@ def test_ask_json_stdin_bad_line_is_reported_in_place(built_index, fake_embedder
 @pytest.mark.parametrize("as_json", [False, True])
 def test_ask_bad_question_fails_fast(built_index, fake_embedder, invoke, question, fragment, as_json):
     args = ["ask", *(["--json"] if as_json else []), *opts(built_index), question]
-    assert_one_line_error(invoke(*args), fragment)
+    if as_json:  # a JSON error object on stdout (issue 10: it was plain text), and a non-zero exit
+        r = invoke(*args)
+        assert r.exit_code == 1 and fragment in json.loads(r.stdout)["error"]
+    else:
+        assert_one_line_error(invoke(*args), fragment)
     assert fake_embedder.loads == 0  # refused before loading the model
 
 

@@ -186,18 +186,18 @@ def test_unknown_words_lower_confidence_when_weighted(engine):
 
 def test_threshold_is_the_abstention_knob(engine):
     q = "When did the harbour authority approve the lighthouse?"
-    assert with_settings(engine, abstain_threshold=2.0).ask(q).abstained
-    assert not with_settings(engine, abstain_threshold=-1.0).ask(q).abstained
+    assert with_settings(engine, abstain_threshold=1.0, tentative_below=1.0).ask(q).abstained
+    assert not with_settings(engine, abstain_threshold=0.0).ask(q).abstained
 
 
 def test_tentative_marks_answers_between_the_two_thresholds(engine):
     q = "When did the harbour authority approve the lighthouse?"
-    conf = with_settings(engine, abstain_threshold=-1.0).ask(q).confidence
-    low = with_settings(engine, abstain_threshold=-1.0, tentative_below=min(1.0, max(0.0, conf + 0.01)))
-    high = with_settings(engine, abstain_threshold=-1.0, tentative_below=max(0.0, conf - 0.01))
+    conf = with_settings(engine, abstain_threshold=0.0).ask(q).confidence
+    low = with_settings(engine, abstain_threshold=0.0, tentative_below=min(1.0, max(0.0, conf + 0.01)))
+    high = with_settings(engine, abstain_threshold=0.0, tentative_below=max(0.0, conf - 0.01))
     assert low.ask(q).tentative and not high.ask(q).tentative
-    assert not with_settings(engine, abstain_threshold=-1.0, tentative_below=0.0).ask(q).tentative  # 0 = off
-    gone = with_settings(engine, abstain_threshold=2.0, tentative_below=1.0).ask(q)
+    assert not with_settings(engine, abstain_threshold=0.0, tentative_below=0.0).ask(q).tentative  # 0 = off
+    gone = with_settings(engine, abstain_threshold=1.0, tentative_below=1.0).ask(q)
     assert gone.abstained and not gone.tentative  # an abstention is never "tentative"
     assert low.ask(q).to_dict()["tentative"] is True
 
@@ -205,6 +205,8 @@ def test_tentative_marks_answers_between_the_two_thresholds(engine):
 def test_tentative_below_must_be_a_confidence():
     with pytest.raises(ValueError, match="tentative_below"):
         SearchSettings(tentative_below=1.5)
+    with pytest.raises(ValueError, match="tentative_below must not be below abstain_threshold"):
+        SearchSettings(abstain_threshold=0.5, tentative_below=0.45)
 
 
 # ------------------------------------------------------------------------------------ short answer

@@ -171,3 +171,39 @@ def test_token_never_in_repr(tmp_path):
     assert s.discord_token == token
     assert token not in repr(s) and token not in str(s)
     assert token not in repr(s.with_overrides(model="x"))
+
+
+# ------------------------------------------------------------------ issue 10: settings that lie
+
+
+@pytest.mark.parametrize("env, named", [
+    ({"HERALD_ABSTAIN_THRESHOLD": "nan"}, "HERALD_ABSTAIN_THRESHOLD"),
+    ({"HERALD_ABSTAIN_THRESHOLD": "2"}, "HERALD_ABSTAIN_THRESHOLD"),
+    ({"HERALD_DENSE_WEIGHT": "inf"}, "HERALD_DENSE_WEIGHT"),
+    ({"HERALD_MAX_QUESTION_CHARS": "0"}, "HERALD_MAX_QUESTION_CHARS"),
+    ({"HERALD_MAX_QUESTION_CHARS": "-5"}, "HERALD_MAX_QUESTION_CHARS"),
+    ({"HERALD_TENTATIVE_BELOW": "0.3"}, "HERALD_TENTATIVE_BELOW"),
+    ({"HERALD_COOLDOWN_SECONDS": "nan"}, "HERALD_COOLDOWN_SECONDS"),
+    ({"HERALD_VECTOR_STORE": "qdrant"}, "HERALD_VECTOR_STORE"),
+    ({"HERALD_ANSWERER": "gpt"}, "HERALD_ANSWERER"),
+])
+def test_settings_that_would_lie_are_refused_by_name(env, named):
+    with pytest.raises(SettingsError) as info:
+        load_settings(None, environ=env)
+    assert named in str(info.value)
+
+
+def test_an_explicit_env_file_that_does_not_exist_is_an_error(tmp_path, invoke):
+    r = invoke("--env-file", tmp_path / "missing.env", "info")
+    assert r.exit_code == 1 and "missing.env does not exist" in r.stderr
+
+
+def test_bm25_mode_abstains_on_an_off_topic_question(built_index, fake_embedder):
+    from index import EngineConfig, SearchSettings, open_engine
+
+    config = EngineConfig(corpus=built_index.corpus, index_dir=built_index.index, model="test-hash",
+                          search=SearchSettings(mode="bm25"))
+    engine = open_engine(config)
+    assert engine.ask("What is the recipe for banana bread?").abstained
+    on_topic = engine.ask("Who vetoed the French resolution on Aleppo?")
+    assert not on_topic.abstained and 0 < on_topic.confidence < 1
