@@ -105,14 +105,15 @@ def bulk_build(folder: Path, n: int, work: Path, env: dict[str, str], no_env: st
     m = _re.search(r"(\d+) texts embedded in ([\d.]+) s", proc.stdout)
     if not m:
         raise SystemExit(f"could not read the build's report:\n{proc.stdout}")
+    # The build embeds each distinct text once; the index holds a vector for every chunk and sentence.
     docs = {}
     for line in (index_dir / "documents.jsonl").read_text(encoding="utf-8").splitlines():
         d = json.loads(line)
         docs[d["id"]] = d
     texts = [json.loads(line)["text"] for line in (index_dir / "chunks.jsonl").read_text(encoding="utf-8").splitlines()]
     texts += [d["text"][a:b] for d in docs.values() for a, b in d["sentences"]]
-    if len(texts) != int(m.group(1)):
-        raise SystemExit(f"the build embedded {m.group(1)} texts, the index holds {len(texts)}")
+    if len(set(texts)) != int(m.group(1)):
+        raise SystemExit(f"the build embedded {m.group(1)} texts, the index holds {len(set(texts))} distinct ones")
     code = ("import json,sys,time,os; os.environ['HF_HUB_OFFLINE']='1'\n"
             "from sentence_transformers import SentenceTransformer\n"
             "from index.embed import resolve_model_path\n"
@@ -120,13 +121,16 @@ def bulk_build(folder: Path, n: int, work: Path, env: dict[str, str], no_env: st
             "m.encode(['warm-up']); t=time.perf_counter()\n"
             "m.encode(texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True)\n"
             "print(time.perf_counter()-t)\n")
-    (work / "texts.json").write_text(json.dumps(texts), encoding="utf-8")
-    bare = subprocess.run([sys.executable, "-c", code, str(work / "texts.json"), model], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=3600)
-    if bare.returncode != 0:
-        raise SystemExit(f"bare encode failed:\n{bare.stderr}")
-    return {"articles": articles, "texts": len(texts), "build_s": float(m.group(2)), "wall_s": wall,
-            "bare_s": float(bare.stdout.strip().splitlines()[-1])}
+    def bare(batch: list[str]) -> float:
+        (work / "texts.json").write_text(json.dumps(batch), encoding="utf-8")
+        proc = subprocess.run([sys.executable, "-c", code, str(work / "texts.json"), model], cwd=REPO, env=env,
+                              capture_output=True, text=True, timeout=3600)
+        if proc.returncode != 0:
+            raise SystemExit(f"bare encode failed:\n{proc.stderr}")
+        return float(proc.stdout.strip().splitlines()[-1])
+
+    return {"articles": articles, "texts": len(texts), "distinct": len(set(texts)), "build_s": float(m.group(2)),
+            "wall_s": wall, "bare_s": bare(texts), "bare_distinct_s": bare(list(dict.fromkeys(texts)))}
 
 
 def main() -> None:
@@ -240,10 +244,12 @@ def main() -> None:
     rows.append(("... the same with BLAS/OpenMP at their default, one thread per core",
                  f"{busy['default']:.1f} ms ({busy['default'] / busy['idle']:.1f}x idle)"))
     if bbc is not None:
-        rows.append((f"`herald build` of {bbc['articles']} BBC articles: {bbc['texts']} texts embedded",
-                     f"{bbc['build_s']:.1f} s in the build ({bbc['wall_s']:.1f} s wall, with start-up and model load)"))
-        rows.append(("Bare sentence-transformers `encode` of the same texts (model loaded)",
-                     f"{bbc['bare_s']:.1f} s; build throughput / bare = {bbc['bare_s'] / bbc['build_s']:.2f}"))
+        rows.append((f"`herald build` of {bbc['articles']} BBC files: vectors for {bbc['texts']} chunk and sentence "
+                     f"texts ({bbc['distinct']} distinct, each embedded once)",
+                     f"{bbc['build_s']:.1f} s in the build, with the model load ({bbc['wall_s']:.1f} s wall)"))
+        rows.append(("Bare sentence-transformers `encode` of the same texts, model loaded: all / distinct only",
+                     f"{bbc['bare_s']:.1f} s / {bbc['bare_distinct_s']:.1f} s; build throughput / bare = "
+                     f"{bbc['bare_s'] / bbc['build_s']:.2f} / {bbc['bare_distinct_s'] / bbc['build_s']:.2f}"))
     if bulk is not None:
         rows.append((f"Bulk embedding of {bulk[0]} chunk texts: NumPy / sentence-transformers (torch)",
                      f"{bulk[1]:.1f} s / {bulk[2]:.1f} s"))

@@ -6,6 +6,7 @@ Every expected failure is a HeraldError and becomes one line on stderr with a no
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
@@ -17,6 +18,9 @@ from typing import Any
 
 import click
 
+
+
+LISTED = 10  # documents named per kind of change after a build; the rest are counted
 
 
 class HeraldGroup(click.Group):
@@ -100,24 +104,55 @@ def cli(ctx: click.Context, env_file: Path | None, verbose: bool) -> None:
                                         require_file=env_file is not None)
 
 
-def _progress_bar(label: str) -> tuple[Callable[[int, int], None], Callable[[], None]]:
-    """A click progress bar driven by (done, total) callbacks; silent when nothing is embedded."""
-    state: dict[str, Any] = {"bar": None, "shown": 0}
+class _Progress:
+    """Progress of a build's slow steps: a bar per step on a terminal, elsewhere (a log, a pipe) a line
+    every few seconds once a step has run that long, and its last line. Called with (done, total) for
+    embedding; ``stage`` for the rest."""
 
-    def update(done: int, total: int) -> None:
+    LABELS = {"splitting": "Splitting articles into sentences", "embedding": "Embedding"}
+    EVERY = 5.0  # seconds between lines when not on a terminal
+
+    def __init__(self) -> None:
+        self.tty = sys.stderr.isatty()
+        self.bar: Any = None
+        self.name = ""
+        self.shown = 0
+        self.last = 0.0
+        self.printed = False
+
+    def __call__(self, done: int, total: int) -> None:
+        self.stage("embedding", done, total)
+
+    def stage(self, name: str, done: int, total: int) -> None:
+        import time
+
         if total == 0:
             return
-        if state["bar"] is None:
-            state["bar"] = click.progressbar(length=total, label=label, file=sys.stderr)
-            state["bar"].__enter__()
-        state["bar"].update(done - state["shown"])
-        state["shown"] = done
+        if name != self.name:
+            self.close()
+            self.name, self.shown, self.last, self.printed = name, 0, time.monotonic(), False
+            if self.tty:
+                self.bar = click.progressbar(length=total, label=self.LABELS.get(name, name), file=sys.stderr)
+                self.bar.__enter__()
+        if self.tty:
+            self.bar.update(done - self.shown)
+            self.shown = done
+            return
+        now = time.monotonic()
+        if now - self.last >= self.EVERY or (done == total and self.printed):
+            click.echo(f"{self.LABELS.get(name, name)}: {done:,} of {total:,}", err=True)
+            self.last, self.printed = now, True
 
-    def close() -> None:
-        if state["bar"] is not None:
-            state["bar"].__exit__(None, None, None)
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+            self.bar = None
 
-    return update, close
+
+def _progress_bar(label: str = "Embedding") -> tuple[_Progress, Callable[[], None]]:
+    """A progress reporter for a build and the call that closes it."""
+    p = _Progress()
+    return p, p.close
 
 
 def _open_engine(settings: Any, quiet: bool = False):
@@ -140,21 +175,29 @@ def build(settings: Any, full: bool) -> None:
     from index import rebuild
 
     update, close = _progress_bar("Embedding")
+    waiting = f"Another process is building the index at {settings.index_dir}; waiting for it to finish."
     try:
-        report = rebuild(settings.engine_config(), progress=update, full=full)
+        report = rebuild(settings.engine_config(), progress=update, full=full,
+                         on_wait=lambda: click.echo(waiting, err=True))
     finally:
         close()
     parts = [f"{len(report.added)} added", f"{len(report.changed)} changed", f"{len(report.removed)} removed",
              f"{len(report.unchanged)} unchanged"]
+    if report.full_rebuild:  # every document is re-embedded: "added" would misreport what happened
+        parts = ["rebuilt from scratch" + ("" if full else ": the old index was damaged or made with other settings")]
     if not report.changed_anything:
         click.echo(f"Nothing changed: the index at {settings.index_dir} is up to date "
                    f"({report.documents} document(s), {report.chunks} chunks).")
         return
     click.echo(f"Index at {settings.index_dir}: {report.documents} document(s), {report.chunks} chunks "
                f"({', '.join(parts)}; {report.embedded_texts} texts embedded in {report.seconds:.1f} s).")
+    if report.full_rebuild:
+        return
     for label, ids in (("added", report.added), ("changed", report.changed), ("removed", report.removed)):
-        for doc_id in ids:
+        for doc_id in ids[:LISTED]:
             click.echo(f"  {label}: {doc_id}")
+        if len(ids) > LISTED:
+            click.echo(f"  ... and {len(ids) - LISTED} more {label}")
 
 
 def _format_answer(ans: Any) -> str:
@@ -249,16 +292,23 @@ def _answer_json(ans: Any) -> dict:
 
 @cli.command()
 @index_options
+@click.option("--check", is_flag=True, help="Verify every file's checksum and load the whole index.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest summary as JSON.")
-def info(settings: Any, as_json: bool) -> None:
-    """Show what the index holds and whether the corpus changed since it was built."""
-    from bot.messages import staleness
+def info(settings: Any, as_json: bool, check: bool) -> None:
+    """Show what the index holds and whether the corpus changed since it was built.
+
+    Exits 1 when the index is damaged (a file's size, or with --check its checksum, does not match).
+    """
+    from bot.messages import explain, staleness
     from index import describe_index
 
-    d = describe_index(settings.engine_config())
+    d = describe_index(settings.engine_config(), check=check)
+    damage = ""
+    if d.damaged:
+        damage = f"damaged: {', '.join(d.damaged)} do not match the manifest; rebuild it with `herald build`"
+    elif d.damage_error is not None:
+        damage = f"damaged: {explain(d.damage_error)}"
     if d.stale_error is not None:
-        from bot.messages import explain
-
         state = f"unknown ({explain(d.stale_error)})"
     elif d.stale is not None and d.stale.stale:
         state = "stale: " + staleness(d.stale) + " (run `herald build`)"
@@ -268,10 +318,13 @@ def info(settings: Any, as_json: bool) -> None:
         "index": str(d.index_dir), "model": d.model, "dim": d.dim, "vector_store": d.vector_store,
         "documents": len(d.documents), "chunks": d.chunks, "sentences": d.sentences, "built_at": d.built_at,
         "chunking": d.chunking, "corpus": str(settings.corpus_dir), "state": state,
-        "titles": [doc.title for doc in d.documents],
+        "titles": [doc.title for doc in d.documents], "damaged": damage or None,
+        "checked": check,
     }
     if as_json:
         click.echo(json.dumps(summary, ensure_ascii=False))
+        if damage:
+            raise click.exceptions.Exit(1)
         return
     click.echo(f"Index:     {summary['index']}")
     click.echo(f"Model:     {summary['model']} ({summary['dim']} dimensions)")
@@ -281,6 +334,10 @@ def info(settings: Any, as_json: bool) -> None:
     click.echo(f"Corpus:    {summary['corpus']} ({state})")
     for doc in d.documents:
         click.echo(f"  - {doc.title} [{doc.id}, {doc.chunks} chunks]")
+    if damage:
+        raise click.ClickException(damage)
+    if check:
+        click.echo("Check:     every file matches its checksum; the index loads.")
 
 
 @cli.command(name="eval")
@@ -293,7 +350,9 @@ def eval_cmd(settings: Any, qa_file: Path, failures: bool, as_json: bool) -> Non
     from index import evaluate, load_qa
 
     items = load_qa(qa_file)
-    engine = _open_engine(settings, quiet=as_json)
+    # recall@5 needs five sources: the answer and the ranking do not change, only how many are listed.
+    search = dataclasses.replace(settings.search, top_k=max(5, settings.search.top_k))
+    engine = _open_engine(dataclasses.replace(settings, search=search), quiet=as_json)
     result = evaluate(engine, items)
     summary = result.summary()
     if as_json:

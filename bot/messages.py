@@ -7,7 +7,7 @@ variables (which only the application knows). The CLI and the bot both call ``ex
 
 from __future__ import annotations
 
-from index import (DEFAULT_MODEL, Answer, CorpusError, IndexCorruptError, IndexMismatchError,
+from index import (DEFAULT_MODEL, Answer, BuildBusyError, CorpusError, IndexCorruptError, IndexMismatchError,
                    IndexMissingError, IndexPathError, IndexWriteError, ModelLoadError, Notice, QuestionError,
                    QuestionSetError, Staleness, UnknownBackendError)
 
@@ -37,6 +37,17 @@ def notice(n: Notice) -> str:
     """What the engine is about to do, for the terminal or the bot's log."""
     if n.kind == "building":
         return f"No index at {n.index_dir} yet; building it from {n.corpus} (once)."
+    if n.kind == "waiting":
+        return f"Another process is building the index at {n.index_dir}; waiting for it to finish."
+    if n.kind == "busy":
+        return (f"Another process is updating the index at {n.index_dir}; answering from the current index "
+                f"meanwhile.")
+    if n.kind == "stale":
+        why = explain(n.error) if n.error is not None else "the update failed"
+        if n.stale is None:
+            return f"Answering from the index as it was: the corpus could not be checked for changes: {why}."
+        changed = f" ({staleness(n.stale)})" if n.stale.stale else ""
+        return f"Answering from the index as it was: the corpus changed{changed} but updating failed: {why}."
     why = staleness(n.stale) if n.stale is not None and n.stale.stale else "chunking settings changed"
     return f"The corpus changed since the index was built ({why}); updating the index."
 
@@ -73,6 +84,9 @@ def _question_set(e: QuestionSetError) -> str:
         return f'{e.path}:{e.line}: expected {{"question": "...", "answers": ["..."]}} per line'
     if e.problem == "empty":
         return f"question set {e.path} holds no questions"
+    if e.problem == "bad_question":
+        inner = e.__cause__
+        return f"{e.path}:{e.line}: {explain(inner) if inner is not None else 'that question cannot be asked'}"
     return f"cannot read question set {e.path}: {e.detail}"
 
 
@@ -95,6 +109,8 @@ def explain(exc: BaseException) -> str:
     """One line for a person: what is wrong and what to do (any HeraldError; others by type and text)."""
     if isinstance(exc, CorpusError):
         return _corpus(exc)
+    if isinstance(exc, BuildBusyError):
+        return f"another process is building the index at {exc.path}; try again when it has finished"
     if isinstance(exc, IndexMissingError):
         return f"no index at {exc.path}; build one with `herald build`"
     if isinstance(exc, IndexPathError):

@@ -20,7 +20,7 @@ from index.corpus import Document
 from index.embed import DEFAULT_MODEL, Embedder, register_embedder
 from index.engine import (DocumentInfo, Engine, EngineConfig, IndexInfo, Notice, describe_index, open_engine,
                           rebuild)
-from index.errors import (CorpusError, HeraldError, IndexCorruptError, IndexMismatchError, IndexMissingError,
+from index.errors import (BuildBusyError, CorpusError, HeraldError, IndexCorruptError, IndexMismatchError, IndexMissingError,
                           IndexPathError, IndexWriteError, ModelLoadError, QuestionError, QuestionSetError,
                           UnknownBackendError)
 from index.evaluate import EvalResult, QAItem, evaluate, load_qa
@@ -44,7 +44,7 @@ __all__ = [
     "Answerer", "ExtractiveAnswerer", "Draft", "ANSWERERS",
     "Embedder", "register_embedder",
     # errors
-    "HeraldError", "CorpusError", "IndexMissingError", "IndexPathError", "IndexCorruptError",
+    "HeraldError", "BuildBusyError", "CorpusError", "IndexMissingError", "IndexPathError", "IndexCorruptError",
     "IndexMismatchError", "IndexWriteError", "ModelLoadError", "QuestionError", "QuestionSetError",
     "UnknownBackendError",
 ]

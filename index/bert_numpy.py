@@ -87,6 +87,17 @@ def _layer_norm(x: np.ndarray, w: np.ndarray, b: np.ndarray, eps: float) -> np.n
     return (x - mu) / np.sqrt(var + eps) * w + b
 
 
+def _batches(order: np.ndarray, lengths: list[int], size: int, tokens: int) -> list[np.ndarray]:
+    """Consecutive runs of ``order`` (longest first) of at most ``size`` texts and ``tokens`` padded tokens."""
+    out, start = [], 0
+    while start < len(order):
+        longest = lengths[order[start]]  # sorted longest first: the first sets the padding
+        n = max(1, min(size, tokens // max(1, longest)))
+        out.append(order[start:start + n])
+        start += n
+    return out
+
+
 class NumpyBertEmbedder:
     """Embeds text with a BERT sentence-transformers folder, in NumPy (see the module doc)."""
 
@@ -133,6 +144,10 @@ class NumpyBertEmbedder:
                 (g(p + "output.LayerNorm.weight"), g(p + "output.LayerNorm.bias")),
             ))
 
+    # Padded tokens per forward pass: attention holds batch x heads x length^2 floats, so 64 chunks of
+    # 200 tokens took 130 MB more than the same texts in smaller batches (peak RSS, benchmarks/perf.py).
+    batch_tokens = 2048
+
     def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
         """Token ids of each text, truncated as sentence-transformers does (microseconds; the model is not)."""
         prepared = [str(t).strip() for t in texts]
@@ -155,8 +170,7 @@ class NumpyBertEmbedder:
             from tqdm import tqdm
 
             bar = tqdm(total=len(ids), desc="Batches", unit="text")
-        for start in range(0, len(ids), batch_size):
-            rows = order[start:start + batch_size]
+        for rows in _batches(order, [len(x) for x in ids], batch_size, self.batch_tokens):
             out[rows] = self._forward([ids[r] for r in rows])
             if bar is not None:
                 bar.update(len(rows))

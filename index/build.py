@@ -6,6 +6,7 @@ stays small; ``build_index`` runs them in order and writes the result atomically
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,12 +20,16 @@ from index.corpus import CLEANER_VERSION, Document
 from index.embed import Embedder, embed_all
 from index.errors import CorpusError, IndexCorruptError, IndexMismatchError, IndexMissingError
 from index.sources import DocumentSource, FolderSource
-from index.store import (DEFAULT_STORE, FORMAT_VERSION, MANIFEST, LoadedIndex, built_fingerprints,
-                         check_replaceable, load_index, write_index)
+from index.store import (DEFAULT_STORE, FORMAT_VERSION, MANIFEST, LoadedIndex, build_lock, built_fingerprints,
+                         check_replaceable, clean_leftovers, load_index, write_index)
+from index import threads
 from index.threads import build_threads
 from index.vectors import VectorStore, new_store
 
+# Called with (texts embedded, texts to embed); an object that also has ``stage(name, done, total)`` hears
+# about sentence splitting too (the CLI shows both).
 Progress = Callable[[int, int], None]
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -70,18 +75,83 @@ def _previous(index_dir: Path, embedder: Embedder, chunking: ChunkSettings, stor
     return previous
 
 
+_SPLIT_APART = 16  # documents worth a child process for splitting (it costs ~0.5 s to start)
+
+
+def _split(docs: list[Document], chunking: ChunkSettings, stage: Callable[[str, int, int], None] | None,
+           meanwhile: Callable[[], None] | None) -> list[list[list[tuple[int, int]]]]:
+    """Sentence spans of each document's sections.
+
+    Splitting (pysbd, pure Python) and loading torch for the bulk path (7 s) each take seconds and both
+    hold the GIL, so when there is bulk to embed and a spare core, splitting runs in a child process
+    (index/splitter.py) while this one runs ``meanwhile`` (the model load): the two overlap instead of
+    adding up. If the child fails for any reason, splitting happens here as before.
+    """
+    if meanwhile is not None and len(docs) >= _SPLIT_APART and threads.cores() >= 2:
+        spans = _split_apart(docs, chunking, stage, meanwhile)
+        if spans is not None:
+            return spans
+        meanwhile = None  # it ran
+    out = []
+    for i, doc in enumerate(docs):
+        if stage is not None:
+            stage("splitting", i, len(docs))
+        out.append(document_sentences(doc, chunking))
+    if meanwhile is not None:
+        meanwhile()
+    return out
+
+
+def _split_apart(docs: list[Document], chunking: ChunkSettings, stage: Callable[[str, int, int], None] | None,
+                 meanwhile: Callable[[], None]) -> list[list[list[tuple[int, int]]]] | None:
+    import pickle
+    import subprocess
+    import sys
+    import threading
+
+    if stage is not None:
+        stage("splitting", 0, len(docs))
+    child = subprocess.Popen([sys.executable, "-m", "index.splitter"], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    result: dict[str, bytes] = {}
+
+    def talk() -> None:  # in a thread: the pipe must be fed and drained while this one loads the model
+        result["out"], _ = child.communicate(pickle.dumps((docs, chunking), protocol=pickle.HIGHEST_PROTOCOL))
+
+    talker = threading.Thread(target=talk, daemon=True)
+    talker.start()
+    try:
+        meanwhile()
+    finally:
+        talker.join()
+    if child.returncode != 0:
+        log.warning("splitting in a child process failed (exit %s); splitting here instead", child.returncode)
+        return None
+    spans = pickle.loads(result["out"])
+    if stage is not None:
+        stage("splitting", len(docs), len(docs))
+    return spans
+
+
 def _plan(docs: list[Document], previous: LoadedIndex | None, chunking: ChunkSettings,
-          report: BuildReport) -> list[_Planned]:
+          report: BuildReport, stage: Callable[[str, int, int], None] | None = None,
+          embedder: Embedder | None = None) -> list[_Planned]:
     """Per document: reuse its chunks and sentences, or split it (once) into new ones."""
     old_fp = built_fingerprints(previous.manifest) if previous else {}
+    reuse = {d.id for d in docs if previous is not None and old_fp.get(d.id) == d.fingerprint}
+    new = [d for d in docs if d.id not in reuse]
+    prefetch = getattr(embedder, "prefetch", None)
+    # Chunks and sentences together come to about 2.5 times a document's characters.
+    meanwhile = (lambda: prefetch(int(2.5 * sum(len(d.text) for d in new)))) if prefetch and new else None
+    split = dict(zip((d.id for d in new), _split(new, chunking, stage, meanwhile)))
     plan = []
     for doc in docs:
-        if previous is not None and old_fp.get(doc.id) == doc.fingerprint:
+        if doc.id in reuse:
             chunks = [previous.chunks[r] for r in previous.chunk_rows_by_doc.get(doc.id, [])]
             plan.append(_Planned(doc, chunks, list(previous.doc_sentences[doc.id]), True))
             report.unchanged.append(doc.id)
             continue
-        sections = document_sentences(doc, chunking)
+        sections = split[doc.id]
         sentences = [s for section in sections for s in section]
         plan.append(_Planned(doc, chunk_sections(doc, sections, chunking), sentences, False))
         (report.changed if doc.id in old_fp else report.added).append(doc.id)
@@ -146,19 +216,29 @@ def _records(plan: list[_Planned], ids: list[int]) -> tuple[list[dict], list[dic
 
 def build_index(source: DocumentSource | Path | str, index_dir: Path, embedder: Embedder,
                 chunking: ChunkSettings = ChunkSettings(), progress: Progress | None = None,
-                full: bool = False, store_kind: str = DEFAULT_STORE, busy_threads: int = 0) -> BuildReport:
+                full: bool = False, store_kind: str = DEFAULT_STORE, busy_threads: int = 0,
+                on_wait: Callable[[], None] | None = None, wait: bool = True) -> BuildReport:
     """Build or update the index at ``index_dir`` from ``source`` (a DocumentSource, or a corpus folder).
 
     Documents whose fingerprint is unchanged keep their vectors (no re-embedding); changed and new ones
-    are embedded, all in one call so the embedder can take its bulk path; removed ones are dropped.
-    ``busy_threads``: threads of this process that keep answering meanwhile (the bot's workers), left
-    their cores.
+    are embedded, all in one call so the embedder can take its bulk path; removed ones are dropped; when
+    nothing changed, nothing is written. One build at a time per index: a second one calls ``on_wait``
+    and waits for the lock (with ``wait=False`` it raises BuildBusyError instead). ``busy_threads``: threads of this process that keep answering meanwhile
+    (the bot's workers), left their cores.
     """
-    started = time.perf_counter()
     if not hasattr(source, "documents"):
         source = FolderSource(source)
     index_dir = Path(index_dir)
     check_replaceable(index_dir)
+    with build_lock(index_dir, on_wait, wait):
+        clean_leftovers(index_dir)
+        check_replaceable(index_dir)
+        return _build_locked(source, index_dir, embedder, chunking, progress, full, store_kind, busy_threads)
+
+
+def _build_locked(source: DocumentSource, index_dir: Path, embedder: Embedder, chunking: ChunkSettings,
+                  progress: Progress | None, full: bool, store_kind: str, busy_threads: int) -> BuildReport:
+    started = time.perf_counter()
     docs = list(source.documents())
     all_prints = source.fingerprints()
     loaded_ids = {d.id for d in docs}
@@ -166,16 +246,29 @@ def build_index(source: DocumentSource | Path | str, index_dir: Path, embedder: 
 
     previous = _previous(index_dir, embedder, chunking, store_kind, full)
     report.full_rebuild = previous is None and (index_dir / MANIFEST).exists()
-    plan = _plan(docs, previous, chunking, report)
+    stage = getattr(progress, "stage", None)  # a progress object may also hear about the slow steps before embedding
+    plan = _plan(docs, previous, chunking, report, stage, embedder)
+    if stage is not None:
+        stage("splitting", len(docs), len(docs))
+    skipped = {k: v for k, v in all_prints.items() if k not in loaded_ids}
+    if previous is not None and not report.changed_anything and previous.manifest.get("skipped", {}) == skipped:
+        report.chunks = len(previous.chunks)  # nothing to do: the index on disk is left as it is
+        report.seconds = time.perf_counter() - started
+        return report
 
     new = [p for p in plan if not p.reused]
     texts = [c.text for p in new for c in p.chunks] + [p.doc.text[a:b] for p in new for a, b in p.sentences]
     n_chunks = sum(len(p.chunks) for p in new)
-    report.embedded_texts = len(texts)
+    report.embedded_texts = len(set(texts))
     if progress:
-        progress(0, len(texts))
+        progress(0, report.embedded_texts)
+    # A one-sentence chunk is its sentence, and wire copy repeats sentences: embed each text once.
+    distinct = list(dict.fromkeys(texts))
+    row = {t: i for i, t in enumerate(distinct)}
     with build_threads(busy_threads):
-        vecs = embed_all(embedder, texts, (lambda done: progress(done, len(texts))) if progress else None)
+        unique_vecs = embed_all(embedder, distinct,
+                                (lambda done: progress(done, len(distinct))) if progress else None)
+    vecs = unique_vecs[[row[t] for t in texts]] if texts else unique_vecs
     store, ids, sentences = _vectors(previous, plan, vecs[:n_chunks], vecs[n_chunks:], store_kind, embedder.dim)
     docs_rec, chunks_rec, manifest_docs = _records(plan, ids)
     report.chunks = len(chunks_rec)
@@ -191,7 +284,7 @@ def build_index(source: DocumentSource | Path | str, index_dir: Path, embedder: 
         "chunking": chunking.to_dict(),
         "cleaner_version": CLEANER_VERSION,
         "documents": manifest_docs,
-        "skipped": {k: v for k, v in all_prints.items() if k not in loaded_ids},
+        "skipped": skipped,
         "counts": {"documents": len(docs_rec), "chunks": report.chunks, "sentences": int(sentences.shape[0])},
         "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "build_seconds": round(report.seconds, 3),

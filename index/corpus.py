@@ -50,7 +50,11 @@ _TRAILER_RE = re.compile(
 _TAG_RE = re.compile(r"<!--.*?-->|</?[A-Za-z][^<>]*>")
 _LINK_RE = re.compile(r"(?:https?://)?(?:t\.co/\w+|pic\.twitter\.com/\w+)", re.IGNORECASE)
 _URL_RE = re.compile(r"https?://\S+")
-_FRONT_MATTER_RE = re.compile(r"\A---\s*\n(.*?)\n---\s*\n", re.DOTALL)
+# The closing "---" may be the file's last line, with no newline after it.
+_FRONT_MATTER_RE = re.compile(r"\A---[ \t]*\n(.*?)\n---[ \t]*(?:\n|\Z)", re.DOTALL)
+_MD_SUBHEADING_RE = re.compile(r"^#{2,6}\s+.*$", re.MULTILINE)
+#: Larger files are not news articles (a 20 MB file took minutes to split, then hours to embed).
+MAX_ARTICLE_BYTES = 2_000_000
 
 
 @dataclass
@@ -278,6 +282,17 @@ def _decode(raw: bytes, path: Path) -> str | None:
         return text
 
 
+def looks_like_headline(line: str) -> bool:
+    """Short, and not a sentence that runs on: what a headline on a file's first line looks like."""
+    line = line.strip()
+    return 0 < len(line) <= 150 and not (len(line) > 90 and line[-1] in ".!?;,:")
+
+
+def _title_from_name(path: Path) -> str:
+    words = re.sub(r"[-_]+", " ", path.stem).strip()
+    return words[:1].upper() + words[1:] if words else path.stem
+
+
 def parse_document(path: Path, doc_id: str, raw: bytes) -> Document | None:
     """Turn one file's bytes into a Document, or None (with a warning) when it holds no article."""
     text = _decode(raw, path)
@@ -294,17 +309,21 @@ def parse_document(path: Path, doc_id: str, raw: bytes) -> Document | None:
     if not title:
         for line in body.splitlines():
             if line.strip():
-                title = _clean_inline(line.lstrip("# "))
+                first = _clean_inline(line.lstrip("# "))
+                # A first line that reads like a paragraph is the article's start, not its headline.
+                title = first if line.lstrip().startswith("#") or looks_like_headline(first) else ""
                 break
     if suffix == ".md":
-        body = re.sub(r"^#{1,6}\s+", "", body, flags=re.MULTILINE)
+        # Subheadings carry no answer and, glued to the next paragraph, end up quoted inside one.
+        body = _MD_SUBHEADING_RE.sub("", body)
+        body = re.sub(r"^#\s+", "", body, flags=re.MULTILINE)
     cleaned = clean_text(body, title)
     if not cleaned.strip():
         log.warning("skipping %s: no article text", path)
         return None
     return Document(
         id=doc_id,
-        title=title or path.stem,
+        title=title or _title_from_name(path),
         text=cleaned,
         path=str(path),
         url=meta.get("url") or meta.get("source") or None,
@@ -325,11 +344,34 @@ def corpus_files(corpus_dir: Path) -> list[tuple[str, Path]]:
         # rglob silently skips folders it cannot list, which would read as "no articles".
         raise CorpusError("unreadable", corpus_dir, "permission denied")
     try:
-        found = sorted(p for p in corpus_dir.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES
-                       and not any(part.startswith(".") for part in p.relative_to(corpus_dir).parts))
+        found = sorted(_article_files(corpus_dir))
     except OSError as exc:
         raise CorpusError("unreadable", corpus_dir, str(exc.strerror or exc)) from exc
     return [(p.relative_to(corpus_dir).as_posix(), p) for p in found]
+
+
+def _article_files(corpus_dir: Path) -> list[Path]:
+    """Article files under the folder, following linked folders (an operator's symlinked feed folder is
+    part of the corpus) but never the same real folder twice; hidden files and folders are skipped."""
+    seen: set[str] = set()
+    found: list[Path] = []
+
+    def on_error(exc: OSError) -> None:
+        log.warning("cannot read %s: %s; its articles are skipped", exc.filename, exc.strerror or exc)
+
+    for root, dirs, files in os.walk(corpus_dir, followlinks=True, onerror=on_error):
+        real = os.path.realpath(root)
+        if real in seen:
+            log.warning("skipping %s: it links back to a folder already read", root)
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in files:
+            p = Path(root) / name
+            if not name.startswith(".") and p.suffix.lower() in SUFFIXES and p.is_file():
+                found.append(p)
+    return found
 
 
 def corpus_fingerprints(corpus_dir: Path) -> dict[str, str]:
@@ -343,11 +385,18 @@ def corpus_fingerprints(corpus_dir: Path) -> dict[str, str]:
     return prints
 
 
-def load_corpus(corpus_dir: Path) -> list[Document]:
-    """Every readable article under the folder; unreadable files are skipped with a warning naming them."""
+def load_corpus(corpus_dir: Path, max_bytes: int = MAX_ARTICLE_BYTES) -> list[Document]:
+    """Every readable article under the folder. Skipped, each with a warning naming the file: unreadable,
+    empty or over ``max_bytes`` files, and a second copy of an article already read (same text)."""
     docs: list[Document] = []
+    by_text: dict[str, str] = {}
     for doc_id, path in corpus_files(corpus_dir):
         try:
+            size = path.stat().st_size
+            if size > max_bytes:
+                log.warning("skipping %s: %.1f MB is more than an article (the limit is %.1f MB)", path,
+                            size / 1e6, max_bytes / 1e6)
+                continue
             raw = path.read_bytes()
         except OSError as exc:
             log.warning("skipping %s: %s", path, exc.strerror or exc)
@@ -356,8 +405,14 @@ def load_corpus(corpus_dir: Path) -> list[Document]:
             log.warning("skipping %s: empty file", path)
             continue
         doc = parse_document(path, doc_id, raw)
-        if doc is not None:
-            docs.append(doc)
+        if doc is None:
+            continue
+        key = hashlib.sha256(" ".join(doc.text.split()).casefold().encode("utf-8")).hexdigest()
+        if key in by_text:
+            log.warning("skipping %s: the same article as %s", path, by_text[key])
+            continue
+        by_text[key] = doc_id
+        docs.append(doc)
     if not docs:
         raise CorpusError("empty", corpus_dir)
     return docs

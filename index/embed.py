@@ -102,6 +102,12 @@ class BertEmbedder:
             return True
         return sum(len(x) for x in self._numpy.tokenize(texts)) > self.numpy_tokens
 
+    def prefetch(self, chars: int) -> None:
+        """Load the bulk model now when about ``chars`` characters are coming (about 4 a token): a build
+        calls this while another process splits sentences, so the 7 s load overlaps that work."""
+        if chars > 4 * self.numpy_tokens:
+            self._bulk_model()
+
     def _bulk_model(self) -> "SentenceTransformerEmbedder":
         with self._lock:
             if self._bulk is None:
@@ -123,12 +129,47 @@ class BertEmbedder:
         return self._bulk_model().encode(texts, batch_size=batch_size, progress=progress)
 
 
+HUB_TIMEOUT = 5.0  # seconds to learn whether the hub can be reached at all, before any download
+
+
+def _check_available(name: str) -> None:
+    """Fail fast, in one line, for a model that is neither a folder nor downloadable from here.
+
+    Loading an unknown name offline went through the hub's retries for 76 s (issue 10) and printed its
+    warnings twice; one cache look-up and one short metadata request say the same in seconds.
+    """
+    if os.path.isdir(name):
+        return
+    from huggingface_hub import model_info, snapshot_download
+
+    repos = [name] if "/" in name else [f"sentence-transformers/{name}", name]
+    for repo in repos:
+        try:
+            snapshot_download(repo, local_files_only=True)
+            return  # in the local Hugging Face cache
+        except Exception:  # noqa: BLE001 - not cached (or not a valid repo id): try the next
+            continue
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        raise ModelLoadError("embedder", name, "not a folder, not installed, and not in the Hugging Face cache "
+                                               "(offline mode)")
+    errors = []
+    for repo in repos:
+        try:
+            model_info(repo, timeout=HUB_TIMEOUT)
+            return  # it exists on the hub: sentence-transformers will download it
+        except Exception as exc:  # noqa: BLE001 - offline, timed out, or no such model
+            errors.append(describe(exc))
+    raise ModelLoadError("embedder", name, f"not a folder, not installed, and the hub did not serve it ({errors[-1]})")
+
+
 def _default_factory(name: str) -> Embedder:
     from index import bert_numpy
 
     path = resolve_model_path(name)
     if bert_numpy.supports(path):
         return BertEmbedder(name, path)
+    if path == name:
+        _check_available(name)
     return SentenceTransformerEmbedder(name)
 
 

@@ -22,11 +22,11 @@ from index.build import BuildReport, Progress, build_index
 from index.chunking import ChunkSettings
 from index.corpus import CLEANER_VERSION
 from index.embed import DEFAULT_MODEL, Embedder, get_embedder
-from index.errors import IndexMissingError
+from index.errors import BuildBusyError, HeraldError, IndexMissingError
 from index.retrieval import Candidate, Retriever, SearchSettings, answer_type_of
 from index.sources import DocumentSource, open_source
 from index.store import (DEFAULT_STORE, LoadedIndex, Staleness, built_fingerprints, check_compatible,
-                         check_replaceable, compare_fingerprints, load_index, read_manifest)
+                         check_replaceable, compare_fingerprints, load_index, read_manifest, verify_files)
 from index.text import clean_question, content_terms, looks_english
 from index.types import Answer, Source, Turn
 
@@ -51,10 +51,12 @@ class EngineConfig:
 
 @dataclass
 class Notice:
-    """Something the engine is about to do that a person may want to hear about.
+    """Something the engine is about to do, or did instead, that a person may want to hear about.
 
-    ``kind``: ``building`` (no index yet) or ``updating`` (``stale`` says what changed, or ``settings``
-    is True when chunking or cleaning changed).
+    ``kind``: ``building`` (no index yet), ``updating`` (``stale`` says what changed, or ``settings`` is
+    True when chunking or cleaning changed), ``waiting`` (another process is building it), ``busy``
+    (another process is updating it: answering from the current one meanwhile) or ``stale`` (the update
+    failed with ``error``: answering from the previous index, which is intact).
     """
 
     kind: str
@@ -62,6 +64,7 @@ class Notice:
     corpus: str
     stale: Staleness | None = None
     settings: bool = False
+    error: Exception | None = None
 
 
 @dataclass
@@ -92,7 +95,8 @@ class IndexInfo:
     corpus: str
     stale: Staleness | None = None
     stale_error: Exception | None = None
-    extra: dict = field(default_factory=dict)
+    damaged: list[str] = field(default_factory=list)  # files that fail their size (or, checked, hash) record
+    damage_error: Exception | None = None  # with check=True: why the full load failed
 
 
 _FOLLOW_UP_WORDS = 4  # a question with at most this many content words may lean on the previous turn
@@ -199,18 +203,30 @@ def open_engine(config: EngineConfig, auto_build: bool = True, notify: Callable[
         getattr(source, "check", lambda: None)()
         check_replaceable(Path(config.index_dir))
         notify(Notice("building", Path(config.index_dir), source.location))
-        _build(config, source, embedder, progress)
+        waiting = Notice("waiting", Path(config.index_dir), source.location)
+        _build(config, source, embedder, progress, on_wait=lambda: notify(waiting))
         return _engine(config, _load(config, embedder), embedder)
     check_compatible(manifest, config.model, embedder.dim)
     loaded = _load(config, embedder)
     if auto_build:
-        stale = loaded.staleness(source.fingerprints())
+        try:
+            stale = loaded.staleness(source.fingerprints())
+        except HeraldError as exc:  # the corpus is gone or unreadable: the index it made still answers
+            notify(Notice("stale", Path(config.index_dir), source.location, error=exc))
+            return _engine(config, loaded, embedder)
         settings_changed = (manifest.get("chunking") != config.chunking.to_dict()
                             or manifest.get("cleaner_version") != CLEANER_VERSION)
         if stale.stale or settings_changed:
-            notify(Notice("updating", Path(config.index_dir), source.location, stale, settings_changed))
-            _build(config, source, embedder, progress)
-            loaded = _load(config, embedder)
+            where = (Path(config.index_dir), source.location, stale, settings_changed)
+            notify(Notice("updating", *where))
+            try:
+                _build(config, source, embedder, progress, wait=False)
+            except BuildBusyError:
+                notify(Notice("busy", *where))
+            except HeraldError as exc:  # read-only folder, full disk, corpus gone: the old index still answers
+                notify(Notice("stale", *where, error=exc))
+            else:
+                loaded = _load(config, embedder)
     return _engine(config, loaded, embedder)
 
 
@@ -220,22 +236,28 @@ def _engine(config: EngineConfig, loaded: LoadedIndex, embedder: Embedder) -> En
 
 
 def _build(config: EngineConfig, source: DocumentSource, embedder: Embedder, progress: Progress | None,
-           full: bool = False, busy_threads: int = 0) -> BuildReport:
+           full: bool = False, busy_threads: int = 0, on_wait: Callable[[], None] | None = None,
+           wait: bool = True) -> BuildReport:
     return build_index(source, config.index_dir, embedder, config.chunking, progress=progress, full=full,
-                       store_kind=config.vector_store, busy_threads=busy_threads)
+                       store_kind=config.vector_store, busy_threads=busy_threads, on_wait=on_wait, wait=wait)
 
 
 def rebuild(config: EngineConfig, progress: Progress | None = None, full: bool = False,
-            busy_threads: int = 0) -> BuildReport:
+            busy_threads: int = 0, on_wait: Callable[[], None] | None = None) -> BuildReport:
     """Build or update the index (only changed documents are re-embedded unless ``full``).
 
-    ``busy_threads``: threads of this process answering questions meanwhile (a bot's workers).
+    ``busy_threads``: threads of this process answering questions meanwhile (a bot's workers);
+    ``on_wait``: called when another process is building the same index and this one waits for it.
     """
-    return _build(config, config.open_source(), get_embedder(config.model), progress, full, busy_threads)
+    return _build(config, config.open_source(), get_embedder(config.model), progress, full, busy_threads, on_wait)
 
 
-def describe_index(config: EngineConfig) -> IndexInfo:
-    """What the index at ``config.index_dir`` holds, read from its manifest (no model is loaded)."""
+def describe_index(config: EngineConfig, check: bool = False) -> IndexInfo:
+    """What the index at ``config.index_dir`` holds, read from its manifest (no model is loaded).
+
+    File sizes are always compared with the manifest's record (a stat each); ``check`` also verifies
+    every checksum and loads the whole index, as answering would.
+    """
     manifest = read_manifest(config.index_dir)
     docs = [DocumentInfo(doc_id, d.get("title") or doc_id, d.get("url"), d.get("date"), int(d.get("chunks") or 0))
             for doc_id, d in manifest.get("documents", {}).items()]
@@ -243,14 +265,16 @@ def describe_index(config: EngineConfig) -> IndexInfo:
                      manifest.get("vector_store", DEFAULT_STORE), docs, int(manifest["counts"]["chunks"]),
                      manifest["counts"].get("sentences"), manifest.get("built_at"), manifest.get("chunking"),
                      str(config.corpus))
+    info.damaged = verify_files(config.index_dir, manifest, hashes=check)
+    if check and not info.damaged:
+        try:
+            load_index(config.index_dir, manifest["model"], int(manifest["dim"]))
+        except HeraldError as exc:
+            info.damage_error = exc
     try:
         now = config.open_source().fingerprints()
         info.stale = compare_fingerprints(built_fingerprints(manifest), now, manifest.get("skipped"))
-    except Exception as exc:  # noqa: BLE001 - a typed HeraldError in practice; the index is still described
-        from index.errors import HeraldError
-
-        if not isinstance(exc, HeraldError):
-            raise
+    except HeraldError as exc:  # the corpus is gone or unreadable: the index is still described
         info.stale_error = exc
     return info
 

@@ -59,6 +59,14 @@ class IndexMismatchError(HeraldError):
         super().__init__(f"index {what} is {found!r}, expected {expected!r}")
 
 
+class BuildBusyError(HeraldError):
+    """Another process is building the index at ``path`` right now."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        super().__init__(f"another build of {path} is running")
+
+
 class IndexWriteError(HeraldError):
     """The new index could not be written at ``path`` (``reason``: the OS's words); the old one is intact."""
 

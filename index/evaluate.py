@@ -10,7 +10,7 @@ import numpy as np
 
 from typing import TYPE_CHECKING
 
-from index.errors import QuestionSetError
+from index.errors import QuestionError, QuestionSetError
 from index.types import Answer
 
 if TYPE_CHECKING:
@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 class QAItem:
     question: str
     answers: list[str]
+    path: str = ""  # where it was read (file and line), so a question that cannot be asked is named
+    line: int = 0
 
     @property
     def answerable(self) -> bool:
@@ -69,6 +71,7 @@ class EvalResult:
             "answered": sum(1 for _, a in answerable if not a.abstained),
             "off_topic_answered": sum(1 for _, a in offtopic if not a.abstained),
             "off_topic_tentative": sum(1 for _, a in offtopic if a.tentative),
+            "sources_listed": max((len(a.sources) for _, a in self.items), default=0),
             "latency_p50_ms": float(np.percentile(lat, 50)),
             "latency_p95_ms": float(np.percentile(lat, 95)),
         }
@@ -104,7 +107,7 @@ def load_qa(path: Path) -> list[QAItem]:
                 raise TypeError
         except (ValueError, KeyError, TypeError) as exc:
             raise QuestionSetError(path, "malformed", n) from exc
-        items.append(QAItem(question, [str(a) for a in answers]))
+        items.append(QAItem(question, [str(a) for a in answers], str(path), n))
     if not items:
         raise QuestionSetError(path, "empty")
     return items
@@ -113,5 +116,9 @@ def load_qa(path: Path) -> list[QAItem]:
 def evaluate(engine: "Engine", items: list[QAItem]) -> EvalResult:
     result = EvalResult()
     for item in items:
-        result.items.append((item, engine.ask(item.question)))
+        try:
+            answer = engine.ask(item.question)
+        except QuestionError as exc:
+            raise QuestionSetError(item.path or "questions", "bad_question", item.line, exc.problem) from exc
+        result.items.append((item, answer))
     return result

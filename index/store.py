@@ -10,12 +10,15 @@ old index.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import logging
 import os
 import shutil
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -24,7 +27,7 @@ import numpy as np
 
 from index.chunking import Chunk
 from index.corpus import Document
-from index.errors import (HeraldError, IndexCorruptError, IndexMismatchError, IndexMissingError, IndexPathError,
+from index.errors import (BuildBusyError, HeraldError, IndexCorruptError, IndexMismatchError, IndexMissingError, IndexPathError,
                           IndexWriteError, UnknownBackendError)
 from index.vectors import VECTOR_STORES, VectorStore, load_store
 
@@ -167,7 +170,6 @@ def compare_fingerprints(built: dict[str, str], now: dict[str, str], skipped: di
 
 def read_manifest(index_dir: Path) -> dict:
     index_dir = Path(index_dir)
-    _recover_interrupted_swap(index_dir)
     path = index_dir / MANIFEST
     if index_dir.exists() and not index_dir.is_dir():
         raise IndexPathError("not_folder", index_dir)
@@ -199,11 +201,36 @@ def check_compatible(manifest: dict, model: str | None = None, dim: int | None =
         raise IndexMismatchError("dim", int(manifest["dim"]), dim)
 
 
+def file_digest(path: Path) -> dict:
+    """Size and SHA-256 of one file (hashlib reads it in C at about a gigabyte a second)."""
+    with open(path, "rb") as fh:
+        return {"bytes": os.fstat(fh.fileno()).st_size, "sha256": hashlib.file_digest(fh, "sha256").hexdigest()}
+
+
+def verify_files(index_dir: Path, manifest: dict, hashes: bool = True) -> list[str]:
+    """Files whose size (and, with ``hashes``, checksum) differs from the manifest's record, or that
+    are missing; empty when all match. Indexes written before checksums have none to check."""
+    bad = []
+    for name, want in manifest.get("files", {}).items():
+        path = Path(index_dir) / name
+        try:
+            if path.stat().st_size != want.get("bytes"):
+                bad.append(name)
+            elif hashes and file_digest(path)["sha256"] != want.get("sha256"):
+                bad.append(name)
+        except OSError:
+            bad.append(name)
+    return bad
+
+
 def load_index(index_dir: Path, model: str | None = None, dim: int | None = None) -> LoadedIndex:
-    """Load and check an index; every failure is a typed HeraldError."""
+    """Load and check an index (every file against its checksum); every failure is a typed HeraldError."""
     index_dir = Path(index_dir)
     manifest = read_manifest(index_dir)
     check_compatible(manifest, model, dim)
+    bad = verify_files(index_dir, manifest)
+    if bad:
+        raise IndexCorruptError(index_dir, f"{', '.join(bad)} do not match their checksums")
     kind = manifest.get("vector_store", DEFAULT_STORE)
     try:
         documents: list[Document] = []
@@ -241,21 +268,98 @@ def load_index(index_dir: Path, model: str | None = None, dim: int | None = None
 # ----------------------------------------------------------------------------------------- writing
 
 
+def _journal(index_dir: Path) -> Path:
+    return index_dir.parent / f".{index_dir.name}.swap"
+
+
 def _recover_interrupted_swap(index_dir: Path) -> None:
-    """If a crash fell between the two renames of a swap, put the previous index back."""
-    if index_dir.exists():
+    """If a crash fell between the two renames of a swap, put the previous index back.
+
+    Only a swap's journal (written before the first rename, removed after the second) says a swap was
+    interrupted: an ``.old-*`` folder left because it could not be deleted must never bring a stale index
+    back after the user removed the index on purpose. Called by builds, under the build lock; readers
+    never change the disk.
+    """
+    journal = _journal(index_dir)
+    if not journal.exists():
         return
-    olds = sorted(index_dir.parent.glob(f".{index_dir.name}.old-*")) if index_dir.parent.exists() else []
-    if olds:
-        os.replace(olds[-1], index_dir)
+    try:
+        old = index_dir.parent / journal.read_text(encoding="utf-8").strip()
+    except OSError:
+        return
+    if not index_dir.exists() and old.name.startswith(f".{index_dir.name}.old-") and old.is_dir():
+        os.replace(old, index_dir)
         log.warning("restored the previous index at %s after an interrupted swap", index_dir)
+    journal.unlink(missing_ok=True)
+
+
+def _discard(path: Path) -> bool:
+    """Delete a folder of ours, making read-only parts writable first; True when it is gone."""
+
+    def make_writable(func, p, _exc) -> None:
+        try:
+            os.chmod(os.path.dirname(p), 0o700)
+            os.chmod(p, 0o600) if not os.path.isdir(p) else os.chmod(p, 0o700)
+            func(p)
+        except OSError:
+            pass
+
+    shutil.rmtree(path, onerror=make_writable)
+    return not path.exists()
+
+
+def clean_leftovers(index_dir: Path) -> list[str]:
+    """Remove what interrupted builds left beside the index (temporary folders, set-aside old indexes).
+
+    Call only under the build lock: then no other build is writing any of them. Returns the names left
+    that could not be removed (logged).
+    """
+    index_dir = Path(index_dir)
+    if not index_dir.parent.is_dir():
+        return []
+    _recover_interrupted_swap(index_dir)
+    stuck = []
+    for p in sorted(index_dir.parent.glob(f".{index_dir.name}.tmp-*")) + sorted(
+            index_dir.parent.glob(f".{index_dir.name}.old-*")):
+        if not _discard(p):
+            stuck.append(p.name)
+            log.warning("could not remove %s (left by an earlier build)", p)
+    return stuck
+
+
+@contextlib.contextmanager
+def build_lock(index_dir: Path, on_wait: Callable[[], None] | None = None, wait: bool = True) -> Iterator[None]:
+    """One build at a time per index, across processes (an flock on ``.<index>.lock`` beside it).
+
+    A second builder calls ``on_wait`` and waits, or with ``wait=False`` gets BuildBusyError at once.
+    The lock is released by the OS when the process dies, so a killed build never blocks the next one.
+    """
+    import fcntl
+
+    index_dir = Path(index_dir)
+    try:
+        index_dir.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(index_dir.parent / f".{index_dir.name}.lock", "a+b")
+    except OSError as exc:
+        raise IndexWriteError(index_dir, getattr(exc, "strerror", None) or str(exc)) from exc
+    try:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if not wait:
+                raise BuildBusyError(index_dir) from None
+            if on_wait is not None:
+                on_wait()
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        yield
+    finally:
+        fh.close()  # closing releases the lock
 
 
 def check_replaceable(index_dir: Path) -> None:
     """A build replaces ``index_dir`` wholesale, so it must be an index (or nothing): a mistyped
     index folder must never delete a user's folder."""
     index_dir = Path(index_dir)
-    _recover_interrupted_swap(index_dir)
     if not os.path.lexists(index_dir):
         return
     if index_dir.is_symlink() or not index_dir.is_dir():
@@ -288,6 +392,9 @@ def write_index(index_dir: Path, manifest: dict, docs: list[dict], chunks: list[
                 fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
         written = store.save(tmp)
         np.save(tmp / "sentences.npy", sentences, allow_pickle=False)
+        # A checksum of every file, so a flipped bit is "damaged, rebuild", not confident nonsense.
+        manifest = {**manifest, "files": {name: file_digest(tmp / name)
+                                          for name in (*RECORD_FILES[1:], *written)}}
         # The manifest goes last: a folder without one is never mistaken for an index.
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
         for name in (*RECORD_FILES, *written):
@@ -314,11 +421,16 @@ def _fresh_dir(parent: Path, prefix: str) -> Path:
 
 
 def _swap_into_place(tmp: Path, index_dir: Path) -> None:
-    """Replace ``index_dir`` with ``tmp``: two renames, and a reader recovers if we die between them."""
+    """Replace ``index_dir`` with ``tmp``: two renames with a journal, so the next build puts the old
+    index back if we die between them."""
     if index_dir.exists():
         old = index_dir.parent / f".{index_dir.name}.old-{time.time_ns()}-{os.getpid()}"
+        journal = _journal(index_dir)
+        journal.write_text(old.name, encoding="utf-8")
         os.replace(index_dir, old)
         os.replace(tmp, index_dir)
-        shutil.rmtree(old, ignore_errors=True)
+        journal.unlink(missing_ok=True)
+        if not _discard(old):
+            log.warning("could not remove the previous index at %s; the next build will try again", old)
     else:
         os.replace(tmp, index_dir)
