@@ -200,10 +200,13 @@ def build(settings: Any, full: bool) -> None:
             click.echo(f"  ... and {len(ids) - LISTED} more {label}")
 
 
-def _format_answer(ans: Any) -> str:
+def _format_answer(ans: Any, streamed: bool = False) -> str:
+    """The answer for a terminal. ``streamed``: the model's text was already printed as it arrived."""
     from bot.messages import ABSTAIN_MESSAGE, TENTATIVE_MESSAGE, note_for
 
     lines = []
+    if streamed and ans.fallback:
+        lines += ["", "", "(That was the language model's draft; it is not the answer.)"]
     if ans.abstained:
         lines.append(ABSTAIN_MESSAGE)
         if ans.hint is not None:
@@ -214,12 +217,15 @@ def _format_answer(ans: Any) -> str:
     else:
         if ans.tentative:
             lines.append(TENTATIVE_MESSAGE)
-        lines.append(textwrap.fill(ans.answer, 100))
+        if not streamed or ans.fallback:
+            lines.append(textwrap.fill(ans.answer, 100))
         lines.append("")
-        lines.append("Sources:")
+        lines.append("Sources:" if not ans.citations else
+                     f"Sources ({ans.answered_by}; cited: {', '.join(f'[{n}]' for n in ans.citations)}):")
         for n, src in enumerate(ans.sources, 1):
             where = f" <{src.url}>" if src.url else ""
-            lines.append(f"  [{n}] {src.title}{where} (score {src.score:.2f}, chars {src.start}-{src.end})")
+            dated = f", {src.date}" if src.date else ""
+            lines.append(f"  [{n}] {src.title}{where}{dated} (score {src.score:.2f}, chars {src.start}-{src.end})")
             lines.append(textwrap.fill(src.text, 100, initial_indent="      | ", subsequent_indent="      | "))
     if note_for(ans):
         lines.append("")
@@ -251,7 +257,7 @@ def ask(settings: Any, question: str, as_json: bool) -> None:
             raise click.exceptions.Exit(1) from None
     engine = _open_engine(settings, quiet=as_json)
     if not as_json:
-        click.echo(_format_answer(engine.ask(question)))
+        _ask_and_print(engine, question)
         return
     if question != "-":
         click.echo(json.dumps(_answer_json(engine.ask(question)), ensure_ascii=False))
@@ -270,6 +276,19 @@ def ask(settings: Any, question: str, as_json: bool) -> None:
         click.echo(json.dumps(out, ensure_ascii=False))
     if failed:
         raise click.ClickException(f"{failed} question(s) could not be asked; see their \"error\" fields")
+
+
+def _ask_and_print(engine: Any, question: str, history: list | None = None) -> Any:
+    """Ask and print; a language model's answer is printed as it arrives (then the sources)."""
+    streamed: list[str] = []
+
+    def on_token(piece: str) -> None:
+        streamed.append(piece)
+        click.echo(piece, nl=False)
+
+    ans = engine.ask(question, history or [], on_token=on_token)
+    click.echo(_format_answer(ans, streamed=bool(streamed)))
+    return ans
 
 
 def _error_json(question: str, exc: BaseException) -> dict:
@@ -369,6 +388,39 @@ def eval_cmd(settings: Any, qa_file: Path, failures: bool, as_json: bool) -> Non
     if failures:
         for line in result.failures():
             click.echo(line)
+
+
+@cli.command()
+@index_options
+def chat(settings: Any) -> None:
+    """A conversation in the terminal: follow-up questions ("and why?") build on the earlier ones.
+
+    One question per line; an empty line or Ctrl-D ends it.
+    """
+    from index import QuestionError, Turn
+
+    engine = _open_engine(settings)
+    history: list[Turn] = []
+    keep = max(1, settings.llm.history_turns)
+    tty = sys.stdin.isatty()
+    while True:
+        if tty:
+            click.echo("> ", nl=False, err=True)
+        line = sys.stdin.buffer.readline()
+        if not line:
+            break
+        question = line.decode("utf-8", errors="surrogateescape").strip()
+        if not question:
+            break
+        try:
+            ans = _ask_and_print(engine, question, history)
+        except QuestionError as exc:
+            from bot.messages import explain
+
+            click.echo(f"Error: {explain(exc)}", err=True)
+            continue
+        history = (history + [Turn(ans.question, ans.answer)])[-keep:]
+        click.echo("")
 
 
 @cli.command(name="bot")

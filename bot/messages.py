@@ -21,9 +21,31 @@ _REBUILD = "rebuild it with `herald build`"
 _NEW_FOLDER = "pass a new or empty folder with --index or HERALD_INDEX"
 
 
+FALLBACK_NOTES = {
+    "unreachable": "the language model's server could not be reached",
+    "timeout": "the language model did not answer in time",
+    "http_error": "the language model's server returned an error",
+    "rate_limited": "the language model's server is limiting how often Herald may ask",
+    "malformed": "the language model's reply could not be read",
+    "empty": "the language model gave an empty reply",
+    "no_citation": "the language model's answer cited none of the articles, so it is not shown",
+    "bad_citation": "the language model's answer cited a passage it was not given, so it is not shown",
+    "breaker_open": "the language model failed several times in a row and is being rested for a minute",
+}
+
+
+def fallback_note(answer: Answer) -> str:
+    """Why a language model's answer is not the one shown (empty when it is, or none was asked)."""
+    if not answer.fallback:
+        return ""
+    why = FALLBACK_NOTES.get(answer.fallback, "the language model's answer could not be used")
+    return f"Quoted from the articles instead: {why}."
+
+
 def note_for(answer: Answer) -> str:
     """The note shown under an answer (empty when there is none)."""
-    return "" if answer.english else ENGLISH_NOTE
+    notes = [fallback_note(answer), "" if answer.english else ENGLISH_NOTE]
+    return " ".join(n for n in notes if n)
 
 
 def staleness(stale: Staleness) -> str:

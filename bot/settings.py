@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from index import ANSWERERS, DEFAULT_MODEL, SOURCES, VECTOR_STORES, ChunkSettings, EngineConfig, HeraldError, SearchSettings
+from index import (ANSWERERS, DEFAULT_MODEL, SOURCES, VECTOR_STORES, ChunkSettings, EngineConfig, HeraldError,
+                   LLMSettings, SearchSettings)
 
 
 class SettingsError(HeraldError):
@@ -32,6 +33,7 @@ class Settings:
     answerer: str = "extractive"
     search: SearchSettings = SearchSettings()
     chunking: ChunkSettings = ChunkSettings()
+    llm: LLMSettings = LLMSettings()
     discord_token: str | None = field(default=None, repr=False)
     channel_allowlist: frozenset[int] = frozenset()
     cooldown_seconds: float = 10.0
@@ -48,7 +50,8 @@ class Settings:
         """What the library needs to open the engine (``workers``: the bot's answering threads)."""
         return EngineConfig(corpus=self.corpus_dir, index_dir=self.index_dir, model=self.model, source=self.source,
                             vector_store=self.vector_store, answerer=self.answerer, search=self.search,
-                            chunking=self.chunking, workers=self.max_concurrency)
+                            chunking=self.chunking, workers=self.max_concurrency,
+                            answerer_options={"llm": self.llm} if self.answerer == "llm" else {})
 
     def with_overrides(self, **changes: Any) -> "Settings":
         """A copy with the flags the user gave (None means "not given")."""
@@ -132,13 +135,19 @@ def load_settings(env_file: str | os.PathLike | None = ".env", environ: dict[str
         return value if value is not None and value.strip() != "" else None
 
     guild = get("HERALD_DEV_GUILD_ID")
+    if get("HERALD_LLM_URL") and not get("HERALD_LLM_MODEL"):
+        raise SettingsError("HERALD_LLM_URL is set but HERALD_LLM_MODEL is not: name the model the server "
+                            "should run (e.g. llama3.2:3b for Ollama); fix it in .env or the environment")
     settings = Settings(
         corpus_dir=Path(get("HERALD_CORPUS") or "corpus"),
         index_dir=Path(get("HERALD_INDEX") or ".herald/index"),
         model=get("HERALD_MODEL") or DEFAULT_MODEL,
         source=_choice("HERALD_SOURCE", get("HERALD_SOURCE") or "folder", SOURCES),
         vector_store=_choice("HERALD_VECTOR_STORE", get("HERALD_VECTOR_STORE") or "faiss", VECTOR_STORES),
-        answerer=_choice("HERALD_ANSWERER", get("HERALD_ANSWERER") or "extractive", ANSWERERS),
+        # A model URL means "answer with it" unless HERALD_ANSWERER names another answerer.
+        answerer=_choice("HERALD_ANSWERER", get("HERALD_ANSWERER") or ("llm" if get("HERALD_LLM_URL") else "extractive"),
+                         ANSWERERS),
+        llm=_dataclass_from_env(LLMSettings, "HERALD_LLM_", env),
         search=_dataclass_from_env(SearchSettings, "HERALD_", env),
         chunking=_dataclass_from_env(ChunkSettings, "HERALD_CHUNK_", env),
         discord_token=get("DISCORD_TOKEN"),
@@ -149,6 +158,9 @@ def load_settings(env_file: str | os.PathLike | None = ".env", environ: dict[str
         max_concurrency=_parse("HERALD_MAX_CONCURRENCY", get("HERALD_MAX_CONCURRENCY") or "2", int),
         log_level=(get("HERALD_LOG_LEVEL") or "INFO").upper(),
     )
+    if settings.answerer == "llm" and not settings.llm.url:
+        raise SettingsError("HERALD_ANSWERER=llm needs HERALD_LLM_URL (an OpenAI-compatible server, e.g. "
+                            "http://localhost:11434/v1 for Ollama) and HERALD_LLM_MODEL")
     if settings.max_concurrency < 1:
         raise SettingsError("HERALD_MAX_CONCURRENCY must be at least 1")
     if settings.cooldown_seconds < 0:

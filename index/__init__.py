@@ -24,6 +24,7 @@ from index.errors import (BuildBusyError, CorpusError, HeraldError, IndexCorrupt
                           IndexPathError, IndexWriteError, ModelLoadError, QuestionError, QuestionSetError,
                           UnknownBackendError)
 from index.evaluate import EvalResult, QAItem, evaluate, load_qa
+from index.llm import FALLBACK_REASONS, LLMAnswerer, LLMSettings
 from index.retrieval import SearchSettings
 from index.sources import SOURCES, DocumentSource, FolderSource
 from index.store import Staleness
@@ -41,7 +42,7 @@ __all__ = [
     # seams
     "DocumentSource", "Document", "FolderSource", "SOURCES",
     "VectorStore", "FaissStore", "VECTOR_STORES",
-    "Answerer", "ExtractiveAnswerer", "Draft", "ANSWERERS",
+    "Answerer", "ExtractiveAnswerer", "LLMAnswerer", "LLMSettings", "FALLBACK_REASONS", "Draft", "ANSWERERS",
     "Embedder", "register_embedder",
     # errors
     "HeraldError", "BuildBusyError", "CorpusError", "IndexMissingError", "IndexPathError", "IndexCorruptError",

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from index import threads
-from index.answerers import ANSWERERS, Answerer
+from index.answerers import ANSWERERS, Answerer, ExtractiveAnswerer
 from index.build import BuildReport, Progress, build_index
 from index.chunking import ChunkSettings
 from index.corpus import CLEANER_VERSION
@@ -28,7 +28,7 @@ from index.sources import DocumentSource, open_source
 from index.store import (DEFAULT_STORE, LoadedIndex, Staleness, built_fingerprints, check_compatible,
                          check_replaceable, compare_fingerprints, load_index, read_manifest, verify_files)
 from index.text import clean_question, content_terms, looks_english
-from index.types import Answer, Source, Turn
+from index.types import Answer, Draft, Source, Turn
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,7 @@ class EngineConfig:
     search: SearchSettings = SearchSettings()
     chunking: ChunkSettings = ChunkSettings()
     workers: int = 1  # threads that may answer at once (the bot's max_concurrency)
+    answerer_options: dict = field(default_factory=dict)  # e.g. {"llm": LLMSettings(...)} for "llm"
 
     def open_source(self) -> DocumentSource:
         return open_source(self.source, self.corpus)
@@ -107,20 +108,24 @@ class Engine:
     writes. Read-only after construction, so one engine serves many threads."""
 
     def __init__(self, index: LoadedIndex, embedder: Embedder, settings: SearchSettings = SearchSettings(),
-                 answerer: Answerer | str = "extractive") -> None:
+                 answerer: Answerer | str = "extractive", answerer_options: dict | None = None) -> None:
         self.index = index
         self.embedder = embedder
         self.settings = settings
         self.retriever = Retriever(index, embedder, settings)
-        self.answerer = ANSWERERS.create(answerer, settings) if isinstance(answerer, str) else answerer
+        self.answerer = (ANSWERERS.create(answerer, settings, **(answerer_options or {}))
+                         if isinstance(answerer, str) else answerer)
 
     # ---------------------------------------------------------------------------------- the API
 
-    def ask(self, question: str, history: Sequence[Turn] = ()) -> Answer:
+    def ask(self, question: str, history: Sequence[Turn] = (),
+            on_token: Callable[[str], None] | None = None) -> Answer:
         """Answer one question (raises QuestionError for unusable input).
 
-        ``history``: earlier turns of the conversation, oldest first. A short follow-up ("and why?")
-        is searched together with the previous question's content words.
+        ``history``: earlier turns of the conversation, oldest first. A follow-up ("and why?") is
+        rewritten into a standalone question by an answerer that can (a language model), else searched
+        together with the previous question's content words. ``on_token``: called with each piece of a
+        streamed answer as it arrives (answerers that stream; the final Answer is still returned).
         """
         started = time.perf_counter()
         s = self.settings
@@ -136,14 +141,16 @@ class Engine:
         sources = [self._source(c) for c in shown[:s.top_k]]
         conf = self.retriever.confidence(cands[0], query.terms, s.mode)
         abstained = conf < s.abstain_threshold
-        text, spans, by = "", [], self.answerer.name
+        draft = Draft("")
         if not abstained:
-            draft = self.answerer.answer(query, sources, cands, self.retriever, history)
-            text, spans = draft.text, draft.spans
+            kwargs = {"on_token": on_token} if on_token is not None and _takes(self.answerer, "on_token") else {}
+            draft = self.answerer.answer(query, sources, cands, self.retriever, history, **kwargs)
             conf = conf if draft.confidence is None else draft.confidence
-        return Answer(q, text, abstained, sources, conf, (time.perf_counter() - started) * 1000, spans,
+        by = draft.answered_by or (self.answerer.name if not draft.fallback else ExtractiveAnswerer.name)
+        return Answer(q, draft.text, abstained, sources, conf, (time.perf_counter() - started) * 1000, draft.spans,
                       english=english, tentative=not abstained and conf < s.tentative_below, answered_by=by,
-                      retrieval_query=search_text if search_text != q else "")
+                      retrieval_query=search_text if search_text != q else "", citations=draft.citations,
+                      fallback=draft.fallback, fallback_detail=draft.fallback_detail)
 
     def documents(self) -> list[DocumentInfo]:
         """The indexed articles, in index order."""
@@ -163,6 +170,11 @@ class Engine:
     def _with_history(self, question: str, history: Sequence[Turn]) -> str:
         if not history:
             return question
+        rewrite = getattr(self.answerer, "rewrite", None)
+        if rewrite is not None:
+            standalone = rewrite(question, history)
+            if standalone:
+                return standalone
         terms = content_terms(question)
         if len(terms) > _FOLLOW_UP_WORDS:
             return question
@@ -176,6 +188,16 @@ class Engine:
         doc = self.index.doc_by_id.get(chunk.doc_id)
         return Source(chunk.text, chunk.title, chunk.doc_id, c.score, chunk.start, chunk.end, chunk.url,
                       self.index.chunk_ids[c.row], doc.date if doc else None)
+
+
+def _takes(fn_owner: object, name: str) -> bool:
+    """Whether an answerer's ``answer`` accepts the keyword ``name`` (older answerers need not)."""
+    import inspect
+
+    try:
+        return name in inspect.signature(fn_owner.answer).parameters  # type: ignore[attr-defined]
+    except (TypeError, ValueError):
+        return False
 
 
 # ------------------------------------------------------------------------------------- opening
@@ -232,7 +254,7 @@ def open_engine(config: EngineConfig, auto_build: bool = True, notify: Callable[
 
 def _engine(config: EngineConfig, loaded: LoadedIndex, embedder: Embedder) -> Engine:
     threads.serving()
-    return Engine(loaded, embedder, config.search, config.answerer)
+    return Engine(loaded, embedder, config.search, config.answerer, config.answerer_options)
 
 
 def _build(config: EngineConfig, source: DocumentSource, embedder: Embedder, progress: Progress | None,

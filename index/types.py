@@ -30,11 +30,20 @@ class Turn:
 
 @dataclass
 class Draft:
-    """What an answerer writes: the answer text and the ``(doc_id, start, end)`` spans it quotes."""
+    """What an answerer writes: the answer text and the ``(doc_id, start, end)`` spans it quotes.
+
+    ``citations``: the 1-based numbers of the sources the text cites as [n]; ``answered_by``: who wrote
+    it when not the answerer's own name (a model's label); ``fallback``: why a model's answer was not
+    used and this is the extractive one instead (index.llm.FALLBACK_REASONS).
+    """
 
     text: str
     spans: list[tuple[str, int, int]] = field(default_factory=list)
     confidence: float | None = None  # None: keep the retrieval confidence
+    citations: list[int] = field(default_factory=list)
+    answered_by: str | None = None
+    fallback: str = ""
+    fallback_detail: str = ""
 
 
 @dataclass
@@ -56,6 +65,9 @@ class Answer:
     tentative: bool = False
     answered_by: str = "extractive"
     retrieval_query: str = ""  # what retrieval searched for, when a follow-up added earlier turns' words
+    citations: list[int] = field(default_factory=list)  # 1-based numbers into ``sources`` the answer cites
+    fallback: str = ""  # why a language model's answer is not the one given (empty: it is, or none was asked)
+    fallback_detail: str = ""
 
     @property
     def hint(self) -> Source | None:
@@ -74,4 +86,8 @@ class Answer:
             "latency_ms": round(self.latency_ms, 2),
             "english": self.english,
             "answered_by": self.answered_by,
+            "citations": [{"n": n, "doc_id": self.sources[n - 1].doc_id, "title": self.sources[n - 1].title,
+                           "url": self.sources[n - 1].url, "chunk_id": self.sources[n - 1].chunk_id}
+                          for n in self.citations if 0 < n <= len(self.sources)],
+            "fallback": self.fallback or None,
         }

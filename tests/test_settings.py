@@ -11,6 +11,7 @@ from dotenv import dotenv_values
 
 from bot.settings import Settings, SettingsError, load_settings
 from index.chunking import ChunkSettings
+from index.llm import LLMSettings
 from index.retrieval import SearchSettings
 
 REPO_DIR = Path(__file__).resolve().parents[1]
@@ -127,7 +128,8 @@ def example_values() -> dict[str, str]:
     return {k: (v or "") for k, v in dotenv_values(ENV_EXAMPLE).items()}
 
 
-@pytest.mark.parametrize("cls, prefix", [(SearchSettings, "HERALD_"), (ChunkSettings, "HERALD_CHUNK_")])
+@pytest.mark.parametrize("cls, prefix", [(SearchSettings, "HERALD_"), (ChunkSettings, "HERALD_CHUNK_"),
+                                         (LLMSettings, "HERALD_LLM_")])
 def test_every_retrieval_knob_is_in_env_example(cls, prefix):
     names = set(example_values())
     missing = [prefix + f.name.upper() for f in dataclasses.fields(cls) if prefix + f.name.upper() not in names]
