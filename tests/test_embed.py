@@ -51,6 +51,14 @@ def test_numpy_vectors_match_sentence_transformers(folder, reference):
     assert np.allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
 
 
+def test_torch_bulk_vectors_match_sentence_transformers(folder, reference):
+    """The bulk path runs the NumPy model's weights on torch; both must give sentence-transformers' vectors."""
+    texts, expected = reference
+    got = bert_numpy.TorchBertEmbedder(bert_numpy.NumpyBertEmbedder(DEFAULT_MODEL, folder)).encode(texts, batch_size=8)
+    assert got.shape == expected.shape and got.dtype == np.float32
+    assert np.abs(got - expected).max() < 1e-5
+
+
 def test_order_and_batching_do_not_change_a_vector(folder):
     emb = bert_numpy.NumpyBertEmbedder(DEFAULT_MODEL, folder)
     alone = emb.encode([TEXTS[0]])[0]
@@ -64,7 +72,7 @@ def test_default_model_takes_the_numpy_path_for_small_calls_and_bulk_for_large(f
     assert emb._bulk is None  # a question never loads torch
     monkeypatch.setattr(BertEmbedder, "numpy_tokens", 5)
     bulk = emb.encode(TEXTS[:2])
-    assert emb._bulk is not None
+    assert isinstance(emb._bulk, bert_numpy.TorchBertEmbedder)  # the same weights on torch, not transformers
     assert np.abs(bulk - emb._numpy.encode(TEXTS[:2])).max() < 1e-5
 
 

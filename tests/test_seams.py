@@ -226,3 +226,20 @@ def test_thread_budget_leaves_no_more_threads_than_cores():
         assert got == {"torch": 1, "blas": 1}
     assert threads.budget() == {"blas": 1, "torch": 1}
     assert all(p["num_threads"] == 1 for p in threadpool_info() if p["user_api"] in ("blas", "openmp"))
+
+
+def test_splitting_in_a_child_process_gives_the_same_sentences(monkeypatch):
+    """Bulk builds split sentences in a child process (index/splitter.py) while the model loads."""
+    from index.build import _split
+    from index.chunking import ChunkSettings, document_sentences
+    from index.corpus import Document
+    from index import threads
+
+    monkeypatch.setattr(threads, "cores", lambda: 2)
+    docs = [Document(f"d{i}", f"T{i}", f"Story {i} begins here. The mayor spoke at length about it. "
+                                       f"Residents said little.\n\nA second paragraph, number {i}, ends it.")
+            for i in range(20)]
+    loaded = []
+    got = _split(docs, ChunkSettings(), None, lambda: loaded.append(True))
+    assert loaded == [True]
+    assert got == [document_sentences(d, ChunkSettings()) for d in docs]
