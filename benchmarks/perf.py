@@ -278,7 +278,8 @@ def main() -> None:
           f"Cold = a new process (OS file cache warm).")
     if max(load_before, load_after) > (os.cpu_count() or 1) * 0.75:
         print("Warning: the machine was busy with other work; latencies are inflated. Re-run on a quiet machine.")
-    extra = "" if args.runs == 2 else f" --runs {args.runs}"
+    extra = ("" if args.runs == 2 else f" --runs {args.runs}") + (f" --bbc {args.bbc}" if args.bbc else "") + \
+        (f" --bbc-articles {args.bbc_articles}" if args.bbc and args.bbc_articles != 300 else "")
     print(f"Command: `.venv/bin/python benchmarks/perf.py{extra}` (or `make bench`)")
 
 
