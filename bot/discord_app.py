@@ -8,7 +8,9 @@ buttons) and syncs the slash commands; ``serve`` runs it with ``async with bot: 
 warms the model *before* connecting, then serves until Ctrl-C or SIGTERM.
 
 Answering never blocks the event loop: ``HeraldBot.answer`` runs ``Engine.ask`` in a worker thread under
-an ``asyncio.Semaphore(max_concurrency)``, so gateway heartbeats keep flowing. ``/reindex`` builds a new
+an ``asyncio.Semaphore(max_concurrency)``, so gateway heartbeats keep flowing; a language model's answer
+streams from that thread to the loop (``bot.streaming``), and follow-ups get their earlier turns from
+``conversations`` (``bot.conversation``). ``/reindex`` builds a new
 Engine in a thread and swaps the ``engine`` reference in one assignment; a question already being
 answered keeps the Engine it started with.
 """
@@ -21,18 +23,19 @@ import logging
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.conversation import Conversations
 from bot.feedback import AnswerMemory, FeedbackLog
 from bot.discord_util import allowed_mentions, polite, reply_to
 from bot.format import fit_content
 from bot.settings import Settings
-from index import Answer, Engine, HeraldError
+from index import Answer, Engine, HeraldError, Turn
 
 log = logging.getLogger("herald.bot")
 
@@ -68,6 +71,7 @@ class HeraldBot(commands.Bot):
         self.engine = engine
         self.feedback = feedback or FeedbackLog(settings.feedback_file)
         self.answers = answers or AnswerMemory()
+        self.conversations = Conversations()
         self.limiter = asyncio.Semaphore(settings.max_concurrency)
         self._engine_factory = engine_factory
         self._reindex_task: asyncio.Task | None = None
@@ -112,16 +116,40 @@ class HeraldBot(commands.Bot):
 
     # ---------------------------------------------------------------------------------- answering
 
-    async def answer(self, question: str) -> Answer:
-        """``Engine.ask`` in a worker thread, at most ``max_concurrency`` at a time."""
-        engine = self.engine  # this question keeps this engine even if /reindex swaps in another
-        async with self.limiter:
-            return await asyncio.to_thread(engine.ask, question)
+    async def answer(self, question: str, history: Sequence[Turn] = (),
+                     on_token: Callable[[str], None] | None = None) -> Answer:
+        """``Engine.ask`` in a worker thread, at most ``max_concurrency`` at a time.
 
-    def log_question(self, ans: Answer, *, user_id: int, where: str, via: str, elapsed_ms: float) -> None:
+        ``on_token`` is called in that worker thread (hand the pieces to the loop, never touch Discord
+        there). Only the arguments given are passed on, so a plain question is ``engine.ask(question)``.
+        """
+        engine = self.engine  # this question keeps this engine even if /reindex swaps in another
+        kwargs: dict[str, Any] = {}
+        if history:
+            kwargs["history"] = tuple(history)
+        if on_token is not None:
+            kwargs["on_token"] = on_token
+        async with self.limiter:
+            return await asyncio.to_thread(engine.ask, question, **kwargs)
+
+    @property
+    def history_turns(self) -> int:
+        """Earlier turns given with a follow-up: the model's ``history_turns``; without a model at least
+        one (the library then searches with the previous question's words added)."""
+        turns = self.settings.llm.history_turns
+        return turns if self.settings.answerer == "llm" else max(1, turns)
+
+    @property
+    def streams(self) -> bool:
+        """Whether answers are written by a language model (they arrive in pieces, shown as they come)."""
+        return self.settings.answerer == "llm"
+
+    def log_question(self, ans: Answer, *, user_id: int, where: str, via: str, elapsed_ms: float,
+                     turns: int = 0) -> None:
         top = ans.sources[0].score if ans.sources else 0.0
-        log.info("question user=%s where=%s via=%s latency_ms=%.0f top_score=%.3f confidence=%.3f abstained=%s",
-                 user_id, where, via, elapsed_ms, top, ans.confidence, ans.abstained)
+        log.info("question user=%s where=%s via=%s latency_ms=%.0f top_score=%.3f confidence=%.3f abstained=%s "
+                 "history=%d answered_by=%s%s", user_id, where, via, elapsed_ms, top, ans.confidence, ans.abstained,
+                 turns, ans.answered_by, f" fallback={ans.fallback}" if ans.fallback else "")
 
     # ------------------------------------------------------------------------------------ reindex
 

@@ -163,10 +163,21 @@ def _source_url(src: Source) -> str | None:
     return url
 
 
-def _source_field(n: int | None, src: Source, label: str = "") -> _Field:
+CITED_MARK = " \u00b7 cited"  # after the title of a source a language model's answer cites as [n]
+
+
+def _source_field(n: int | None, src: Source, label: str = "", cited: bool = False) -> _Field:
     title = clean_inline(src.title or "") or "(untitled article)"
     name = f"{label}{title}" if n is None else f"[{n}] {title}"
-    return _Field(truncate(name, FIELD_NAME_LIMIT), clean_inline(src.text) or "(empty passage)", _source_url(src))
+    mark = CITED_MARK if cited else ""
+    return _Field(truncate(name, FIELD_NAME_LIMIT - dlen(mark)) + mark, clean_inline(src.text) or "(empty passage)",
+                  _source_url(src))
+
+
+def _writer(answer: Answer) -> str:
+    """Who wrote the answer, for the footer: the model's name, or "" for a quoted (extractive) answer."""
+    by = answer.answered_by or ""
+    return clean_inline(by.split(":", 1)[1]) if by.startswith("llm:") and ":" in by else ""
 
 
 def _seconds(ms: float) -> str:
@@ -200,9 +211,12 @@ def format_answer(answer: Answer, *, elapsed_ms: float | None = None) -> Outgoin
         colour = TENTATIVE_COLOUR if answer.tentative else ANSWER_COLOUR
         lead = TENTATIVE_LEAD if answer.tentative else ""
         base = lead + (clean_inline(answer.answer) or "(no answer text)") + note
-        fields = [_source_field(n, s) for n, s in enumerate(answer.sources[:MAX_FIELDS], 1)]
+        cited = set(answer.citations)
+        fields = [_source_field(n, s, cited=n in cited) for n, s in enumerate(answer.sources[:MAX_FIELDS], 1)]
         sure = "low confidence" if answer.tentative else "confidence"
-        footer = f"Answered in {_seconds(elapsed)} \u00b7 {sure} {answer.confidence:.2f} \u00b7 from the articles"
+        writer = _writer(answer)
+        origin = f"written by {writer} from the articles" if writer else "from the articles"
+        footer = f"Answered in {_seconds(elapsed)} \u00b7 {sure} {answer.confidence:.2f} \u00b7 {origin}"
         desc_limit = ANSWER_BUDGET if fields else DESCRIPTION_LIMIT
     footer = truncate(footer, FOOTER_LIMIT)
 

@@ -145,15 +145,28 @@ class StubIndex:
 
 
 class StubEngine:
-    """An Engine stand-in that returns a prepared Answer (or raises), to test formatting and errors."""
+    """An Engine stand-in that returns a prepared Answer (or raises), to test formatting and errors.
 
-    def __init__(self, make: Callable[[str], Any], documents: list[StubDoc] | None = None) -> None:
+    ``histories`` records the earlier turns each question came with (follow-ups); ``tokens``, when given,
+    are fed to ``on_token`` one by one (``token_delay`` seconds apart) as a streaming answerer would.
+    """
+
+    def __init__(self, make: Callable[[str], Any], documents: list[StubDoc] | None = None,
+                 tokens: list[str] | None = None, token_delay: float = 0.0) -> None:
         self._make = make
         self.index = StubIndex(documents or [StubDoc("a", "Stub article")])
         self.questions: list[str] = []
+        self.histories: list[tuple[Any, ...]] = []
+        self.tokens = tokens or []
+        self.token_delay = token_delay
 
-    def ask(self, question: str) -> Any:
+    def ask(self, question: str, history: Any = (), on_token: Callable[[str], None] | None = None) -> Any:
         self.questions.append(question)
+        self.histories.append(tuple(history))
+        if on_token is not None:
+            for piece in self.tokens:
+                time.sleep(self.token_delay)
+                on_token(piece)
         return self._make(question)
 
     def documents(self) -> list[StubDoc]:
@@ -186,9 +199,9 @@ class WorkingEngine:
     def __init__(self, engine, seconds: float) -> None:
         self._engine, self._seconds = engine, seconds
 
-    def ask(self, question: str):
+    def ask(self, question: str, *args, **kwargs):
         time.sleep(self._seconds)
-        return self._engine.ask(question)
+        return self._engine.ask(question, *args, **kwargs)
 
     def __getattr__(self, name: str):
         return getattr(self._engine, name)

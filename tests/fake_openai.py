@@ -4,7 +4,8 @@ It speaks the real wire format (``POST /v1/chat/completions``, JSON or server-se
 ``stream`` is true), so the real ``openai`` client and Herald's code run unchanged. ``mode`` picks the
 behaviour: ``ok`` (reply with ``reply``, or ``reply_for(request)``), ``500``, ``429``, ``slow`` (sleep
 ``delay`` seconds first), ``malformed`` (a body that is not JSON), ``empty`` (an empty answer), ``down``
-(the connection is closed without a reply). Every request body is kept in ``requests``.
+(the connection is closed without a reply). ``chunk_delay`` spaces a stream's pieces (a model writing at
+a visible pace). Every request body is kept in ``requests``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ class FakeLLM:
     reply: str = "Russia vetoed the resolution [1]."
     reply_for: Callable[[dict], str] | None = None
     delay: float = 0.0
+    chunk_delay: float = 0.0  # seconds between two streamed pieces (a model writing at a human-visible pace)
     requests: list[dict] = field(default_factory=list)
     url: str = ""
 
@@ -78,7 +80,9 @@ def _handler(fake: FakeLLM) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Type", "text/event-stream")
             self.send_header("Transfer-Encoding", "chunked")
             self.end_headers()
-            for piece in _pieces(text):
+            for i, piece in enumerate(_pieces(text)):
+                if i and fake.chunk_delay:
+                    time.sleep(fake.chunk_delay)
                 self._chunk(b"data: " + json.dumps(_delta(piece, model)).encode() + b"\n\n")
             self._chunk(b"data: [DONE]\n\n")
             self.wfile.write(b"0\r\n\r\n")

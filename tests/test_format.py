@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bot.format import (
-    CONTENT_LIMIT, DESCRIPTION_LIMIT, EMBED_TOTAL_LIMIT, ELLIPSIS, FIELD_VALUE_LIMIT, MAX_FIELDS, TITLE_LIMIT,
+    CITED_MARK, CONTENT_LIMIT, DESCRIPTION_LIMIT, FIELD_NAME_LIMIT, EMBED_TOTAL_LIMIT, ELLIPSIS, FIELD_VALUE_LIMIT, MAX_FIELDS, TITLE_LIMIT,
     check_limits, defuse_mentions, dlen, embed_total, fit_content, format_answer, format_notice, format_sources,
     truncate,
 )
@@ -68,6 +68,19 @@ def test_answer_embed_has_answer_numbered_sources_and_footer():
     assert e["fields"][0]["value"].startswith("> Russia vetoed")
     assert "1.53 s" in e["footer"]["text"]
     assert check_limits(msg) == []
+
+
+def test_a_model_answer_marks_the_sources_it_cites_and_names_the_model():
+    ans = answer("Russia vetoed it [2].", sources=[src(n=0), src(title="T" * 400, n=1), src(title="Third", n=2)])
+    ans.citations, ans.answered_by = [2], "llm:llama3.2:3b"
+    e = format_answer(ans).embed
+    names = [f["name"] for f in e["fields"]]
+    assert names[0] == "[1] Frosty Franco-Russian relations" and names[2] == "[3] Third"
+    assert names[1].startswith("[2] TTT") and names[1].endswith(CITED_MARK) and dlen(names[1]) <= FIELD_NAME_LIMIT
+    assert e["footer"]["text"].endswith("written by llama3.2:3b from the articles")
+    # A quoted (extractive) answer marks nothing and names no model.
+    plain = format_answer(answer(sources=[src(n=0)])).embed
+    assert not plain["fields"][0]["name"].endswith(CITED_MARK) and "written by" not in plain["footer"]["text"]
 
 
 def test_url_is_wrapped_so_discord_adds_no_preview():

@@ -3,22 +3,36 @@
 Every question goes through the same gate, in this order: the channel allowlist, the question itself
 (empty, too long, only control characters: a polite reply), then the per-user cooldown. Refusals are
 private for /ask (ephemeral) and short replies for mentions.
+
+Follow-ups: a mention that replies to one of Herald's answers (a reply pings Herald, which is how its
+content reaches a bot without the message-content intent), or a question in a thread started from an
+answer, is asked with the earlier turns (``bot.conversation``). Replying without the ping, or writing in
+such a thread without mentioning Herald, sends Herald nothing to read.
+
+Streaming: with a language model the answer is shown while it is written (``bot.streaming``: the
+first piece sends the reply, or fills the deferred /ask response; then one edit a second at most), and
+the final embed with the numbered sources replaces it. Extractive answers are one message, as before.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.conversation import turn_from_message, turn_of
 from bot.discord_util import allowed_mentions, guard_limits, polite, reply_to, to_embed, where_of
 from bot.format import format_answer
-from index import QuestionError, clean_question
+from bot.streaming import StreamPreview
+from index import Answer, QuestionError, Turn, clean_question
 
 if TYPE_CHECKING:
     from bot.discord_app import HeraldBot
@@ -84,17 +98,74 @@ class AskingCog(commands.Cog):
         self.cooldowns.mark(user_id)
         return None, question
 
-    async def answer_message(self, question: str, *, started: float, user_id: int, where: str,
-                             via: str) -> tuple[discord.Embed | None, discord.ui.View, str | None]:
+    async def answer_message(self, question: str, *, started: float, user_id: int, where: str, via: str,
+                             history: Sequence[Turn] = (),
+                             on_token: Callable[[str], None] | None = None) -> "Reply":
         from bot.cogs.feedback import feedback_view
         from bot.feedback import AnswerRecord
 
-        ans = await self.bot.answer(question)
+        # Only what is given: a plain question stays ``bot.answer(question)`` (as the benchmark's control calls it).
+        extra: dict[str, Any] = {k: v for k, v in (("history", history), ("on_token", on_token)) if v}
+        ans = await self.bot.answer(question, **extra)
         elapsed = (time.perf_counter() - started) * 1000
-        self.bot.log_question(ans, user_id=user_id, where=where, via=via, elapsed_ms=elapsed)
+        self.bot.log_question(ans, user_id=user_id, where=where, via=via, elapsed_ms=elapsed, turns=len(history))
         msg = guard_limits(format_answer(ans, elapsed_ms=elapsed))
         key = self.bot.answers.remember(AnswerRecord.from_answer(ans))
-        return to_embed(msg), feedback_view(key), msg.content
+        return Reply(ans, msg.content, to_embed(msg), feedback_view(key))
+
+    async def answer_streamed(self, question: str, show: Callable[[str], Awaitable[Any]],
+                              remove: Callable[[], Awaitable[Any]], **kwargs: Any) -> tuple["Reply", bool]:
+        """``answer_message``, previewing a streamed answer through ``show``; (reply, whether a preview is
+        on screen, which the final answer must then replace). A failed question removes its preview."""
+        if not self.bot.streams:
+            return await self.answer_message(question, **kwargs), False
+        preview = StreamPreview(show)
+        try:
+            reply = await self.answer_message(question, on_token=preview.on_token, **kwargs)
+        except Exception:
+            await preview.finish()
+            if preview.shown:
+                with contextlib.suppress(discord.HTTPException):
+                    await remove()
+            raise
+        finally:
+            await preview.finish()  # also when cancelled (shutting down): no preview task left behind
+        return reply, preview.shown
+
+    # ------------------------------------------------------------------------------- follow-ups
+
+    def history_for(self, channel: Any, reference: discord.MessageReference | None = None) -> tuple[Turn, ...]:
+        """The earlier turns of the conversation a question continues (empty when it starts one)."""
+        limit = self.bot.history_turns
+        if limit <= 0:
+            return ()
+        memory = self.bot.conversations
+        turns: Sequence[Turn] | None = None
+        if reference is not None and reference.message_id is not None:
+            turns = memory.get("message", reference.message_id)
+            if turns is None:  # an answer given before a restart: read its turn back from the message
+                resolved = reference.resolved
+                me = self.bot.user
+                if isinstance(resolved, discord.Message) and me is not None and resolved.author.id == me.id:
+                    turn = turn_from_message(resolved)
+                    turns = (turn,) if turn is not None else None
+        channel_id = getattr(channel, "id", None)
+        if turns is None:  # a thread's latest turns, or (thread ids are their starter's id) the answer it began from
+            turns = memory.get("thread", channel_id) or memory.get("message", channel_id)
+        return tuple(turns or ())[-limit:]
+
+    def remember_turn(self, reply_id: int | None, channel: Any, history: Sequence[Turn], ans: Answer) -> None:
+        """Keep this answer's turns under Herald's reply (and its thread's, when the thread is a conversation)."""
+        limit = self.bot.history_turns
+        if limit <= 0 or reply_id is None:
+            return
+        memory = self.bot.conversations
+        turns = (*history, turn_of(ans))[-limit:]
+        memory.remember("message", reply_id, turns)
+        channel_id = getattr(channel, "id", None)
+        if channel_id is not None and (memory.get("thread", channel_id) is not None
+                                       or memory.get("message", channel_id) is not None):
+            memory.remember("thread", channel_id, turns)
 
     # ----------------------------------------------------------------------------------- /ask
 
@@ -107,15 +178,25 @@ class AskingCog(commands.Cog):
             await self.bot.send_notice(refusal, interaction=interaction)
             return
         await interaction.response.defer(thinking=True)  # within Discord's 3 s; the answer follows
-        embed, view, content = await self.answer_message(
-            cleaned, started=started, user_id=interaction.user.id,
-            where=where_of(interaction.channel, interaction.guild), via="slash")
-        kwargs: dict[str, Any] = {"allowed_mentions": allowed_mentions(), "view": view}
-        if embed is not None:
-            kwargs["embed"] = embed
-        if content:
-            kwargs["content"] = content
-        await interaction.followup.send(**kwargs)
+        history = self.history_for(interaction.channel)
+
+        async def show(text: str) -> None:
+            await interaction.edit_original_response(content=text, allowed_mentions=allowed_mentions())
+
+        reply, previewed = await self.answer_streamed(
+            cleaned, show, interaction.delete_original_response, started=started, user_id=interaction.user.id,
+            where=where_of(interaction.channel, interaction.guild), via="slash", history=history)
+        if previewed:  # the preview is the deferred response: the answer replaces it
+            sent: Any = await interaction.edit_original_response(
+                content=reply.content, embed=reply.embed, view=reply.view, allowed_mentions=allowed_mentions())
+        else:
+            kwargs: dict[str, Any] = {"allowed_mentions": allowed_mentions(), "view": reply.view}
+            if reply.embed is not None:
+                kwargs["embed"] = reply.embed
+            if reply.content:
+                kwargs["content"] = reply.content
+            sent = await interaction.followup.send(wait=True, **kwargs)
+        self.remember_turn(getattr(sent, "id", None), interaction.channel, history, reply.answer)
 
     # ------------------------------------------------------------------------- mentions and DMs
 
@@ -154,11 +235,46 @@ class AskingCog(commands.Cog):
         if refusal:
             await self.bot.send_notice(refusal, message=message)
             return
+        history = self.history_for(message.channel, message.reference)
+        preview: discord.Message | None = None
+
+        async def show(text: str) -> None:
+            nonlocal preview
+            if preview is None:
+                preview = await reply_to(message, content=text)
+            else:
+                await preview.edit(content=text, allowed_mentions=allowed_mentions())
+
+        async def remove() -> None:
+            if preview is not None:
+                await preview.delete()
+
         async with message.channel.typing():
-            embed, view, content = await self.answer_message(
-                question, started=started, user_id=message.author.id,
-                where=where_of(message.channel, message.guild), via="dm" if message.guild is None else "mention")
-        await reply_to(message, content=content, embed=embed, view=view)
+            reply, previewed = await self.answer_streamed(
+                question, show, remove, started=started, user_id=message.author.id,
+                where=where_of(message.channel, message.guild), via="dm" if message.guild is None else "mention",
+                history=history)
+        sent: discord.Message | None = None
+        if previewed and preview is not None:  # the answer replaces the preview (content cleared)
+            try:
+                await preview.edit(content=reply.content, embed=reply.embed, view=reply.view,
+                                   allowed_mentions=allowed_mentions())
+                sent = preview
+            except discord.NotFound:  # someone deleted the preview meanwhile: reply afresh
+                pass
+        if sent is None:
+            sent = await reply_to(message, content=reply.content, embed=reply.embed, view=reply.view)
+        self.remember_turn(sent.id, message.channel, history, reply.answer)
+
+
+@dataclass
+class Reply:
+    """One answer as Discord shows it, and the Answer it came from (its turn is remembered)."""
+
+    answer: Answer
+    content: str | None
+    embed: discord.Embed | None
+    view: discord.ui.View
 
 
 async def setup(bot: "HeraldBot") -> None:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import discord
 
 from bot.feedback import AnswerRecord
-from bot.format import TENTATIVE_LEAD
+from bot.format import CITED_MARK, TENTATIVE_LEAD
 from bot.messages import ABSTAIN_MESSAGE
 
 if TYPE_CHECKING:
@@ -64,7 +64,7 @@ def record_from_message(message: discord.Message | None) -> AnswerRecord:
     tentative = desc.startswith(TENTATIVE_LEAD)
     if tentative:
         desc = desc[len(TENTATIVE_LEAD):]
-    sources = [f.name or "" for f in e.fields]
+    sources = [(f.name or "").removesuffix(CITED_MARK) for f in e.fields]
     return AnswerRecord(question=e.title or "", answer="" if abstained else desc, abstained=abstained,
                         sources=sources, tentative=tentative)
 
