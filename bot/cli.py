@@ -202,7 +202,7 @@ def build(settings: Any, full: bool) -> None:
 
 def _format_answer(ans: Any, streamed: bool = False) -> str:
     """The answer for a terminal. ``streamed``: the model's text was already printed as it arrived."""
-    from bot.messages import ABSTAIN_MESSAGE, TENTATIVE_MESSAGE, note_for
+    from bot.messages import ABSTAIN_MESSAGE, TENTATIVE_MESSAGE, note_for, source_label
 
     lines = []
     if streamed and ans.fallback:
@@ -224,8 +224,10 @@ def _format_answer(ans: Any, streamed: bool = False) -> str:
                      f"Sources ({ans.answered_by}; cited: {', '.join(f'[{n}]' for n in ans.citations)}):")
         for n, src in enumerate(ans.sources, 1):
             where = f" <{src.url}>" if src.url else ""
-            dated = f", {src.date}" if src.date else ""
-            lines.append(f"  [{n}] {src.title}{where}{dated} (score {src.score:.2f}, chars {src.start}-{src.end})")
+            label = f" ({source_label(src.outlet, src.date)})" if src.outlet or src.date else ""
+            lines.append(f"  [{n}] {src.title}{label}{where} (score {src.score:.2f}, chars {src.start}-{src.end})")
+            if src.also_reported_by:
+                lines.append(f"      also reported by {', '.join(src.also_reported_by)}")
             lines.append(textwrap.fill(src.text, 100, initial_indent="      | ", subsequent_indent="      | "))
     if note_for(ans):
         lines.append("")
@@ -318,7 +320,7 @@ def info(settings: Any, as_json: bool, check: bool) -> None:
 
     Exits 1 when the index is damaged (a file's size, or with --check its checksum, does not match).
     """
-    from bot.messages import explain, staleness
+    from bot.messages import explain, source_label, staleness
     from index import describe_index
 
     d = describe_index(settings.engine_config(), check=check)
@@ -338,6 +340,8 @@ def info(settings: Any, as_json: bool, check: bool) -> None:
         "documents": len(d.documents), "chunks": d.chunks, "sentences": d.sentences, "built_at": d.built_at,
         "chunking": d.chunking, "corpus": str(settings.corpus_dir), "state": state,
         "titles": [doc.title for doc in d.documents], "damaged": damage or None,
+        "articles": [{"id": doc.id, "title": doc.title, "outlet": doc.outlet, "date": doc.date, "url": doc.url}
+                     for doc in d.documents],
         "checked": check,
     }
     if as_json:
@@ -349,10 +353,11 @@ def info(settings: Any, as_json: bool, check: bool) -> None:
     click.echo(f"Model:     {summary['model']} ({summary['dim']} dimensions)")
     click.echo(f"Vectors:   {d.vector_store} store")
     click.echo(f"Documents: {summary['documents']}   Chunks: {summary['chunks']}   Sentences: {summary['sentences']}")
-    click.echo(f"Built:     {summary['built_at']}")
+    click.echo(f"Updated:   {summary['built_at']} (the last build that changed the index)")
     click.echo(f"Corpus:    {summary['corpus']} ({state})")
     for doc in d.documents:
-        click.echo(f"  - {doc.title} [{doc.id}, {doc.chunks} chunks]")
+        label = f" ({source_label(doc.outlet, doc.date)})" if doc.outlet or doc.date else ""
+        click.echo(f"  - {doc.title}{label} [{doc.id}, {doc.chunks} chunks]")
     if damage:
         raise click.ClickException(damage)
     if check:
@@ -388,6 +393,97 @@ def eval_cmd(settings: Any, qa_file: Path, failures: bool, as_json: bool) -> Non
     if failures:
         for line in result.failures():
             click.echo(line)
+
+
+def _added_line(item: Any) -> str:
+    """One line per URL: what happened to it, or why not."""
+    from bot.messages import explain, source_label
+
+    if item.status == "failed":
+        return f"  failed: {explain(item.error)}"
+    return f"  {item.status}: {item.title} ({source_label(item.outlet, item.date)}) -> {item.path}"
+
+
+def _update_index(settings: Any) -> None:
+    """After articles were added: bring the index up to date (only they are embedded)."""
+    from index import rebuild
+
+    update, close = _progress_bar()
+    try:
+        report = rebuild(settings.engine_config(), progress=update)
+    finally:
+        close()
+    if report.changed_anything:
+        click.echo(f"Index updated: {report.documents} document(s), {report.chunks} chunks "
+                   f"({len(report.added)} added, {len(report.changed)} changed, {len(report.removed)} removed).")
+
+
+@cli.command()
+@index_options
+@click.argument("urls", nargs=-1, required=True)
+@click.option("--feed", "is_feed", is_flag=True, help="The URLs are RSS or Atom feeds: add each new item.")
+@click.option("--no-index", is_flag=True, help="Save the articles but do not update the index now.")
+def add(settings: Any, urls: tuple[str, ...], is_feed: bool, no_index: bool) -> None:
+    """Fetch news articles by URL (or the new items of feeds) into the corpus, then update the index.
+
+    The article is extracted from the page (no navigation, ads or comments) and saved as markdown with
+    its title, outlet, date and URL. Adding a URL again updates it only if its text changed.
+    """
+    from bot.messages import explain
+    from index import add_url, poll_feeds
+
+    failed = changed = 0
+    if is_feed:
+        for res in poll_feeds(settings.corpus_dir, urls, settings.feed_state, settings.fetch):
+            if res.error is not None:
+                failed += 1
+                click.echo(f"feed {res.feed}: failed: {explain(res.error)}")
+                continue
+            news = [i for i in res.items if i.status != "unchanged"]
+            click.echo(f"feed {res.feed}: " + ("unchanged since the last poll" if res.unchanged else
+                                               f"{len(res.items)} new item(s)"))
+            for item in res.items:
+                click.echo(_added_line(item))
+            failed += sum(1 for i in res.items if i.status == "failed")
+            changed += sum(1 for i in news if i.status != "failed")
+    else:
+        for url in urls:
+            item = add_url(settings.corpus_dir, url, settings.fetch)
+            click.echo(_added_line(item))
+            failed += item.status == "failed"
+            changed += item.status in ("added", "updated")
+    if changed and not no_index:
+        _update_index(settings)
+    if failed:
+        raise click.ClickException(f"{failed} of the URLs could not be added (see above)")
+
+
+@cli.command()
+@index_options
+@click.option("--once", is_flag=True, help="Poll every feed once, then stop.")
+def watch(settings: Any, once: bool) -> None:
+    """Poll the feeds in HERALD_FEEDS every HERALD_FEED_INTERVAL seconds; add new items and update the index."""
+    import time
+
+    from bot.messages import explain
+    from index import poll_feeds
+
+    if not settings.feeds:
+        raise click.UsageError("no feeds to watch: set HERALD_FEEDS (RSS or Atom URLs, separated by commas)")
+    while True:
+        added = 0
+        for res in poll_feeds(settings.corpus_dir, settings.feeds, settings.feed_state, settings.fetch):
+            if res.error is not None:
+                click.echo(f"feed {res.feed}: failed: {explain(res.error)}", err=True)
+                continue
+            for item in res.items:
+                click.echo(_added_line(item))
+            added += sum(1 for i in res.items if i.status in ("added", "updated"))
+        if added:
+            _update_index(settings)
+        if once:
+            return
+        time.sleep(settings.feed_interval)
 
 
 @cli.command()

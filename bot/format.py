@@ -170,8 +170,18 @@ def _source_field(n: int | None, src: Source, label: str = "", cited: bool = Fal
     title = clean_inline(src.title or "") or "(untitled article)"
     name = f"{label}{title}" if n is None else f"[{n}] {title}"
     mark = CITED_MARK if cited else ""
-    return _Field(truncate(name, FIELD_NAME_LIMIT - dlen(mark)) + mark, clean_inline(src.text) or "(empty passage)",
-                  _source_url(src))
+    return _Field(truncate(name, FIELD_NAME_LIMIT - dlen(mark)) + mark, _source_value(src), _source_url(src))
+
+
+def _source_value(src: Source) -> str:
+    """The passage, under who reported it and when ("*Euronews, 11 Oct 2016*") when known, and the other
+    outlets that ran the same story."""
+    from bot.messages import source_label
+
+    head = f"*{clean_inline(source_label(src.outlet, src.date))}*\n" if (src.outlet or src.date) else ""
+    also = (f"\n*Also reported by {clean_inline(', '.join(src.also_reported_by))}.*"
+            if src.also_reported_by else "")
+    return head + (clean_inline(src.text) or "(empty passage)") + also
 
 
 def _writer(answer: Answer) -> str:
@@ -255,16 +265,18 @@ def format_notice(text: str) -> OutgoingMessage:
     return OutgoingMessage(content=fit_content(text))
 
 
-def format_sources(titles_and_urls: list[tuple[str, str | None]]) -> OutgoingMessage:
-    """The `/sources` list: one numbered line per indexed article, cut to fit with a count of the rest."""
+def format_sources(titles_and_urls: list[tuple[str, str | None]] | list[tuple[str, str | None, str]]) -> OutgoingMessage:
+    """The `/sources` list: one numbered line per indexed article (with its outlet and date when a third
+    item gives them), cut to fit with a count of the rest."""
     if not titles_and_urls:
         return format_notice("No articles are indexed yet. Add some to the corpus folder and run `/reindex`.")
     head = f"I answer from {len(titles_and_urls)} article{'s' if len(titles_and_urls) != 1 else ''}:"
     lines = [head]
     used = dlen(head)
-    for i, (title, url) in enumerate(titles_and_urls, 1):
+    for i, (title, url, *rest_of) in enumerate(titles_and_urls, 1):
         safe_url = url if url and dlen(url) <= _MAX_URL and not any(c.isspace() for c in url) else None
-        line = truncate(f"{i}. {clean_inline(title) or '(untitled article)'}", 300)
+        label = f" ({clean_inline(rest_of[0])})" if rest_of and rest_of[0] else ""
+        line = truncate(f"{i}. {clean_inline(title) or '(untitled article)'}{label}", 300)
         if safe_url:
             line += f" <{safe_url}>"
         rest = len(titles_and_urls) - i + 1

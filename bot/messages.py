@@ -7,7 +7,7 @@ variables (which only the application knows). The CLI and the bot both call ``ex
 
 from __future__ import annotations
 
-from index import (DEFAULT_MODEL, Answer, BuildBusyError, CorpusError, IndexCorruptError, IndexMismatchError,
+from index import (DEFAULT_MODEL, Answer, BuildBusyError, CorpusError, FetchError, IndexCorruptError, IndexMismatchError,
                    IndexMissingError, IndexPathError, IndexWriteError, ModelLoadError, Notice, QuestionError,
                    QuestionSetError, Staleness, UnknownBackendError)
 
@@ -40,6 +40,25 @@ def fallback_note(answer: Answer) -> str:
         return ""
     why = FALLBACK_NOTES.get(answer.fallback, "the language model's answer could not be used")
     return f"Quoted from the articles instead: {why}."
+
+
+def source_label(outlet: str | None, date: str | None) -> str:
+    """"Euronews, 11 Oct 2016": who reported it and when, as far as known."""
+    parts = [p for p in (outlet, human_date(date)) if p]
+    return ", ".join(parts) if parts else "source unknown"
+
+
+def human_date(date: str | None) -> str:
+    """``2016-10-11`` (or an ISO time) as ``11 Oct 2016``; anything else as given."""
+    if not date:
+        return ""
+    from datetime import datetime
+
+    try:
+        d = datetime.fromisoformat(date.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return date.strip()
+    return f"{d.day} {d.strftime('%b %Y')}"
 
 
 def note_for(answer: Answer) -> str:
@@ -82,6 +101,22 @@ def _corpus(e: CorpusError) -> str:
         "empty": f"no articles found in {e.path}: add .txt, .md or .html files (UTF-8) and build again",
         "no_sentences": f"the articles in {e.path} hold no sentences to index",
     }.get(e.problem, f"corpus problem at {e.path}: {e.problem}")
+
+
+def _fetch(e: FetchError) -> str:
+    if e.problem == "http_status" and e.status == 404:
+        return f"{e.url}: there is no page there (HTTP 404)"
+    return {
+        "bad_url": f"{e.url} is not a web address; give an http:// or https:// URL",
+        "unreachable": f"could not reach {e.url} ({e.detail}); check the address and the network",
+        "timeout": f"{e.url} did not answer in time ({e.detail})",
+        "http_status": f"{e.url}: the site answered {f'HTTP {e.status}' if e.status else e.detail}",
+        "not_html": f"{e.url} is not a web page ({e.detail}); give the address of an article",
+        "not_feed": f"{e.url} is not an RSS or Atom feed",
+        "too_large": f"{e.url} is too large to be an article ({e.detail})",
+        "not_article": (f"{e.url} has no article text Herald can find (a section front, a video page or a "
+                        f"form?); give the address of one article"),
+    }.get(e.problem, str(e))
 
 
 def _mismatch(e: IndexMismatchError) -> str:
@@ -131,6 +166,8 @@ def explain(exc: BaseException) -> str:
     """One line for a person: what is wrong and what to do (any HeraldError; others by type and text)."""
     if isinstance(exc, CorpusError):
         return _corpus(exc)
+    if isinstance(exc, FetchError):
+        return _fetch(exc)
     if isinstance(exc, BuildBusyError):
         return f"another process is building the index at {exc.path}; try again when it has finished"
     if isinstance(exc, IndexMissingError):

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from index import (ANSWERERS, DEFAULT_MODEL, SOURCES, VECTOR_STORES, ChunkSettings, EngineConfig, HeraldError,
-                   LLMSettings, SearchSettings)
+                   FetchSettings, LLMSettings, SearchSettings)
 
 
 class SettingsError(HeraldError):
@@ -34,6 +34,10 @@ class Settings:
     search: SearchSettings = SearchSettings()
     chunking: ChunkSettings = ChunkSettings()
     llm: LLMSettings = LLMSettings()
+    feeds: tuple[str, ...] = ()
+    feed_interval: float = 900.0
+    feed_state: Path = Path(".herald/feeds.json")
+    fetch: FetchSettings = FetchSettings()
     discord_token: str | None = field(default=None, repr=False)
     channel_allowlist: frozenset[int] = frozenset()
     cooldown_seconds: float = 10.0
@@ -148,6 +152,10 @@ def load_settings(env_file: str | os.PathLike | None = ".env", environ: dict[str
         answerer=_choice("HERALD_ANSWERER", get("HERALD_ANSWERER") or ("llm" if get("HERALD_LLM_URL") else "extractive"),
                          ANSWERERS),
         llm=_dataclass_from_env(LLMSettings, "HERALD_LLM_", env),
+        feeds=tuple(u for u in (get("HERALD_FEEDS") or "").replace(",", " ").split() if u),
+        feed_interval=_parse("HERALD_FEED_INTERVAL", get("HERALD_FEED_INTERVAL") or "900", float),
+        feed_state=Path(get("HERALD_FEED_STATE") or ".herald/feeds.json"),
+        fetch=_dataclass_from_env(FetchSettings, "HERALD_FETCH_", env),
         search=_dataclass_from_env(SearchSettings, "HERALD_", env),
         chunking=_dataclass_from_env(ChunkSettings, "HERALD_CHUNK_", env),
         discord_token=get("DISCORD_TOKEN"),
@@ -161,6 +169,8 @@ def load_settings(env_file: str | os.PathLike | None = ".env", environ: dict[str
     if settings.answerer == "llm" and not settings.llm.url:
         raise SettingsError("HERALD_ANSWERER=llm needs HERALD_LLM_URL (an OpenAI-compatible server, e.g. "
                             "http://localhost:11434/v1 for Ollama) and HERALD_LLM_MODEL")
+    if settings.feed_interval < 1:
+        raise SettingsError("HERALD_FEED_INTERVAL must be at least 1 second (15 minutes, 900, is polite)")
     if settings.max_concurrency < 1:
         raise SettingsError("HERALD_MAX_CONCURRENCY must be at least 1")
     if settings.cooldown_seconds < 0:

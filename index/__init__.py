@@ -31,6 +31,7 @@ from index.store import Staleness
 from index.text import clean_question
 from index.types import Answer, Draft, Source, Turn
 from index.vectors import VECTOR_STORES, FaissStore, VectorStore
+from index.web import AddResult, FeedResult, FetchError, FetchSettings, add_url, poll_feeds
 
 __all__ = [
     # opening, asking, building, describing
@@ -39,6 +40,8 @@ __all__ = [
     "SearchSettings", "ChunkSettings", "DEFAULT_MODEL",
     # evaluation
     "QAItem", "EvalResult", "load_qa", "evaluate",
+    # news in
+    "add_url", "poll_feeds", "AddResult", "FeedResult", "FetchSettings", "FetchError",
     # seams
     "DocumentSource", "Document", "FolderSource", "SOURCES",
     "VectorStore", "FaissStore", "VECTOR_STORES",

@@ -17,6 +17,7 @@ import numpy as np
 
 from index.chunking import Chunk, ChunkSettings, chunk_sections, document_sentences
 from index.corpus import CLEANER_VERSION, Document
+from index.dedup import simhash
 from index.embed import Embedder, embed_all
 from index.errors import CorpusError, IndexCorruptError, IndexMismatchError, IndexMissingError
 from index.sources import DocumentSource, FolderSource
@@ -225,7 +226,8 @@ def _records(plan: list[_Planned], ids: list[int]) -> tuple[list[dict], list[dic
         docs.append({"id": d.id, "title": d.title, "text": d.text, "path": d.path, "url": d.url, "date": d.date,
                      "fingerprint": d.fingerprint, "meta": d.meta, "sentences": [list(s) for s in p.sentences]})
         manifest_docs[d.id] = {"fingerprint": d.fingerprint, "title": d.title, "chunks": len(p.chunks),
-                               "url": d.url, "date": d.date}
+                               "url": d.url, "date": d.date, "outlet": (d.meta or {}).get("outlet"),
+                               "simhash": format(simhash(d.text), "016x")}
     return docs, chunks, manifest_docs
 
 

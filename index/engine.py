@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from index import threads
 from index.answerers import ANSWERERS, Answerer, ExtractiveAnswerer
@@ -77,6 +78,7 @@ class DocumentInfo:
     url: str | None = None
     date: str | None = None
     chunks: int = 0
+    outlet: str | None = None
 
 
 @dataclass
@@ -100,6 +102,9 @@ class IndexInfo:
     damage_error: Exception | None = None  # with check=True: why the full load failed
 
 
+# "What is the latest on ...": newer articles first among the passages nearly as good as the best.
+_LATEST_RE = re.compile(r"\b(latest|newest|most recent|recent(ly)?|currently|right now|update on|so far)\b", re.I)
+_LATEST_MARGIN = 0.1
 _FOLLOW_UP_WORDS = 4  # a question with at most this many content words may lean on the previous turn
 
 
@@ -137,8 +142,10 @@ class Engine:
         if not cands:
             return Answer(q, "", True, [], 0.0, (time.perf_counter() - started) * 1000, english=english,
                           retrieval_query=search_text if search_text != q else "")
+        if _LATEST_RE.search(q):
+            cands = self._newest_first(cands)
         shown = self.retriever.dedupe(cands) if s.dedupe_sources else cands
-        sources = [self._source(c) for c in shown[:s.top_k]]
+        sources = self._sources(shown, s.top_k)
         conf = self.retriever.confidence(cands[0], query.terms, s.mode)
         abstained = conf < s.abstain_threshold
         draft = Draft("")
@@ -155,7 +162,8 @@ class Engine:
     def documents(self) -> list[DocumentInfo]:
         """The indexed articles, in index order."""
         counts = {d: len(rows) for d, rows in self.index.chunk_rows_by_doc.items()}
-        return [DocumentInfo(d.id, d.title, d.url, d.date, counts.get(d.id, 0)) for d in self.index.documents]
+        return [DocumentInfo(d.id, d.title, d.url, d.date, counts.get(d.id, 0), outlet_of(d))
+                for d in self.index.documents]
 
     @property
     def passages(self) -> int:
@@ -183,11 +191,54 @@ class Engine:
                  if content_terms(w) and content_terms(w)[0] not in terms]
         return f"{question} {' '.join(extra)}".strip() if extra else question
 
+    def _sources(self, shown: list[Candidate], k: int) -> list[Source]:
+        """The top ``k`` sources, a wire story published by several outlets shown once ("also reported by")."""
+        dup = self.index.duplicate_of
+        out: list[Source] = []
+        first_of: dict[str, Source] = {}
+        for c in shown:
+            doc_id = self.index.chunks[c.row].doc_id
+            group = dup.get(doc_id, doc_id)
+            if group in first_of and first_of[group].doc_id != doc_id:
+                other = self._source(c)
+                label = other.outlet or other.title
+                if label not in first_of[group].also_reported_by and label != first_of[group].outlet:
+                    first_of[group].also_reported_by.append(label)
+                continue
+            src = self._source(c)
+            first_of.setdefault(group, src)
+            if len(out) < k:
+                out.append(src)
+        return out
+
+    def _newest_first(self, cands: list[Candidate]) -> list[Candidate]:
+        """For "the latest ..." questions: among candidates nearly as good as the best, newer articles first."""
+        best = cands[0].score
+        close = [c for c in cands if c.score >= best - _LATEST_MARGIN]
+        rest = [c for c in cands if c.score < best - _LATEST_MARGIN]
+
+        def date_of(c: Candidate) -> str:
+            doc = self.index.doc_by_id.get(self.index.chunks[c.row].doc_id)
+            return (doc.date or "") if doc else ""
+
+        return sorted(close, key=date_of, reverse=True) + rest
+
     def _source(self, c: Candidate) -> Source:
         chunk = self.index.chunks[c.row]
         doc = self.index.doc_by_id.get(chunk.doc_id)
         return Source(chunk.text, chunk.title, chunk.doc_id, c.score, chunk.start, chunk.end, chunk.url,
-                      self.index.chunk_ids[c.row], doc.date if doc else None)
+                      self.index.chunk_ids[c.row], doc.date if doc else None, outlet_of(doc) if doc else None)
+
+
+def outlet_of(doc: Any) -> str | None:
+    """Who published a document: its front matter's outlet, else its URL's host."""
+    from urllib.parse import urlparse
+
+    outlet = (doc.meta or {}).get("outlet") if getattr(doc, "meta", None) else None
+    if outlet:
+        return outlet
+    host = urlparse(doc.url).hostname if doc.url else None
+    return host.removeprefix("www.") if host else None
 
 
 def _takes(fn_owner: object, name: str) -> bool:
@@ -281,7 +332,8 @@ def describe_index(config: EngineConfig, check: bool = False) -> IndexInfo:
     every checksum and loads the whole index, as answering would.
     """
     manifest = read_manifest(config.index_dir)
-    docs = [DocumentInfo(doc_id, d.get("title") or doc_id, d.get("url"), d.get("date"), int(d.get("chunks") or 0))
+    docs = [DocumentInfo(doc_id, d.get("title") or doc_id, d.get("url"), d.get("date"), int(d.get("chunks") or 0),
+                         d.get("outlet"))
             for doc_id, d in manifest.get("documents", {}).items()]
     info = IndexInfo(Path(config.index_dir), manifest["model"], int(manifest["dim"]),
                      manifest.get("vector_store", DEFAULT_STORE), docs, int(manifest["counts"]["chunks"]),

@@ -131,6 +131,18 @@ class LoadedIndex:
         return units
 
     @cached_property
+    def duplicate_of(self) -> dict[str, str]:
+        """``{document id: the first document of its near-duplicate group}`` (index/dedup.py)."""
+        from index.dedup import groups, simhash
+
+        recorded = self.manifest.get("documents", {})
+        hashes = {}
+        for d in self.documents:
+            h = (recorded.get(d.id) or {}).get("simhash")
+            hashes[d.id] = int(h, 16) if isinstance(h, str) else simhash(d.text)  # older indexes: computed now
+        return groups(hashes)
+
+    @cached_property
     def chunk_rows_by_doc(self) -> dict[str, list[int]]:
         out: dict[str, list[int]] = {}
         for row, chunk in enumerate(self.chunks):

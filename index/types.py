@@ -18,6 +18,8 @@ class Source:
     url: str | None = None
     chunk_id: int = -1
     date: str | None = None
+    outlet: str | None = None  # who published it: front matter's outlet, else the URL's host
+    also_reported_by: list[str] = field(default_factory=list)  # outlets of near-duplicate articles not shown
 
 
 @dataclass

@@ -137,6 +137,8 @@ class StubDoc:
     id: str
     title: str
     url: str | None = None
+    date: str | None = None
+    outlet: str | None = None
 
 
 @dataclasses.dataclass

@@ -360,7 +360,7 @@ def test_info(built_index, fake_embedder, invoke):
     out = r.stdout
     assert "Model:     test-hash (64 dimensions)" in out
     assert f"Documents: 1   Chunks: {n_chunks}" in out
-    assert "Built:     20" in out
+    assert "Updated:   20" in out
     assert "(up to date)" in out
     assert f"Frosty Franco-Russian relations [euronews-frosty-franco-russian-relations.txt, {n_chunks} chunks]" in out
     assert fake_embedder.loads == 0  # info never loads the model

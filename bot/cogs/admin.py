@@ -40,8 +40,11 @@ class AdminCog(commands.Cog):
 
     @app_commands.command(name="sources", description="List the news articles Herald answers from.")
     async def sources(self, interaction: discord.Interaction) -> None:
+        from bot.messages import source_label
+
         docs = self.bot.engine.documents()
-        msg = format_sources([(d.title, d.url) for d in docs])
+        msg = format_sources([(d.title, d.url, source_label(d.outlet, d.date) if (d.outlet or d.date) else "")
+                              for d in docs])
         await self.bot.send_notice(msg.content or "", interaction=interaction)
 
 
