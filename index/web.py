@@ -141,9 +141,10 @@ def extract(html: bytes | str, url: str) -> Article:
     """The article on a page (trafilatura), or FetchError ``not_article`` for a listing, a stub, a form."""
     import trafilatura
 
-    doc = trafilatura.bare_extraction(html, url=url, with_metadata=True, include_comments=False,
-                                      include_tables=False, include_images=False, include_links=False,
-                                      favor_precision=True, as_dict=True)
+    found = trafilatura.bare_extraction(html, url=url, with_metadata=True, include_comments=False,
+                                        include_tables=False, include_images=False, include_links=False,
+                                        favor_recall=True, favor_precision=False)
+    doc = found.as_dict() if hasattr(found, "as_dict") else (found or {})
     text = (doc or {}).get("text") or ""
     if len(text) < MIN_ARTICLE_CHARS or text.count(". ") < 3:
         raise FetchError(url, "not_article", detail=f"{len(text)} characters of article text")

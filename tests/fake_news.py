@@ -196,7 +196,8 @@ def _handler(site: Site) -> type[BaseHTTPRequestHandler]:
             site._record(self.command, path, self.headers)
             try:
                 if path == "/slow.html" and site._closing.wait(site.slow_seconds):
-                    return  # the server is stopping: drop the request
+                    self.close_connection = True  # the server is stopping: hang up without an answer
+                    return
                 if path in ("/huge.html", "/huge-chunked.html"):
                     self._huge(chunked=path == "/huge-chunked.html")
                 elif path == "/redirect":
@@ -273,7 +274,7 @@ def fake_news_server(slow_seconds: float = 5.0) -> Iterator[Site]:
     server = _QuietServer(("127.0.0.1", 0), _handler(site))
     site.base = f"http://127.0.0.1:{server.server_address[1]}"
     site._load_defaults()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
         yield site
