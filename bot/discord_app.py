@@ -2,8 +2,9 @@
 
 Structure (after discord.py's ``examples/advanced_startup.py`` and RoboDanny): ``HeraldBot`` is given
 everything it needs (settings, an open ``Engine``, the feedback log) instead of reaching for globals;
-``setup_hook`` loads one extension per feature (``initial_extensions``: asking, admin, feedback
-buttons) and syncs the slash commands; ``serve`` runs it with ``async with bot: await bot.start(token)``.
+``setup_hook`` loads one extension per feature (``initial_extensions``: asking, admin, news (/add),
+feedback buttons), syncs the slash commands and starts the feed watcher when ``HERALD_FEEDS`` is set;
+``serve`` runs it with ``async with bot: await bot.start(token)``.
 ``run_bot`` is what ``herald bot`` calls: it checks the token, opens (and if needed builds) the index and
 warms the model *before* connecting, then serves until Ctrl-C or SIGTERM.
 
@@ -12,7 +13,9 @@ an ``asyncio.Semaphore(max_concurrency)``, so gateway heartbeats keep flowing; a
 streams from that thread to the loop (``bot.streaming``), and follow-ups get their earlier turns from
 ``conversations`` (``bot.conversation``). ``/reindex`` builds a new
 Engine in a thread and swaps the ``engine`` reference in one assignment; a question already being
-answered keeps the Engine it started with.
+answered keeps the Engine it started with. ``/add`` and the feed watcher (``herald-feeds``: ``poll_feeds``
+in a thread every ``feed_interval`` seconds) save articles into the corpus and then ask for such a rebuild
+(``reindex_soon``: after the one running, if any). ``close`` cancels the watcher and those waits.
 """
 
 from __future__ import annotations
@@ -53,7 +56,8 @@ class HeraldTree(app_commands.CommandTree):
 class HeraldBot(commands.Bot):
     """The Discord client. Text commands are off: questions come from /ask, mentions and DMs."""
 
-    initial_extensions: tuple[str, ...] = ("bot.cogs.asking", "bot.cogs.admin", "bot.cogs.feedback")
+    initial_extensions: tuple[str, ...] = ("bot.cogs.asking", "bot.cogs.admin", "bot.cogs.news",
+                                           "bot.cogs.feedback")
 
     def __init__(self, *, settings: Settings, engine: Engine, feedback: FeedbackLog | None = None,
                  answers: AnswerMemory | None = None,
@@ -76,6 +80,7 @@ class HeraldBot(commands.Bot):
         self._engine_factory = engine_factory
         self._reindex_task: asyncio.Task | None = None
         self._background: set[asyncio.Task] = set()
+        self._feed_task: asyncio.Task | None = None
         self.synced_commands: list[app_commands.AppCommand] = []
 
     # ------------------------------------------------------------------------------------ startup
@@ -85,6 +90,7 @@ class HeraldBot(commands.Bot):
         for name in self.initial_extensions:
             await self.load_extension(name)
         await self.sync_commands()
+        self.start_feed_watcher()
 
     async def sync_commands(self) -> None:
         """To the dev guild (instant) when one is set, else globally (can take up to an hour to show)."""
@@ -193,7 +199,8 @@ class HeraldBot(commands.Bot):
                 self.engine = engine  # one assignment: new questions see the new index from here on
                 seconds = time.perf_counter() - started
                 summary = (f"Index rebuilt in {seconds:.1f} s: {report.documents} article(s), {report.chunks} passages "
-                           f"({len(report.added)} added, {len(report.changed)} changed, {len(report.removed)} removed).")
+                           f"({len(report.added)} added, {len(report.changed)} changed, {len(report.removed)} removed); "
+                           f"new questions are answered from it.")
                 log.info("reindex done: %s", summary)
             if done is not None:
                 try:
@@ -209,6 +216,88 @@ class HeraldBot(commands.Bot):
     async def wait_reindexed(self) -> None:
         if self._reindex_task is not None:
             await asyncio.shield(self._reindex_task)
+
+    def reindex_soon(self, done: Callable[[str], Any] | None = None) -> None:
+        """A rebuild for a change just made to the corpus: now, or, when one is running (it may have read the
+        corpus before the change), as soon as that one is done. ``done`` as for ``start_reindex``."""
+        if self.start_reindex(done=done):
+            return
+
+        async def after_the_running_one() -> None:
+            while not self.start_reindex(done=done):
+                await self.wait_reindexed()
+
+        self._keep(asyncio.create_task(after_the_running_one(), name="herald-reindex-next"))
+
+    def _keep(self, task: asyncio.Task) -> None:
+        """Hold a strong reference until the task ends (the loop keeps only weak ones); ``close`` cancels it."""
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # -------------------------------------------------------------------------------------- feeds
+
+    def start_feed_watcher(self) -> bool:
+        """Start polling ``settings.feeds`` in the background (False when there are none or it runs already)."""
+        if not self.settings.feeds or (self._feed_task is not None and not self._feed_task.done()):
+            return False
+        self._feed_task = asyncio.create_task(self._watch_feeds(), name="herald-feeds")
+        return True
+
+    async def _watch_feeds(self) -> None:
+        """Every ``feed_interval`` seconds (the first poll at once): poll the feeds in a worker thread, log each
+        article added or failing, and rebuild the index when anything was added or updated."""
+        from bot.messages import explain
+        from index import poll_feeds
+
+        s = self.settings
+        log.info("watching %d feed(s) every %g s: %s", len(s.feeds), s.feed_interval, ", ".join(s.feeds))
+        while True:
+            try:
+                results = await asyncio.to_thread(poll_feeds, s.corpus_dir, s.feeds, s.feed_state, s.fetch)
+            except HeraldError as exc:
+                log.warning("feeds: could not poll: %s", explain(exc))
+            except Exception as exc:  # noqa: BLE001 - one bad poll must not stop the watcher
+                log.error("feeds: the poll failed unexpectedly; trying again in %g s", s.feed_interval, exc_info=exc)
+            else:
+                if self._log_feed_results(results):
+                    # Wait for a rebuild already running: it may have read the corpus before these articles.
+                    while not self.start_reindex():
+                        await self.wait_reindexed()
+            await asyncio.sleep(s.feed_interval)
+
+    @staticmethod
+    def _log_feed_results(results: Sequence[Any]) -> int:
+        """One log line per feed failure and per item added, updated or failed; the number added or updated."""
+        from bot.messages import add_result, explain
+
+        changed = 0
+        for res in results:
+            if res.error is not None:
+                log.warning("feed %s: failed: %s", res.feed, explain(res.error))
+                continue
+            if res.unchanged:
+                log.debug("feed %s: unchanged since the last poll", res.feed)
+            for item in res.items:
+                if item.status == "failed":
+                    why = explain(item.error) if item.error is not None else f"{item.url} could not be added"
+                    log.warning("feed %s: item failed (tried again at the next poll): %s", res.feed, why)
+                elif item.status in ("added", "updated"):
+                    changed += 1
+                    log.info("feed %s: %s -> %s", res.feed, add_result(item), item.path)
+                else:
+                    log.debug("feed %s: %s", res.feed, add_result(item))
+        if changed:
+            log.info("feeds: %d new or updated article(s); rebuilding the index", changed)
+        return changed
+
+    async def close(self) -> None:
+        """Stop the feed watcher and pending rebuild requests first (no new rebuild starts), then disconnect."""
+        tasks = [t for t in (self._feed_task, *self._background) if t is not None and not t.done()]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        await super().close()
 
     # ------------------------------------------------------------------------------------- errors
 

@@ -7,9 +7,9 @@ variables (which only the application knows). The CLI and the bot both call ``ex
 
 from __future__ import annotations
 
-from index import (DEFAULT_MODEL, Answer, BuildBusyError, CorpusError, FetchError, IndexCorruptError, IndexMismatchError,
-                   IndexMissingError, IndexPathError, IndexWriteError, ModelLoadError, Notice, QuestionError,
-                   QuestionSetError, Staleness, UnknownBackendError)
+from index import (DEFAULT_MODEL, AddResult, Answer, BuildBusyError, CorpusError, FetchError, IndexCorruptError,
+                   IndexMismatchError, IndexMissingError, IndexPathError, IndexWriteError, ModelLoadError, Notice,
+                   QuestionError, QuestionSetError, Staleness, UnknownBackendError)
 
 ABSTAIN_MESSAGE = "The articles don't say."
 # Put before an answer whose confidence is under ``tentative_below``: readers should check the sources.
@@ -59,6 +59,18 @@ def human_date(date: str | None) -> str:
     except ValueError:
         return date.strip()
     return f"{d.day} {d.strftime('%b %Y')}"
+
+
+def add_result(res: AddResult) -> str:
+    """One line for what adding a URL did: ``Added: <title> (Coastal Times, 5 Mar 2024)``, ``Updated: ...``,
+    ``Already indexed, unchanged: ...``, or why it could not be added."""
+    if res.status == "failed" or res.error is not None:
+        why = explain(res.error) if res.error is not None else f"{res.url} could not be added"
+        return f"Sorry, I could not add that page: {why}" + ("" if why[-1:] in ".!?" else ".")
+    what = f"{' '.join((res.title or res.url).split())} ({source_label(res.outlet, res.date)})"
+    if res.status == "unchanged":
+        return f"Already indexed, unchanged: {what}"
+    return f"{'Updated' if res.status == 'updated' else 'Added'}: {what}"
 
 
 def note_for(answer: Answer) -> str:

@@ -66,7 +66,7 @@ async def test_login_handshake_syncs_commands_without_privileged_intents(fake, s
     assert intents & Intents.GUILD_MESSAGES and intents & Intents.DIRECT_MESSAGES
     # Dev guild set: commands go to the guild (instant), none globally.
     names = {c["name"] for c in fake.guild_commands[fake.config.guild_id]}
-    assert names == {"ask", "reindex", "sources"}
+    assert names == {"ask", "add", "reindex", "sources"}
     assert fake.global_commands == []
     reindex = fake.registered_command("reindex", fake.config.guild_id)
     assert int(reindex["default_member_permissions"]) == Perm.MANAGE_GUILD
@@ -80,7 +80,7 @@ async def test_login_handshake_syncs_commands_without_privileged_intents(fake, s
 
 async def test_global_sync_without_a_dev_guild(fake, start_herald):
     await start_herald(StubEngine(stub_answer()), dev_guild_id=None)
-    assert {c["name"] for c in fake.global_commands} == {"ask", "reindex", "sources"}
+    assert {c["name"] for c in fake.global_commands} == {"ask", "add", "reindex", "sources"}
     assert not fake.guild_commands.get(fake.config.guild_id)
 
 

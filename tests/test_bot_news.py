@@ -1,0 +1,243 @@
+"""News in through Discord (issue 11): /add <url> and the feed watcher, with the real bot code against the
+fake Discord (``tests/fakediscord.py``) and the fake news site (``tests/fake_news.py``), both on 127.0.0.1.
+
+Retrieval uses the fast ``test-hash`` embedder (conftest) or a slow-building wrapper of it, so a rebuild
+can be caught in the act while a question is answered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+import time
+
+import pytest
+
+from bot_fixtures import *  # noqa: F403 - fixtures
+from bot_fixtures import embed_of, mention, replies_to
+from fake_news import fake_news_server
+from fakediscord import FLAG_EPHEMERAL, Perm
+from index import EngineConfig, FetchSettings, open_engine
+
+HARBOUR = "/news/harbour-bridge-closure.html"
+HARBOUR_TITLE = "Valmouth harbour bridge closed for repairs after engineers find cracks"
+WILDFIRE_TITLE = "Wildfire forces hundreds to flee homes near Brennick"
+CRACKS = "Who found the cracks in the harbour bridge?"
+FETCH = FetchSettings(timeout=5)
+
+
+@pytest.fixture
+def site():
+    with fake_news_server(slow_seconds=2) as s:
+        yield s
+
+
+def web_files(paths) -> list:
+    return sorted((paths.corpus / "web").rglob("*.md")) if (paths.corpus / "web").exists() else []
+
+
+def titles(engine) -> set[str]:
+    return {d.title for d in engine.documents()}
+
+
+def source_names(embed: dict) -> list[str]:
+    return [f["name"] for f in embed.get("fields") or []]
+
+
+class SlowBuildEmbedder:
+    """The test-hash embedder, but batch encodes (what a rebuild does) sleep ``delay`` seconds first;
+    single texts (questions) do not, so the bot can be seen answering while the rebuild runs."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.name, self.dim = inner, "slow-hash", inner.dim
+        self.delay = 0.0
+        self.building = threading.Event()
+
+    def encode(self, texts, batch_size: int = 64, progress: bool = False):
+        if len(texts) > 1 and self.delay:
+            self.building.set()
+            time.sleep(self.delay)
+        return self.inner.encode(texts, batch_size, progress)
+
+
+@pytest.fixture
+def slow_embedder(fake_embedder):
+    from index import embed
+
+    slow = SlowBuildEmbedder(fake_embedder)
+    embed.register_embedder("slow-hash", lambda _name: slow)
+    yield slow
+    embed._FACTORIES.pop("slow-hash", None)
+    embed._CACHE.pop("slow-hash", None)
+
+
+async def start_on(start_herald, paths, model: str = "test-hash", **overrides):
+    """A bot over ``paths`` (its index opened, built first if missing) that fetches with a short timeout."""
+    engine = await asyncio.to_thread(open_engine, EngineConfig(corpus=paths.corpus, index_dir=paths.index, model=model))
+    bot = await start_herald(engine, corpus_dir=paths.corpus, index_dir=paths.index, model=model, fetch=FETCH,
+                             feed_state=paths.root / "feeds.json", **overrides)
+    return bot, engine
+
+
+# -------------------------------------------------------------------------------------------- /add
+
+
+async def test_add_is_for_manage_server_only(fake, start_herald, built_index, site):
+    bot, engine = await start_on(start_herald, built_index)
+    cmd = fake.registered_command("add", fake.config.guild_id)
+    assert int(cmd["default_member_permissions"]) == Perm.MANAGE_GUILD  # hidden from others in the client
+    assert [o["name"] for o in cmd["options"]] == ["url"] and cmd["options"][0]["required"]
+
+    # A plain member who runs it anyway (a server can override the default) is refused at run time.
+    inter = await fake.send_slash_command("add", {"url": site.url(HARBOUR)}, user=fake.config.user)
+    cb = await fake.wait_for_callback(inter)
+    assert cb.json["type"] == 4 and cb.json["data"]["flags"] & FLAG_EPHEMERAL
+    assert "Manage Server" in cb.json["data"]["content"]
+    await asyncio.sleep(0.3)
+    assert site.hits[HARBOUR] == 0 and web_files(built_index) == []
+    assert not bot.reindexing and bot.engine is engine
+    assert bot._feed_task is None  # no feeds set, no watcher
+
+
+async def test_add_an_article_then_a_question_is_answered_from_it(fake, start_herald, built_index, site,
+                                                                  herald_logs):
+    bot, engine = await start_on(start_herald, built_index)
+    # Before: the index holds only the Euronews article, so no source is the harbour story.
+    q = await fake.send_message(mention(fake, CRACKS), author=fake.config.owner)
+    before = embed_of(await fake.wait_for_bot_message(replies_to(q), timeout=10))
+    assert "Coastal Times" not in json.dumps(before) and HARBOUR_TITLE not in json.dumps(before)
+
+    inter = await fake.send_slash_command("add", {"url": f" <{site.url(HARBOUR)}> "}, user=fake.config.admin)
+    cb = await fake.wait_for_callback(inter)
+    assert cb.json["type"] == 5 and cb.json["data"]["flags"] & FLAG_EPHEMERAL  # deferred, privately
+    first = (await fake.wait_for_followup(inter, timeout=15)).json
+    line = first["content"]
+    assert line.startswith(f"Added: {HARBOUR_TITLE} (Coastal Times, 5 Mar 2024)"), line
+    assert "\n" not in line and first["flags"] & FLAG_EPHEMERAL
+    files = web_files(built_index)
+    assert len(files) == 1 and files[0].relative_to(built_index.corpus).parts[:2] == ("web", "127.0.0.1")
+    assert "Mireille Okonkwo" in files[0].read_text(encoding="utf-8")
+
+    # The rebuild runs in the background; its end is reported to the same person, privately.
+    done = (await fake.wait_for_followup(inter, timeout=20, index=1)).json
+    assert done["content"].startswith("Index rebuilt") and "2 article(s)" in done["content"], done["content"]
+    assert "answered from it" in done["content"] and done["flags"] & FLAG_EPHEMERAL
+    assert bot.engine is not engine and HARBOUR_TITLE in titles(bot.engine)
+
+    q = await fake.send_message(mention(fake, CRACKS), author=fake.config.owner)
+    after = embed_of(await fake.wait_for_bot_message(replies_to(q), timeout=10))
+    assert any(HARBOUR_TITLE in name for name in source_names(after)), source_names(after)
+    assert "Coastal Times" in json.dumps(after)
+    assert any("/add by user=" in m and "added" in m for m in herald_logs.messages("herald"))
+
+    # Adding it again: nothing changes, and no rebuild starts.
+    current = bot.engine
+    inter = await fake.send_slash_command("add", {"url": site.url(HARBOUR)}, user=fake.config.admin)
+    again = (await fake.wait_for_followup(inter, timeout=15)).json["content"]
+    assert again.startswith("Already indexed, unchanged"), again
+    await fake.assert_no_request(method="POST", path=rf"/webhooks/\d+/{inter.token}", duration=0.5,
+                                 since=fake.mark())
+    assert not bot.reindexing and bot.engine is current and len(web_files(built_index)) == 1
+
+
+async def test_add_a_missing_page_says_so_politely_and_adds_nothing(fake, start_herald, built_index, site):
+    bot, engine = await start_on(start_herald, built_index)
+    url = site.url("/missing.html")
+    inter = await fake.send_slash_command("add", {"url": url}, user=fake.config.admin)
+    assert (await fake.wait_for_callback(inter)).json["type"] == 5
+    reply = (await fake.wait_for_followup(inter, timeout=15)).json
+    text = reply["content"]
+    assert text.startswith("Sorry") and f"{url}: there is no page there (HTTP 404)" in text, text
+    assert "Traceback" not in text and reply["flags"] & FLAG_EPHEMERAL
+    assert site.hits["/missing.html"] == 1
+    await fake.assert_no_request(method="POST", path=rf"/webhooks/\d+/{inter.token}", duration=0.5, since=fake.mark())
+    assert web_files(built_index) == [] and not bot.reindexing and bot.engine is engine
+
+    # Not a web address at all: the same polite kind of answer, and no request leaves.
+    inter = await fake.send_slash_command("add", {"url": "harbour bridge"}, user=fake.config.admin)
+    text = (await fake.wait_for_followup(inter, timeout=15)).json["content"]
+    assert text.startswith("Sorry") and "is not a web address" in text, text
+
+
+async def test_add_while_a_rebuild_runs_rebuilds_again_after_it(fake, start_herald, article_corpus, slow_embedder,
+                                                                site):
+    from test_bot_e2e import SECOND_ARTICLE
+
+    paths = article_corpus
+    bot, engine = await start_on(start_herald, paths, model="slow-hash")
+    (paths.corpus / "paris-climate.txt").write_text(SECOND_ARTICLE, encoding="utf-8")
+    slow_embedder.delay = 2.0
+    reindex = await fake.send_slash_command("reindex", user=fake.config.admin)
+    await fake.wait_for_callback(reindex)
+    assert await asyncio.to_thread(slow_embedder.building.wait, 5) and bot.reindexing
+
+    # This rebuild read the corpus before the article arrived: /add must start another one after it.
+    inter = await fake.send_slash_command("add", {"url": site.url(HARBOUR)}, user=fake.config.admin)
+    line = (await fake.wait_for_followup(inter, timeout=15)).json["content"]
+    assert line.startswith(f"Added: {HARBOUR_TITLE}") and "after the rebuild already running" in line, line
+    first = (await fake.wait_for_followup(reindex, timeout=20)).json["content"]
+    assert first.startswith("Index rebuilt") and "2 article(s)" in first, first
+    slow_embedder.delay = 0.0
+    done = (await fake.wait_for_followup(inter, timeout=20, index=1)).json["content"]
+    assert done.startswith("Index rebuilt") and "3 article(s)" in done, done
+    assert HARBOUR_TITLE in titles(bot.engine) and "Paris hosts climate talks" in titles(bot.engine)
+
+
+# ------------------------------------------------------------------------------------ feed watcher
+
+
+async def test_feed_watcher_adds_new_items_and_swaps_the_index_while_answering(
+        fake, start_herald, article_corpus, slow_embedder, site, herald_logs):
+    paths = article_corpus
+    await asyncio.to_thread(open_engine, EngineConfig(corpus=paths.corpus, index_dir=paths.index, model="slow-hash"))
+    slow_embedder.delay = 1.5  # the rebuild after the first poll takes a while
+    feeds = (site.url("/feed.xml"), site.url("/missing.xml"))
+    bot, engine = await start_on(start_herald, paths, model="slow-hash", feeds=feeds, feed_interval=0.2)
+
+    # The first poll runs at once and adds both items; the rebuild starts in the background.
+    assert await asyncio.to_thread(slow_embedder.building.wait, 10), "the watcher never rebuilt the index"
+    assert bot.reindexing and bot.engine is engine
+    assert len(web_files(paths)) == 2
+
+    # A question asked meanwhile is answered, from the old index, before the rebuild is done.
+    q = await fake.send_message(mention(fake, "Who vetoed the resolution?"), author=fake.config.owner)
+    reply = await fake.wait_for_bot_message(replies_to(q), timeout=10)
+    assert embed_of(reply) and bot.reindexing, "the answer should not have waited for the rebuild"
+
+    await asyncio.wait_for(bot.wait_reindexed(), 20)
+    slow_embedder.delay = 0.0
+    assert bot.engine is not engine
+    assert {HARBOUR_TITLE, WILDFIRE_TITLE} <= titles(bot.engine) and len(bot.engine.documents()) == 3
+
+    logs = herald_logs.messages("herald")
+    assert any(f"Added: {HARBOUR_TITLE} (Coastal Times, 5 Mar 2024)" in m for m in logs)
+    assert any(f"Added: {WILDFIRE_TITLE}" in m for m in logs)
+    failures = [r for r in herald_logs.records if r.name.startswith("herald") and r.levelno == logging.WARNING
+                and "/missing.xml" in r.getMessage()]
+    assert failures and "there is no page there (HTTP 404)" in failures[0].getMessage()
+    assert json.loads((paths.root / "feeds.json").read_text(encoding="utf-8"))
+
+    # Later ticks find the feed unchanged (304): nothing is added and no rebuild starts.
+    swapped, polls = bot.engine, site.hits["/feed.xml"]
+    await fake.wait_until(lambda: site.hits["/feed.xml"] >= polls + 2, timeout=10, description="two more polls")
+    assert bot.engine is swapped and not bot.reindexing and len(web_files(paths)) == 2
+    assert site.hits[HARBOUR] == 1
+
+    # A question after the swap is answered from the new articles.
+    q = await fake.send_message(mention(fake, CRACKS), author=fake.config.owner)
+    after = embed_of(await fake.wait_for_bot_message(replies_to(q), timeout=10))
+    assert any(HARBOUR_TITLE in name for name in source_names(after)), source_names(after)
+
+
+async def test_close_stops_the_feed_watcher(fake, start_herald, built_index, site):
+    bot, engine = await start_on(start_herald, built_index, feeds=(site.url("/atom.xml"),), feed_interval=30)
+    task = bot._feed_task
+    assert task is not None and task.get_name() == "herald-feeds"
+    # The first poll adds the feed's two items and swaps in the rebuilt index.
+    await fake.wait_until(lambda: bot.engine is not engine, timeout=20, description="the new index")
+    assert {d.outlet for d in bot.engine.documents()} >= {"Northern Ledger"}
+    assert not task.done()  # sleeping until the next poll
+    await asyncio.wait_for(bot.close(), 10)
+    assert task.cancelled()  # (a task left running would also fail the fixture's leak check)
