@@ -18,8 +18,9 @@ Columns: answer_hit, recall@1/@3, abstention_accuracy and latency p50/p95 are `h
 figures. "by model" is the share of the questions Herald answered (did not abstain on) whose answer the
 model wrote, i.e. that passed the citation check; "fallbacks" counts why the others fell back to the
 extractive answer (index.FALLBACK_REASONS). Those two come from a second pass over the same questions
-with `herald ask --json -`, since `herald eval` does not report who answered; at the server's
-temperature a few answers can differ between the passes.
+with `herald ask --json -`, since `herald eval` does not report who answered. That pass sets
+HERALD_TOP_K=5, because `herald eval` lists five sources and so gives the model five passages (`herald
+ask` and the bot give it three by default); at the server's temperature a few answers can still differ.
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ def free_port() -> int:
 @dataclasses.dataclass(frozen=True)
 class LlamaServer:
     url: str  # the OpenAI-compatible base URL, ending in /v1
-    model: str  # the model id the server reports in /v1/models
+    model: str  # the model id the server reports in /v1/models (the GGUF's file name without .gguf)
     process: subprocess.Popen
     log: Path
     startup_s: float
@@ -103,9 +104,9 @@ def llama_server(gguf: Path, *, n_ctx: int = 4096, threads: int | None = None, s
     port = free_port()
     url = f"http://127.0.0.1:{port}/v1"
     cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1",
-           "--port", str(port), "--n_ctx", str(n_ctx)]
-    if threads:
-        cmd += ["--n_threads", str(threads)]
+           "--port", str(port), "--n_ctx", str(n_ctx), "--model_alias", gguf.stem]
+    if threads:  # both: on a small shared machine, batch threads beyond the free cores slow everything
+        cmd += ["--n_threads", str(threads), "--n_threads_batch", str(threads)]
     log_dir = log_dir or Path(tempfile.mkdtemp(prefix="herald-llama-"))
     log = log_dir / f"llama-server-{port}.log"
     started = time.monotonic()
@@ -191,7 +192,10 @@ def who_answered(lines: list[str]) -> dict[str, Any]:
 
 def measure(base: list[str], qa: Path, questions: list[str], env: dict[str, str]) -> dict[str, Any]:
     summary = json.loads(run_herald(["eval", *base, str(qa), "--json"], env))
-    lines = run_herald(["ask", "--json", *base, "-"], env, stdin="\n".join(questions) + "\n").splitlines()
+    # `herald eval` lists (and so gives the model) at least five passages; the second pass must too, or the
+    # model would see other prompts than the ones eval scored.
+    ask_env = {**env, "HERALD_TOP_K": str(max(5, int(env.get("HERALD_TOP_K") or 3)))}
+    lines = run_herald(["ask", "--json", *base, "-"], ask_env, stdin="\n".join(questions) + "\n").splitlines()
     summary["who"] = who_answered([ln for ln in lines if ln.strip()])
     return summary
 
@@ -236,7 +240,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="index folder (built by herald on first use)")
     p.add_argument("--model", default=None, help="embedding model (default: Herald's)")
     p.add_argument("--n-ctx", type=int, default=4096, help="the server's context size in tokens")
-    p.add_argument("--threads", type=int, default=None, help="the server's threads (default: llama.cpp's)")
+    p.add_argument("--threads", type=int, default=None, help="the server's threads, for prompts and generation alike (default: llama-cpp-python's, "
+                   "half the cores for generation and all of them for prompts)")
     p.add_argument("--timeout", type=float, default=60.0, help="HERALD_LLM_TIMEOUT, seconds per answer")
     p.add_argument("--startup-timeout", type=float, default=120.0, help="seconds to wait for the server")
     args = p.parse_args(argv)

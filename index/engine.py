@@ -124,13 +124,15 @@ class Engine:
     # ---------------------------------------------------------------------------------- the API
 
     def ask(self, question: str, history: Sequence[Turn] = (),
-            on_token: Callable[[str], None] | None = None) -> Answer:
+            on_token: Callable[[str], None] | None = None, list_sources: int = 0) -> Answer:
         """Answer one question (raises QuestionError for unusable input).
 
         ``history``: earlier turns of the conversation, oldest first. A follow-up ("and why?") is
         rewritten into a standalone question by an answerer that can (a language model), else searched
         together with the previous question's content words. ``on_token``: called with each piece of a
         streamed answer as it arrives (answerers that stream; the final Answer is still returned).
+        ``list_sources``: list this many sources if more than ``top_k`` (evaluation's recall@5); the
+        answerer still reads only the ``top_k`` best, as a user's question would.
         """
         started = time.perf_counter()
         s = self.settings
@@ -145,13 +147,13 @@ class Engine:
         if _LATEST_RE.search(q):
             cands = self._newest_first(cands)
         shown = self.retriever.dedupe(cands) if s.dedupe_sources else cands
-        sources = self._sources(shown, s.top_k)
+        sources = self._sources(shown, max(s.top_k, list_sources))
         conf = self.retriever.confidence(cands[0], query.terms, s.mode)
         abstained = conf < s.abstain_threshold
         draft = Draft("")
         if not abstained:
             kwargs = {"on_token": on_token} if on_token is not None and _takes(self.answerer, "on_token") else {}
-            draft = self.answerer.answer(query, sources, cands, self.retriever, history, **kwargs)
+            draft = self.answerer.answer(query, sources[:s.top_k], cands, self.retriever, history, **kwargs)
             conf = conf if draft.confidence is None else draft.confidence
         by = draft.answered_by or (self.answerer.name if not draft.fallback else ExtractiveAnswerer.name)
         return Answer(q, draft.text, abstained, sources, conf, (time.perf_counter() - started) * 1000, draft.spans,

@@ -113,11 +113,13 @@ def load_qa(path: Path) -> list[QAItem]:
     return items
 
 
-def evaluate(engine: "Engine", items: list[QAItem]) -> EvalResult:
+def evaluate(engine: "Engine", items: list[QAItem], list_sources: int = 5) -> EvalResult:
+    """Ask every question; ``list_sources`` sources are listed for recall@5 (the answer is made from the
+    usual ``top_k``, so a language model is scored on what users get)."""
     result = EvalResult()
     for item in items:
         try:
-            answer = engine.ask(item.question)
+            answer = engine.ask(item.question, list_sources=list_sources)
         except QuestionError as exc:
             raise QuestionSetError(item.path or "questions", "bad_question", item.line, exc.problem) from exc
         result.items.append((item, answer))

@@ -223,3 +223,15 @@ def test_a_model_url_without_a_model_name_is_refused(invoke, built_index):
 def test_the_api_key_never_shows_in_a_repr():
     s = LLMSettings(url="http://127.0.0.1:1/v1", model="m", api_key="sk-secret")
     assert "sk-secret" not in repr(s)
+
+
+def test_eval_gives_the_model_the_same_passages_a_user_gets(built_index, fake_embedder, tmp_path):
+    """recall@5 lists five sources, but the model reads the top_k (3) a question in Discord would get."""
+    from index import evaluate, load_qa
+
+    qa = tmp_path / "qa.jsonl"
+    qa.write_text(json.dumps({"question": QUESTION, "answers": ["Russia"]}) + "\n", encoding="utf-8")
+    with fake_llm_server(reply="Russia vetoed it [1].") as fake:
+        result = evaluate(llm_engine(built_index, fake.url), load_qa(qa))
+    passages = json.loads(fake.prompts[0].split("\n", 1)[1].split("\n\nQuestion:")[0])
+    assert len(passages) == 3 and len(result.items[0][1].sources) == 5

@@ -51,6 +51,7 @@ def engines(paths, srv):
 
 def check(ans: Answer, model: str, extractive: str, tokens: list[str] | None = None) -> None:
     assert isinstance(ans, Answer) and not ans.abstained and ans.sources
+    print(f"{ans.answered_by} (fallback: {ans.fallback or 'none'}): {ans.answer[:300]!r}")  # shown with -rP
     if ans.answered_by == f"llm:{model}":
         assert not ans.fallback and ans.answer.strip()
         assert ans.citations and all(1 <= n <= len(ans.sources) for n in ans.citations)

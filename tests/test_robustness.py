@@ -285,7 +285,8 @@ def test_eval_reports_recall_at_5_over_five_sources(built_index, fake_embedder, 
     from index import EngineConfig, evaluate, load_qa, open_engine
 
     engine = open_engine(EngineConfig(corpus=built_index.corpus, index_dir=built_index.index, model="test-hash"))
-    assert len(evaluate(engine, load_qa(qa)).items[0][1].sources) == 3  # the default top_k
+    assert len(engine.ask(QUESTION).sources) == 3  # the default top_k
+    assert len(evaluate(engine, load_qa(qa)).items[0][1].sources) == 5  # listed for recall@5
     r = invoke("eval", *opts(built_index), str(qa), "--json")
     assert r.exit_code == 0
     # the CLI lists five sources, so recall@5 is over five (it was over three, printed as "@5")
