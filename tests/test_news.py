@@ -152,3 +152,19 @@ def test_extract_refuses_a_listing_page():
     with pytest.raises(FetchError) as info:
         extract(html, "http://127.0.0.1/section")
     assert info.value.problem == "not_article"
+
+
+def test_a_question_about_the_latest_prefers_the_newer_article(herald_paths, fake_embedder):
+    (herald_paths.corpus / "old.md").write_text(
+        "---\ntitle: Council budget debate\ndate: 2024-01-10\noutlet: Coastal Times\n---\n"
+        "The council debated the harbour budget on Monday. Members argued about the cost of the bridge.\n",
+        encoding="utf-8")
+    (herald_paths.corpus / "new.md").write_text(
+        "---\ntitle: Council budget vote\ndate: 2024-03-10\noutlet: Northern Ledger\n---\n"
+        "The council voted on the harbour budget on Friday. Members approved the cost of the bridge.\n",
+        encoding="utf-8")
+    engine = open_engine(EngineConfig(corpus=herald_paths.corpus, index_dir=herald_paths.index, model="test-hash"))
+    plain = engine.ask("What happened with the council harbour budget?")
+    latest = engine.ask("What is the latest on the council harbour budget?")
+    assert latest.sources[0].date == "2024-03-10"
+    assert {s.doc_id for s in plain.sources} == {"old.md", "new.md"}  # both close: the date decides
