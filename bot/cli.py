@@ -148,7 +148,7 @@ class _Progress:
             self.bar = None
 
 
-def _progress_bar(label: str = "Embedding") -> tuple[_Progress, Callable[[], None]]:
+def _progress_bar() -> tuple[_Progress, Callable[[], None]]:
     """A progress reporter for a build and the call that closes it."""
     p = _Progress()
     return p, p.close
@@ -158,7 +158,7 @@ def _open_engine(settings: Any, quiet: bool = False):
     from bot.messages import notice
     from index import open_engine
 
-    update, close = _progress_bar("Embedding")
+    update, close = _progress_bar()
     try:
         return open_engine(settings.engine_config(), notify=lambda n: click.echo(notice(n), err=True),
                            progress=None if quiet else update)  # quiet (--json): no bar; stdout stays JSON
@@ -173,7 +173,7 @@ def build(settings: Any, full: bool) -> None:
     """Build the index, or update it: only new or changed articles are embedded."""
     from index import rebuild
 
-    update, close = _progress_bar("Embedding")
+    update, close = _progress_bar()
     waiting = f"Another process is building the index at {settings.index_dir}; waiting for it to finish."
     try:
         report = rebuild(settings.engine_config(), progress=update, full=full,

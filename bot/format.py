@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.messages import ABSTAIN_MESSAGE, TENTATIVE_MESSAGE, note_for
+from bot.messages import ABSTAIN_MESSAGE, TENTATIVE_MESSAGE, note_for, source_label
 from index import Answer, Source
 
 CONTENT_LIMIT = 2000
@@ -176,8 +176,6 @@ def _source_field(n: int | None, src: Source, label: str = "", cited: bool = Fal
 def _source_value(src: Source) -> str:
     """The passage, under who reported it and when ("*Euronews, 11 Oct 2016*") when known, and the other
     outlets that ran the same story."""
-    from bot.messages import source_label
-
     head = f"*{clean_inline(source_label(src.outlet, src.date))}*\n" if (src.outlet or src.date) else ""
     also = (f"\n*Also reported by {clean_inline(', '.join(src.also_reported_by))}.*"
             if src.also_reported_by else "")

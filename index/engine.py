@@ -120,6 +120,7 @@ class Engine:
         self.retriever = Retriever(index, embedder, settings)
         self.answerer = (ANSWERERS.create(answerer, settings, **(answerer_options or {}))
                          if isinstance(answerer, str) else answerer)
+        self._streams = _takes(self.answerer, "on_token")  # looked up once, not on every question
 
     # ---------------------------------------------------------------------------------- the API
 
@@ -139,7 +140,7 @@ class Engine:
         q = clean_question(question, s.max_question_chars)
         search_text = self._with_history(q, history)
         query = self.retriever.query(search_text)
-        cands = self.retriever.retrieve(search_text, query.vector)
+        cands = self.retriever.retrieve(search_text, query=query)
         english = looks_english(q)
         if not cands:
             return Answer(q, "", True, [], 0.0, (time.perf_counter() - started) * 1000, english=english,
@@ -152,7 +153,7 @@ class Engine:
         abstained = conf < s.abstain_threshold
         draft = Draft("")
         if not abstained:
-            kwargs = {"on_token": on_token} if on_token is not None and _takes(self.answerer, "on_token") else {}
+            kwargs = {"on_token": on_token} if on_token is not None and self._streams else {}
             draft = self.answerer.answer(query, sources[:s.top_k], cands, self.retriever, history, **kwargs)
             conf = conf if draft.confidence is None else draft.confidence
         by = draft.answered_by or (self.answerer.name if not draft.fallback else ExtractiveAnswerer.name)

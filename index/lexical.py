@@ -48,7 +48,10 @@ class BM25Index:
 
     def search(self, q_terms: list[str], k: int) -> Hits:
         """The ``k`` best ``(id, bm25)`` pairs, best first (ties by position)."""
-        scores = self.scores(q_terms)
+        return self.hits(self.scores(q_terms), k)
+
+    def hits(self, scores: np.ndarray, k: int) -> Hits:
+        """The ``k`` best of scores already computed (hybrid retrieval needs the list and every score)."""
         return [(int(self.ids[r]), float(scores[r])) for r in top(scores, k)]
 
 

@@ -267,21 +267,24 @@ class Retriever:
         return lambda rows: score(q_vec, [self.index.chunk_ids[r] for r in rows])
 
     def retrieve(self, question: str, q_vec: np.ndarray | None = None, mode: str | None = None,
-                 k: int | None = None) -> list[Candidate]:
-        """Ranked candidates for a cleaned question under the given mode (at least ``k`` when possible)."""
+                 k: int | None = None, query: Query | None = None) -> list[Candidate]:
+        """Ranked candidates for a cleaned question under the given mode (at least ``k`` when possible).
+
+        ``query``: the question already prepared by ``query()`` (the engine needs it too: made once).
+        """
         s = self.settings
         mode = mode or s.mode
         k = k or s.top_k
         if not self.index.chunks:
             return []
-        query = self.query(question, q_vec, mode)
+        query = query or self.query(question, q_vec, mode)
         if mode == "dense":
             return [Candidate(r, d, 0.0, d, score=d) for r, d in self.dense_hits(query.vector, k)]
         if mode == "bm25":
             return [Candidate(r, 0.0, b, b, score=b) for r, b in self.lexical.search(query.terms, k)]
         pool = min(len(self.index.chunks), s.candidates)
-        lexical_hits = self.lexical.search(query.terms, pool) if query.terms else []
-        lex_all = self.lexical.scores(query.terms) if query.terms else None
+        lex_all = self.lexical.scores(query.terms) if query.terms else None  # once: the list and the fill
+        lexical_hits = self.lexical.hits(lex_all, pool) if lex_all is not None else []
         fused = fuse(self.dense_hits(query.vector, pool), lexical_hits, s, self._dense_of(query.vector),
                      (lambda rows: lex_all[rows]) if lex_all is not None else (lambda rows: [0.0] * len(rows)))
         cands = [Candidate(r, d, b, f) for r, d, b, f in fused][:max(k, s.rescore_candidates)]

@@ -48,8 +48,6 @@ def index_files() -> set[str]:
     return names - {""}
 
 
-FILES = tuple(sorted(index_files()))
-
 
 @dataclass
 class Staleness:

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -32,7 +33,8 @@ HERALD_LOGGER = "herald"
 
 __all__ = [
     "TOKEN", "network_guard", "discord_errors", "herald_logs", "fake", "start_herald", "bot_settings",
-    "StubEngine", "StubIndex", "fake_config", "mention", "embed_of", "replies_to",
+    "StubEngine", "StubIndex", "fake_config", "mention", "embed_of", "replies_to", "SlowBuildEmbedder",
+    "slow_embedder",
 ]
 
 
@@ -173,6 +175,32 @@ class StubEngine:
 
     def documents(self) -> list[StubDoc]:
         return self.index.documents
+
+
+class SlowBuildEmbedder:
+    """Delegates to the test-hash embedder; batch encodes (builds) sleep, single questions do not."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.name, self.dim = inner, "slow-hash", inner.dim
+        self.delay = 0.0
+        self.building = threading.Event()
+
+    def encode(self, texts, batch_size: int = 64, progress: bool = False):
+        if len(texts) > 1 and self.delay:
+            self.building.set()
+            time.sleep(self.delay)
+        return self.inner.encode(texts, batch_size, progress)
+
+
+@pytest.fixture
+def slow_embedder(fake_embedder):
+    from index import embed
+
+    slow = SlowBuildEmbedder(fake_embedder)
+    embed.register_embedder("slow-hash", lambda _name: slow)
+    yield slow
+    embed._FACTORIES.pop("slow-hash", None)
+    embed._CACHE.pop("slow-hash", None)
 
 
 # ---------------------------------------------------------------------------------------- helpers

@@ -14,7 +14,6 @@ import logging
 import os
 import shutil
 import signal
-import threading
 import time
 
 import pytest
@@ -250,32 +249,6 @@ async def test_sources_lists_the_indexed_articles(fake, start_herald):
 
 
 # --------------------------------------------------------------------------------------- reindex
-
-
-class SlowBuildEmbedder:
-    """Delegates to the test-hash embedder; batch encodes (builds) sleep, single questions do not."""
-
-    def __init__(self, inner) -> None:
-        self.inner, self.name, self.dim = inner, "slow-hash", inner.dim
-        self.delay = 0.0
-        self.building = threading.Event()
-
-    def encode(self, texts, batch_size: int = 64, progress: bool = False):
-        if len(texts) > 1 and self.delay:
-            self.building.set()
-            time.sleep(self.delay)
-        return self.inner.encode(texts, batch_size, progress)
-
-
-@pytest.fixture
-def slow_embedder(fake_embedder):
-    from index import embed
-
-    slow = SlowBuildEmbedder(fake_embedder)
-    embed.register_embedder("slow-hash", lambda _name: slow)
-    yield slow
-    embed._FACTORIES.pop("slow-hash", None)
-    embed._CACHE.pop("slow-hash", None)
 
 
 SECOND_ARTICLE = """Paris hosts climate talks

@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import threading
-import time
 
 import pytest
 
@@ -44,33 +42,6 @@ def titles(engine) -> set[str]:
 
 def source_names(embed: dict) -> list[str]:
     return [f["name"] for f in embed.get("fields") or []]
-
-
-class SlowBuildEmbedder:
-    """The test-hash embedder, but batch encodes (what a rebuild does) sleep ``delay`` seconds first;
-    single texts (questions) do not, so the bot can be seen answering while the rebuild runs."""
-
-    def __init__(self, inner) -> None:
-        self.inner, self.name, self.dim = inner, "slow-hash", inner.dim
-        self.delay = 0.0
-        self.building = threading.Event()
-
-    def encode(self, texts, batch_size: int = 64, progress: bool = False):
-        if len(texts) > 1 and self.delay:
-            self.building.set()
-            time.sleep(self.delay)
-        return self.inner.encode(texts, batch_size, progress)
-
-
-@pytest.fixture
-def slow_embedder(fake_embedder):
-    from index import embed
-
-    slow = SlowBuildEmbedder(fake_embedder)
-    embed.register_embedder("slow-hash", lambda _name: slow)
-    yield slow
-    embed._FACTORIES.pop("slow-hash", None)
-    embed._CACHE.pop("slow-hash", None)
 
 
 async def start_on(start_herald, paths, model: str = "test-hash", **overrides):

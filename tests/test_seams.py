@@ -13,7 +13,7 @@ from index import (ANSWERERS, SOURCES, VECTOR_STORES, Draft, EngineConfig, Extra
                    UnknownBackendError, open_engine)
 from index.embed import embed_all
 from index.retrieval import SearchSettings, fuse, fuse_scores
-from index.vectors import FaissStore, NumpyStore, load_store, new_store
+from index.vectors import FaissStore, load_store, new_store
 
 
 def unit_rows(n: int, dim: int, seed: int = 0) -> np.ndarray:
