@@ -11,7 +11,7 @@ fingerprint, so a rerun re-embeds nothing). Rows, measured on the same questions
 - ``bm25``: BM25 alone over the same chunks (Engine.retrieve(mode="bm25"));
 - ``dense``: the embedding model alone, nearest chunks by cosine (Engine.retrieve(mode="dense"));
 - ``herald``: the full pipeline exactly as the CLI and the bot use it, Engine.ask with default
-  SearchSettings (top_k raised to 5 so recall@5 can be read off its sources; top_k only sets how
+  SearchSettings tuned for the model (index.search_for; top_k raised to 5 so recall@5 can be read off its sources; top_k only sets how
   many sources are listed, not the ranking).
 
 Columns: recall@1/@5 (a chunk whose [start, end) holds a gold answer's span, mapped into the cleaned
@@ -47,8 +47,9 @@ from index.corpus import clean_text  # noqa: E402
 from index.embed import DEFAULT_MODEL, get_embedder, query_encoder  # noqa: E402
 from index.build import build_index  # noqa: E402
 from index.engine import Engine  # noqa: E402
-from index.retrieval import SearchSettings  # noqa: E402
+from index.retrieval import SearchSettings, search_for  # noqa: E402
 from index.store import load_index  # noqa: E402
+from index.phrases import kind_of  # noqa: E402
 from index.text import content_terms  # noqa: E402
 
 log = logging.getLogger("quality")
@@ -233,6 +234,7 @@ class Row:
     latency_ms: list[float] = field(default_factory=list)
     in_scores: list[float] = field(default_factory=list)
     out_scores: list[float] = field(default_factory=list)
+    phrase: list[int] = field(default_factory=lambda: [0, 0, 0])  # who/when/how-many questions: asked, marked, right
 
     def recall(self, k: int) -> float:
         return float(np.mean([0 < r <= k for r in self.rank_hits])) if self.rank_hits else float("nan")
@@ -266,6 +268,12 @@ def _norm(text: str) -> str:
 def _contains(text: str, answers: list[str]) -> bool:
     low = _norm(text)
     return any(_norm(a) in low for a in answers)
+
+
+def _phrase_right(phrase: str, answers: list[str]) -> bool:
+    """The bold phrase is a gold answer, or one is inside it, or it is inside one ("Russia" / "Russia vetoed")."""
+    p = _norm(phrase).strip(" .,;:")
+    return bool(p) and any(p in _norm(a) or _norm(a) in p for a in answers)
 
 
 def _is_gold(engine: Engine, row: int, q: Question) -> bool:
@@ -327,6 +335,10 @@ def run_herald(engine: Engine, questions: list[Question], row: Row, score_into: 
                                        if _is_gold(engine, s.chunk_id, q)), 0))
             row.answer_hits.append(not ans.abstained and _contains(ans.answer, q.answers))
             row.in_scores.append(ans.confidence)
+            if kind_of(q.text):
+                row.phrase[0] += 1
+                row.phrase[1] += bool(ans.phrase)
+                row.phrase[2] += bool(ans.phrase) and _phrase_right(ans.phrase_text, q.answers)
         else:
             row.out_scores.append(ans.confidence)
 
@@ -372,6 +384,14 @@ def table(results: dict[str, dict[str, Row]], counts: dict[str, str]) -> str:
             ab, _ = r.abstention()
             lines.append(f"| {ds} ({counts[ds]}) | {name} | {r.recall(1):.3f} | {r.recall(5):.3f} | "
                          f"{r.answer_hit():.3f} | {ab:.3f} | {r.p50():.1f} |")
+    lines += ["", "Answer phrase (issue 12): of the answerable who / when / how-many questions, how many answers "
+              "mark a phrase in bold, and how many of those phrases are a gold answer (or hold one, or sit in one).",
+              "", "| Herald on | typed questions | phrase marked | phrase right | right when marked |",
+              "| --- | ---: | ---: | ---: | ---: |"]
+    for ds, rows in results.items():
+        asked, marked, right = rows["herald"].phrase
+        share = f"{right / marked:.3f}" if marked else "-"
+        lines.append(f"| Herald on {ds} | {asked} | {marked} | {right} | {share} |")
     return "\n".join(lines)
 
 
@@ -429,7 +449,7 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.squad or args.article):
         ap.error("give --squad and/or --article")
     chunking = dataclasses.replace(ChunkSettings(), sentences=args.chunk_sentences, overlap=args.chunk_overlap)
-    settings = SearchSettings()
+    settings = search_for(args.model)  # what Herald ships for this model; --set changes it further
     for item in args.set:
         key, _, value = item.partition("=")
         kind = type(getattr(settings, key))

@@ -199,6 +199,17 @@ def build(settings: Any, full: bool) -> None:
             click.echo(f"  ... and {len(ids) - LISTED} more {label}")
 
 
+def _with_phrase(ans: Any) -> str:
+    """The answer wrapped for a terminal, the words that answer in bold (click.echo drops the bold when
+    the output is not a terminal, so pipes and files get plain text)."""
+    text = ans.answer
+    if not ans.phrase:
+        return textwrap.fill(text, 100)
+    a, b = ans.phrase
+    wrapped = textwrap.fill(text[:a] + "\x00" + text[a:b] + "\x01" + text[b:], 100)
+    return wrapped.replace("\x00", "\x1b[1m").replace("\x01", "\x1b[22m")
+
+
 def _format_answer(ans: Any, streamed: bool = False) -> str:
     """The answer for a terminal. ``streamed``: the model's text was already printed as it arrived."""
     from bot.messages import ABSTAIN_MESSAGE, TENTATIVE_MESSAGE, note_for, source_label
@@ -217,7 +228,7 @@ def _format_answer(ans: Any, streamed: bool = False) -> str:
         if ans.tentative:
             lines.append(TENTATIVE_MESSAGE)
         if not streamed or ans.fallback:
-            lines.append(textwrap.fill(ans.answer, 100))
+            lines.append(_with_phrase(ans))
         lines.append("")
         lines.append("Sources:" if not ans.citations else
                      f"Sources ({ans.answered_by}; cited: {', '.join(f'[{n}]' for n in ans.citations)}):")

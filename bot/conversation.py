@@ -20,7 +20,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
-from bot.format import TENTATIVE_LEAD
+from bot.format import TENTATIVE_LEAD, plain_text
 from bot.messages import ABSTAIN_MESSAGE
 from index import Answer, Turn
 
@@ -75,4 +75,4 @@ def turn_from_message(message: Any) -> Turn | None:
         return Turn(question, "")
     if desc.startswith(TENTATIVE_LEAD):
         desc = desc[len(TENTATIVE_LEAD):]
-    return Turn(question, _NOTE_RE.sub("", desc).strip()[:ANSWER_CHARS])
+    return Turn(question, plain_text(_NOTE_RE.sub("", desc)).strip()[:ANSWER_CHARS])

@@ -92,6 +92,31 @@ def clean_inline(text: str) -> str:
     return defuse_mentions(" ".join(text.split()))
 
 
+_MARKDOWN_RE = re.compile(r"([\\*_~|`])")
+_ESCAPED_RE = re.compile(r"\\([\\*_~|`])")
+_OPEN, _CLOSE = "\x00", "\x01"  # phrase markers: not white space, so folding keeps them in place
+
+
+def escape_markdown(text: str) -> str:
+    """Quoted article text shown as itself: a '*' or '_' in it must not start Discord formatting."""
+    return _MARKDOWN_RE.sub(r"\\\1", text)
+
+
+def plain_text(markdown: str) -> str:
+    """The text ``answer_markdown`` made, as the article says it (no bold, no escapes)."""
+    return _ESCAPED_RE.sub(r"\1", markdown.replace("**", ""))
+
+
+def answer_markdown(answer: Answer) -> str:
+    """The answer as one line of safe Markdown, with the words that answer the question in bold."""
+    text = answer.answer
+    if answer.phrase:
+        a, b = answer.phrase
+        text = text[:a] + _OPEN + text[a:b] + _CLOSE + text[b:]
+    line = escape_markdown(clean_inline(text))
+    return line.replace(_OPEN, "**").replace(_CLOSE, "**")
+
+
 def fit_content(text: str) -> str:
     """Message content that fits (2,000) and pings nobody."""
     return truncate(defuse_mentions(text), CONTENT_LIMIT)
@@ -218,7 +243,10 @@ def format_answer(answer: Answer, *, elapsed_ms: float | None = None) -> Outgoin
     else:
         colour = TENTATIVE_COLOUR if answer.tentative else ANSWER_COLOUR
         lead = TENTATIVE_LEAD if answer.tentative else ""
-        base = lead + (clean_inline(answer.answer) or "(no answer text)") + note
+        body = answer_markdown(answer) or "(no answer text)"
+        if answer.phrase and dlen(lead + body + note) > (ANSWER_BUDGET if answer.sources else DESCRIPTION_LIMIT):
+            body = escape_markdown(clean_inline(answer.answer))  # cut short, a '**' could be left open
+        base = lead + body + note
         cited = set(answer.citations)
         fields = [_source_field(n, s, cited=n in cited) for n, s in enumerate(answer.sources[:MAX_FIELDS], 1)]
         sure = "low confidence" if answer.tentative else "confidence"

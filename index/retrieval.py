@@ -23,9 +23,12 @@ question's weight carried by words the corpus never uses.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
+from typing import Any
 
 import numpy as np
 
@@ -111,6 +114,33 @@ class SearchSettings:
             raise ValueError("answer_sentences must be at least 1")
         if self.bm25_saturation <= 0:
             raise ValueError("bm25_saturation must be positive")
+
+
+# SearchSettings values tuned for a model other than the one the defaults were tuned for (all-MiniLM-L6-v2).
+# Another model's cosines live in another range (multilingual-e5's sit at 0.6-0.9 for everything), so
+# the threshold that separates answers from non-answers, and the weight cosine deserves against word
+# overlap, move with the model. Registered by model name; benchmarks/tune.py measures them on SQuAD only.
+_TUNED: dict[str, dict[str, Any]] = {}
+
+
+def tune_for_model(model: str, **values: Any) -> None:
+    """Record SearchSettings ``values`` tuned for ``model`` (checked now: a bad value fails at import)."""
+    dataclasses.replace(SearchSettings(), **values)
+    _TUNED[model] = dict(values)
+
+
+def tuned_values(model: str) -> dict[str, Any]:
+    """The SearchSettings values tuned for ``model`` ({} when the defaults are its own)."""
+    return dict(_TUNED.get(model, {}))
+
+
+def search_for(model: str, search: SearchSettings | None = None, keep: Iterable[str] = ()) -> SearchSettings:
+    """``search`` (default: the defaults) with ``model``'s tuned values, except in the fields named in
+    ``keep`` (the ones a user set). Raises ValueError when the mix is inconsistent."""
+    kept = set(keep)
+    tuned = {k: v for k, v in _TUNED.get(model, {}).items() if k not in kept}
+    base = search if search is not None else SearchSettings()
+    return dataclasses.replace(base, **tuned) if tuned else base
 
 
 @dataclass
@@ -368,4 +398,4 @@ def load_reranker(name: str):
         raise ModelLoadError("reranker", name, describe(exc, 160)) from exc
 
 
-__all__ = ["SearchSettings", "Query", "Candidate", "Retriever", "fuse", "fuse_scores", "answer_type_of", "top"]
+__all__ = ["SearchSettings", "search_for", "tune_for_model", "tuned_values", "Query", "Candidate", "Retriever", "fuse", "fuse_scores", "answer_type_of", "top"]

@@ -52,7 +52,8 @@ class Draft:
 class Answer:
     """The result of one question. Data only: the application words it for people.
 
-    ``english`` is False when the question does not look English (the model reads English best);
+    ``english`` is False when the question does not look English and the model reads English best (a
+    multilingual model, ``Embedder.multilingual``, reads it as well);
     ``tentative`` when it was answered with a confidence at which answers are often wrong.
     """
 
@@ -70,6 +71,12 @@ class Answer:
     citations: list[int] = field(default_factory=list)  # 1-based numbers into ``sources`` the answer cites
     fallback: str = ""  # why a language model's answer is not the one given (empty: it is, or none was asked)
     fallback_detail: str = ""
+    phrase: tuple[int, int] | None = None  # [start, end) in ``answer`` of the words that answer (index.phrases)
+
+    @property
+    def phrase_text(self) -> str:
+        """The words of the answer that answer the question ("Russia"), or "" when none are marked."""
+        return self.answer[self.phrase[0]:self.phrase[1]] if self.phrase else ""
 
     @property
     def hint(self) -> Source | None:
@@ -92,4 +99,6 @@ class Answer:
                            "url": self.sources[n - 1].url, "chunk_id": self.sources[n - 1].chunk_id}
                           for n in self.citations if 0 < n <= len(self.sources)],
             "fallback": self.fallback or None,
+            "phrase": ({"start": self.phrase[0], "end": self.phrase[1], "text": self.phrase_text}
+                       if self.phrase else None),
         }

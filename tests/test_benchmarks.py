@@ -31,6 +31,9 @@ def test_quality_benchmark_runs_on_the_article_set(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     rows = [line for line in out.stdout.splitlines() if line.startswith("| article")]
     assert [r.split("|")[2].strip() for r in rows] == ["bm25", "dense", "herald"]
+    [phrase] = [line for line in out.stdout.splitlines() if line.startswith("| Herald on article")]
+    asked, marked, right = (int(c) for c in phrase.split("|")[2:5])
+    assert asked > 0 and 0 < marked <= asked and right <= marked  # the bold-phrase count is measured
     report = (tmp_path / "quality.md").read_text(encoding="utf-8")
     assert "| article" in report and "stale table" not in report
     assert report.rstrip().endswith(f"{KEEP_MARKER}\nhand-written targets")  # kept across reruns

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.format import CITED_MARK, clean_inline
+from bot.format import CITED_MARK, clean_inline, plain_text
 from bot.messages import FALLBACK_NOTES
 from bot.streaming import WRITING_NOTE
 from bot_fixtures import *  # noqa: F403 - fixtures
@@ -106,14 +106,16 @@ async def test_a_streamed_answer_is_previewed_in_the_reply_then_replaced_by_the_
     edits = fake.find_requests(method="PATCH", path=rf"/channels/{cid}/messages/{reply['id']}")
     assert_previews_then_answer(posts + edits)
     e = embed_of(reply)
-    assert reply["content"] == "" and e["description"].startswith("Russia vetoed the French draft")
+    # the name that answers "who" is in bold (index.phrases)
+    assert reply["content"] == "" and e["description"].startswith("**Russia** vetoed the French draft")
     assert e["fields"][0]["name"].startswith("[1] ") and e["fields"][0]["name"].endswith(CITED_MARK)
     assert not any(f["name"].endswith(CITED_MARK) for f in e["fields"][1:])
     assert "written by fake-model" in e["footer"]["text"]
     assert len(reply["components"]) == 1  # the 👍/👎 buttons come with the final answer
     assert [m for m in fake.bot_messages if replies_to(q)(m)] == [reply]
     assert len(llm.requests) == 1 and llm.requests[0]["stream"] is True
-    assert await remembered(fake, bot, reply) == (Turn(QUESTION, e["description"]),)
+    # the conversation remembers the words, not their Markdown
+    assert await remembered(fake, bot, reply) == (Turn(QUESTION, plain_text(e["description"])),)
 
 
 async def test_a_streamed_slash_answer_edits_the_deferred_response(fake, start_herald, built_index, fake_embedder):
@@ -129,7 +131,7 @@ async def test_a_streamed_slash_answer_edits_the_deferred_response(fake, start_h
     assert_previews_then_answer(edits)
     assert not fake.find_requests(method="POST", path=hook)  # no second message: the preview became the answer
     original = fake.original_message(inter)
-    assert original["content"] == "" and original["embeds"][0]["description"].startswith("Russia vetoed")
+    assert original["content"] == "" and original["embeds"][0]["description"].startswith("**Russia** vetoed")
     assert len(original["components"]) == 1
 
 
@@ -229,7 +231,9 @@ async def test_follow_ups_without_a_model_reach_the_engine_with_the_earlier_turn
     bot.conversations.clear()
     q5 = await fake.send_message("and why?", reply_to=a1, mentions=[fake.config.bot])
     await fake.wait_for_bot_message(replies_to(q5))
-    assert engine.calls[4][1] == (Turn(QUESTION, embed_of(a1)["description"]),)
+    # read back as the words, without the bold phrase's Markdown
+    assert engine.calls[4][1] == (Turn(QUESTION, plain_text(embed_of(a1)["description"])),)
+    assert "**" not in engine.calls[4][1][0].answer
     assert engine.calls[4][1][0].answer.startswith(clean_inline(first.answer)[:60])
 
     # 4. A question that replies to nothing of Herald's starts afresh; answers are one message, never edited.

