@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from index import (ANSWERERS, DEFAULT_MODEL, SOURCES, VECTOR_STORES, ChunkSettings, EngineConfig, HeraldError,
-                   FetchSettings, LLMSettings, SearchSettings)
+                   FetchSettings, LLMSettings, SearchSettings, search_for, tuned_values)
 
 
 class SettingsError(HeraldError):
@@ -50,10 +50,24 @@ class Settings:
     def max_question_chars(self) -> int:
         return self.search.max_question_chars
 
+    def model_search(self) -> SearchSettings:
+        """The search settings for the chosen model: its tuned thresholds and weights (index.search_for),
+        except where the user chose another value than the default. A value equal to the default counts
+        as not chosen, so a copy of .env.example (which spells out every default) does not pin MiniLM's
+        thresholds on another model."""
+        default = SearchSettings()
+        chosen = [f.name for f in dataclasses.fields(SearchSettings)
+                  if getattr(self.search, f.name) != getattr(default, f.name)]
+        try:
+            return search_for(self.model, self.search, keep=chosen)
+        except ValueError as exc:
+            raise SettingsError(f"with HERALD_MODEL={self.model}, whose tuned values are "
+                                f"{tuned_values(self.model)}: {exc}; set both values or neither") from None
+
     def engine_config(self) -> EngineConfig:
         """What the library needs to open the engine (``workers``: the bot's answering threads)."""
         return EngineConfig(corpus=self.corpus_dir, index_dir=self.index_dir, model=self.model, source=self.source,
-                            vector_store=self.vector_store, answerer=self.answerer, search=self.search,
+                            vector_store=self.vector_store, answerer=self.answerer, search=self.model_search(),
                             chunking=self.chunking, workers=self.max_concurrency,
                             answerer_options={"llm": self.llm} if self.answerer == "llm" else {})
 

@@ -25,7 +25,7 @@ from index.errors import (BuildBusyError, CorpusError, HeraldError, IndexCorrupt
                           UnknownBackendError)
 from index.evaluate import EvalResult, QAItem, evaluate, load_qa
 from index.llm import FALLBACK_REASONS, LLMAnswerer, LLMSettings
-from index.retrieval import SearchSettings
+from index.retrieval import SearchSettings, search_for, tuned_values
 from index.sources import SOURCES, DocumentSource, FolderSource
 from index.store import Staleness
 from index.text import clean_question
@@ -37,7 +37,7 @@ __all__ = [
     # opening, asking, building, describing
     "EngineConfig", "Engine", "open_engine", "rebuild", "describe_index", "clean_question",
     "Answer", "Source", "Turn", "Notice", "BuildReport", "IndexInfo", "DocumentInfo", "Staleness",
-    "SearchSettings", "ChunkSettings", "DEFAULT_MODEL",
+    "SearchSettings", "search_for", "tuned_values", "ChunkSettings", "DEFAULT_MODEL",
     # evaluation
     "QAItem", "EvalResult", "load_qa", "evaluate",
     # news in

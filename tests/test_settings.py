@@ -209,3 +209,50 @@ def test_bm25_mode_abstains_on_an_off_topic_question(built_index, fake_embedder)
     assert engine.ask("What is the recipe for banana bread?").abstained
     on_topic = engine.ask("Who vetoed the French resolution on Aleppo?")
     assert not on_topic.abstained and 0 < on_topic.confidence < 1
+
+
+# ------------------------------------------------------------------------------ per-model search values
+
+
+@pytest.fixture
+def tuned_model():
+    """A model registered with its own thresholds, as index.retrieval registers e5's."""
+    from index.retrieval import _TUNED, tune_for_model
+
+    tune_for_model("tuned-fake", abstain_threshold=0.62, tentative_below=0.7, dense_weight=0.6)
+    yield "tuned-fake"
+    _TUNED.pop("tuned-fake", None)
+
+
+def test_a_model_brings_its_tuned_search_values(tuned_model):
+    search = load_settings(None, environ={"HERALD_MODEL": tuned_model}).engine_config().search
+    assert (search.abstain_threshold, search.tentative_below, search.dense_weight) == (0.62, 0.7, 0.6)
+    assert search.top_k == SearchSettings().top_k  # fields it has no value for keep the defaults
+    # the default model has none: its values are the defaults themselves
+    assert load_settings(None, environ={}).engine_config().search == SearchSettings()
+
+
+def test_a_value_the_user_set_wins_over_the_models(tuned_model):
+    s = load_settings(None, environ={"HERALD_MODEL": tuned_model, "HERALD_ABSTAIN_THRESHOLD": "0.45"})
+    search = s.engine_config().search
+    assert search.abstain_threshold == 0.45 and search.dense_weight == 0.6
+    # .env.example spells out every default: copying it must not pin the default model's values
+    copied = load_settings(ENV_EXAMPLE, environ={"HERALD_MODEL": tuned_model}).engine_config().search
+    assert copied.abstain_threshold == 0.62
+    # --model on the command line changes the model after the environment was read: the values follow it
+    assert s.with_overrides(model="all-MiniLM-L6-v2").engine_config().search.dense_weight == SearchSettings().dense_weight
+
+
+def test_an_inconsistent_mix_is_a_settings_error(tuned_model):
+    s = load_settings(None, environ={"HERALD_MODEL": tuned_model, "HERALD_TENTATIVE_BELOW": "0.5"})
+    with pytest.raises(SettingsError, match="HERALD_MODEL=tuned-fake.*tentative_below"):
+        s.engine_config()
+
+
+def test_bad_tuned_values_fail_when_registered():
+    from index.retrieval import tune_for_model
+
+    with pytest.raises(ValueError):
+        tune_for_model("broken", abstain_threshold=1.5)
+    with pytest.raises(TypeError):
+        tune_for_model("broken", no_such_field=1)
