@@ -450,11 +450,12 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("give --squad and/or --article")
     chunking = dataclasses.replace(ChunkSettings(), sentences=args.chunk_sentences, overlap=args.chunk_overlap)
     settings = search_for(args.model)  # what Herald ships for this model; --set changes it further
+    sets = {}
     for item in args.set:
         key, _, value = item.partition("=")
         kind = type(getattr(settings, key))
-        settings = dataclasses.replace(settings, **{key: kind(value) if kind is not bool else value.lower() in
-                                                    ("1", "true", "yes")})
+        sets[key] = kind(value) if kind is not bool else value.lower() in ("1", "true", "yes")
+    settings = dataclasses.replace(settings, **sets)  # at once: a threshold and its tentative bound move together
     args.cache.mkdir(parents=True, exist_ok=True)
     results: dict[str, dict[str, Row]] = {}
     counts: dict[str, str] = {}

@@ -25,7 +25,7 @@ from index.corpus import CLEANER_VERSION
 from index.embed import DEFAULT_MODEL, Embedder, get_embedder
 from index.errors import BuildBusyError, HeraldError, IndexMissingError
 from index.phrases import answer_phrase
-from index.retrieval import Candidate, Retriever, SearchSettings, answer_type_of
+from index.retrieval import Candidate, Retriever, SearchSettings, answer_type_of, search_for
 from index.sources import DocumentSource, open_source
 from index.store import (DEFAULT_STORE, LoadedIndex, Staleness, built_fingerprints, check_compatible,
                          check_replaceable, compare_fingerprints, load_index, read_manifest, verify_files)
@@ -43,7 +43,7 @@ class EngineConfig:
     source: str = "folder"
     vector_store: str = DEFAULT_STORE
     answerer: str = "extractive"
-    search: SearchSettings = SearchSettings()
+    search: SearchSettings | None = None  # None: the values tuned for ``model`` (index.retrieval.search_for)
     chunking: ChunkSettings = ChunkSettings()
     workers: int = 1  # threads that may answer at once (the bot's max_concurrency)
     answerer_options: dict = field(default_factory=dict)  # e.g. {"llm": LLMSettings(...)} for "llm"
@@ -313,7 +313,8 @@ def open_engine(config: EngineConfig, auto_build: bool = True, notify: Callable[
 
 def _engine(config: EngineConfig, loaded: LoadedIndex, embedder: Embedder) -> Engine:
     threads.serving()
-    return Engine(loaded, embedder, config.search, config.answerer, config.answerer_options)
+    search = config.search if config.search is not None else search_for(config.model)
+    return Engine(loaded, embedder, search, config.answerer, config.answerer_options)
 
 
 def _build(config: EngineConfig, source: DocumentSource, embedder: Embedder, progress: Progress | None,

@@ -199,3 +199,38 @@ def test_a_multilingual_model_needs_no_english_note(tmp_path, fake_embedder, mon
     ans = engine.ask(question)
     assert ans.english and ENGLISH_NOTE not in note_for(ans)
     assert E5Embedder.multilingual
+
+
+# ------------------------------------------------------------------------------ e5's own search values
+
+
+def test_e5_brings_the_values_tuned_for_it_on_squad():
+    """Registered with the library (index/retrieval.py), chosen by the model setting, kept where the user
+    set another value."""
+    from bot.settings import load_settings
+    from index import SearchSettings, search_for, tuned_values
+
+    tuned = tuned_values(E5_MODEL)
+    assert tuned["abstain_threshold"] > SearchSettings().abstain_threshold  # e5's cosines sit high
+    search = load_settings(None, environ={"HERALD_MODEL": E5_MODEL}).engine_config().search
+    assert search == search_for(E5_MODEL) and search.abstain_threshold == tuned["abstain_threshold"]
+    assert tuned_values(DEFAULT_MODEL) == {} and search_for(DEFAULT_MODEL) == SearchSettings()
+
+
+def test_with_its_own_values_e5_declines_what_the_article_does_not_say(e5, tmp_path, real_article):
+    """At MiniLM's threshold e5 answered every off-topic question (docs/models.md); with its own it declines."""
+    import shutil
+
+    from index import SearchSettings
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    shutil.copy(real_article, corpus / real_article.name)
+    engine = open_engine(EngineConfig(corpus=corpus, index_dir=tmp_path / "index", model=E5_MODEL))
+    off_topic = ["What's a good recipe for banana bread?", "How do I reverse a linked list in Python?"]
+    assert all(engine.ask(q).abstained for q in off_topic)
+    vetoed = engine.ask("who vetoed the resolution?")
+    assert not vetoed.abstained and vetoed.phrase_text == "Russia"
+    generic = open_engine(EngineConfig(corpus=corpus, index_dir=tmp_path / "index", model=E5_MODEL,
+                                       search=SearchSettings()))
+    assert not any(generic.ask(q).abstained for q in off_topic)  # the failure the tuned values fix
