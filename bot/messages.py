@@ -135,6 +135,9 @@ def _mismatch(e: IndexMismatchError) -> str:
     if e.what == "model":
         return (f"the index was built with model {e.found!r}, not {e.expected!r}; rebuild it with "
                 f"`herald build --model {e.expected}` or set HERALD_MODEL={e.found}")
+    if e.what == "weights":
+        return ("the model's weights changed since the index was built (same name, other weights: a model "
+                f"folder retrained or replaced); {_REBUILD}")
     if e.what == "dim":
         return f"the index holds {e.found}-dimensional vectors but the model gives {e.expected}; {_REBUILD}"
     return f"index format {e.found} is not this Herald's ({e.expected}); {_REBUILD}"

@@ -66,7 +66,7 @@ def _previous(index_dir: Path, embedder: Embedder, chunking: ChunkSettings, stor
     if full:
         return None
     try:
-        previous = load_index(index_dir, embedder.name, embedder.dim)
+        previous = load_index(index_dir, embedder.name, embedder.dim, getattr(embedder, "weights", None))
     except (IndexMissingError, IndexCorruptError, IndexMismatchError):
         return None
     m = previous.manifest
@@ -295,6 +295,7 @@ def _build_locked(source: DocumentSource, index_dir: Path, embedder: Embedder, c
     manifest = {
         "format_version": FORMAT_VERSION,
         "model": embedder.name,
+        "model_weights": getattr(embedder, "weights", ""),
         "dim": embedder.dim,
         "metric": "inner_product (normalised vectors: cosine)",
         "vector_store": store_kind,

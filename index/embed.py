@@ -17,6 +17,7 @@ prefixes (``encode_queries`` for questions). docs/models.md compares the two.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import threading
@@ -95,6 +96,26 @@ class SentenceTransformerEmbedder:
         return np.ascontiguousarray(vecs, dtype=np.float32)
 
 
+def weights_id(folder: str) -> str:
+    """A cheap fingerprint of the weights in a model folder (size and SHA-256 of the first and last MiB).
+
+    An index records it, so a folder retrained or replaced under the same name is refused instead of
+    answering from vectors the new weights did not make. Reading 2 MiB keeps it out of a question's time.
+    """
+    for name in ("model.safetensors", "pytorch_model.bin"):
+        path = os.path.join(folder, name)
+        if os.path.isfile(path):
+            size = os.path.getsize(path)
+            digest = hashlib.sha256()
+            with open(path, "rb") as f:
+                digest.update(f.read(1 << 20))
+                if size > 2 << 20:
+                    f.seek(-(1 << 20), os.SEEK_END)
+                digest.update(f.read(1 << 20))
+            return f"{size}:{digest.hexdigest()[:16]}"
+    return ""
+
+
 class BertEmbedder:
     """NumPy for calls of up to ``numpy_tokens`` tokens, sentence-transformers (loaded on first need) above."""
 
@@ -109,6 +130,7 @@ class BertEmbedder:
         except Exception as exc:  # a corrupt weights or tokenizer file
             raise ModelLoadError("embedder", name, describe(exc), folder) from exc
         self.dim = self._numpy.dim
+        self.weights = weights_id(folder)  # recorded in the index's manifest (see weights_id)
         self._bulk: Any = None
         self._lock = threading.Lock()
 

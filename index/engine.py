@@ -263,7 +263,7 @@ def _takes(fn_owner: object, name: str) -> bool:
 
 
 def _load(config: EngineConfig, embedder: Embedder) -> LoadedIndex:
-    return load_index(config.index_dir, config.model, embedder.dim)
+    return load_index(config.index_dir, config.model, embedder.dim, getattr(embedder, "weights", None))
 
 
 def open_engine(config: EngineConfig, auto_build: bool = True, notify: Callable[[Notice], None] = lambda n: None,
@@ -287,7 +287,7 @@ def open_engine(config: EngineConfig, auto_build: bool = True, notify: Callable[
         waiting = Notice("waiting", Path(config.index_dir), source.location)
         _build(config, source, embedder, progress, on_wait=lambda: notify(waiting))
         return _engine(config, _load(config, embedder), embedder)
-    check_compatible(manifest, config.model, embedder.dim)
+    check_compatible(manifest, config.model, embedder.dim, getattr(embedder, "weights", None))
     loaded = _load(config, embedder)
     if auto_build:
         try:

@@ -52,7 +52,8 @@ class IndexCorruptError(HeraldError):
 
 
 class IndexMismatchError(HeraldError):
-    """The index was made with another ``what`` (``format``, ``model`` or ``dim``): ``found`` vs ``expected``."""
+    """The index was made with another ``what`` (``format``, ``model``, ``dim`` or ``weights``: the same
+    model name with other weights): ``found`` vs ``expected``."""
 
     def __init__(self, what: str, found: object, expected: object) -> None:
         self.what, self.found, self.expected = what, found, expected

@@ -201,14 +201,18 @@ def read_manifest(index_dir: Path) -> dict:
     return manifest
 
 
-def check_compatible(manifest: dict, model: str | None = None, dim: int | None = None) -> None:
-    """Refuse an index made by another format, model or dimension: its vectors would be meaningless."""
+def check_compatible(manifest: dict, model: str | None = None, dim: int | None = None,
+                     weights: str | None = None) -> None:
+    """Refuse an index made by another format, model, dimension or model weights (``weights``: the
+    embedder's fingerprint, index.embed.weights_id): its vectors would be meaningless."""
     if manifest.get("format_version") != FORMAT_VERSION:
         raise IndexMismatchError("format", manifest.get("format_version"), FORMAT_VERSION)
     if model is not None and manifest["model"] != model:
         raise IndexMismatchError("model", manifest["model"], model)
     if dim is not None and int(manifest["dim"]) != dim:
         raise IndexMismatchError("dim", int(manifest["dim"]), dim)
+    if weights and manifest.get("model_weights") and manifest["model_weights"] != weights:
+        raise IndexMismatchError("weights", manifest["model_weights"], weights)
 
 
 def file_digest(path: Path) -> dict:
@@ -233,11 +237,12 @@ def verify_files(index_dir: Path, manifest: dict, hashes: bool = True) -> list[s
     return bad
 
 
-def load_index(index_dir: Path, model: str | None = None, dim: int | None = None) -> LoadedIndex:
+def load_index(index_dir: Path, model: str | None = None, dim: int | None = None,
+               weights: str | None = None) -> LoadedIndex:
     """Load and check an index (every file against its checksum); every failure is a typed HeraldError."""
     index_dir = Path(index_dir)
     manifest = read_manifest(index_dir)
-    check_compatible(manifest, model, dim)
+    check_compatible(manifest, model, dim, weights)
     bad = verify_files(index_dir, manifest)
     if bad:
         raise IndexCorruptError(index_dir, f"{', '.join(bad)} do not match their checksums")

@@ -479,3 +479,35 @@ def test_faiss_write_failure_is_a_clear_error(built_index, fake_embedder, monkey
     monkeypatch.undo()
     assert leftovers(built_index.index) == []
     assert "extra.txt" not in load_index(built_index.index).manifest["documents"]
+
+
+@pytest.mark.model
+def test_a_model_folder_retrained_under_the_same_name_is_refused_then_rebuilt(tmp_path, real_article):
+    """Same name, other weights: the old vectors would be meaningless next to the new model's questions."""
+    import shutil
+
+    from index import EngineConfig, open_engine, rebuild
+    from index import embed
+    from index.embed import resolve_model_path
+
+    folder = tmp_path / "my-model"
+    shutil.copytree(resolve_model_path("all-MiniLM-L6-v2"), folder)
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    shutil.copy(real_article, corpus / real_article.name)
+    config = EngineConfig(corpus=corpus, index_dir=tmp_path / "index", model=str(folder))
+    first = open_engine(config).ask("Who vetoed the resolution?")
+    assert read_manifest(config.index_dir)["model_weights"]
+
+    weights = folder / "model.safetensors"  # "retrain": change the last weights in place
+    with open(weights, "r+b") as f:
+        f.seek(-4096, os.SEEK_END)
+        f.write(np.random.default_rng(0).standard_normal(1024).astype(np.float32).tobytes())
+    embed._CACHE.pop(str(folder), None)  # a new process would load the new weights
+    with raises_said(IndexMismatchError, "weights changed since the index was built.*herald build"):
+        open_engine(config)
+    rebuild(config)  # a plain build sees the other weights and re-embeds everything
+    again = open_engine(config).ask("Who vetoed the resolution?")
+    assert read_manifest(config.index_dir)["model_weights"] != "" and again.answer
+    assert first.answer  # the first index answered too
+    embed._CACHE.pop(str(folder), None)
