@@ -58,7 +58,10 @@ _BYLINE_RE = re.compile(r"[—–-]\s*([^()—–\n]{2,60}?)\s*\(@\w+\)")
 _AUTHOR_Q_RE = re.compile(r"\b(tweet\w*|post\w*|wr[io]te|written|author\w*)\b", re.I)
 _NOT_NAMES = frozenset("""i a an the this that these those it its he she they we you his her their our my
 but and or so if when while as at in on of for by with from to after before since mr mrs ms dr
-""".split())
+today yesterday tomorrow tonight according however although though despite unlike like later earlier then
+yet still instead meanwhile thus therefore hence because key some many most other another each every both
+such several various following among within without under over throughout until unless whether
+""".split()) | {m.lower() for m in _MONTH.split("|")} | {d.lower() for d in _WEEKDAY.split("|")}
 
 _TRAILING = " ,.;:!?\"'’”)("
 
@@ -84,10 +87,13 @@ def _candidates(kind: str, text: str) -> list[tuple[int, int]]:
         for m in _NAME_RE.finditer(text):
             a, b = m.span()
             first = text[a:b].split()[0].strip(_TRAILING).lower()
-            if first in _NOT_NAMES or first in STOPWORDS or _NUMBER_RE.fullmatch(text[a:b].strip(_TRAILING)):
+            # a capitalised first word that is a month, a function word or an adverb opening a sentence
+            # ("Today, Harvard fields...", "According to ...") is not a name
+            common = first in _NOT_NAMES or first in STOPWORDS
+            if common or _NUMBER_RE.fullmatch(text[a:b].strip(_TRAILING)):
                 # "But Russia": drop the capitalised function word and keep the rest
                 rest = text[a:b].split(None, 1)
-                if len(rest) < 2 or _NUMBER_RE.fullmatch(text[a:b].strip(_TRAILING)):
+                if len(rest) < 2 or not common:
                     continue
                 a = b - len(rest[1])
             spans.append((a, b))

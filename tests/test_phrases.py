@@ -50,6 +50,14 @@ def test_kind_of_question(question, kind):
     ("Who posted the tweet describing an Aleppo hospital?", TWEET, "bint AbuBakr"),
     # a capitalised function word opening a quote is not a name
     ("Who is quoted saying the war crimes are obvious?", QUOTE, "Jean-Marc Ayrault"),
+    # nor is a sentence's opening adverb, or a month (SQuAD misses before these were excluded)
+    ("Who is the primary rival of the Harvard team?",
+     "Today, Harvard fields top teams, such as the hockey team (with a strong rivalry against Cornell).", "Cornell"),
+    ("Who was the main proponent of the cellular theory?",
+     "According to the cellular theory of immunity, represented by Elie Metchnikoff, cells fight.", "Elie Metchnikoff"),
+    ("Who did Dinwiddie order to address the French?",
+     "To counter the French, in October 1753 Dinwiddie ordered Major George Washington to go.",
+     "Major George Washington"),
 ])
 def test_answer_phrase(question, text, expected):
     assert phrase(question, text) == expected
