@@ -202,12 +202,10 @@ def build(settings: Any, full: bool) -> None:
 def _with_phrase(ans: Any) -> str:
     """The answer wrapped for a terminal, the words that answer in bold (click.echo drops the bold when
     the output is not a terminal, so pipes and files get plain text)."""
-    text = ans.answer
-    if not ans.phrase:
-        return textwrap.fill(text, 100)
-    a, b = ans.phrase
-    wrapped = textwrap.fill(text[:a] + "\x00" + text[a:b] + "\x01" + text[b:], 100)
-    return wrapped.replace("\x00", "\x1b[1m").replace("\x01", "\x1b[22m")
+    from bot.format import PHRASE_CLOSE, PHRASE_OPEN, with_phrase_marks
+
+    wrapped = textwrap.fill(with_phrase_marks(ans), 100)
+    return wrapped.replace(PHRASE_OPEN, "\x1b[1m").replace(PHRASE_CLOSE, "\x1b[22m")
 
 
 def _format_answer(ans: Any, streamed: bool = False) -> str:

@@ -94,7 +94,16 @@ def clean_inline(text: str) -> str:
 
 _MARKDOWN_RE = re.compile(r"([\\*_~|`])")
 _ESCAPED_RE = re.compile(r"\\([\\*_~|`])")
-_OPEN, _CLOSE = "\x00", "\x01"  # phrase markers: not white space, so folding keeps them in place
+PHRASE_OPEN, PHRASE_CLOSE = "\x00", "\x01"  # not white space: folding and wrapping keep them in place
+
+
+def with_phrase_marks(answer: Answer) -> str:
+    """The answer text with PHRASE_OPEN / PHRASE_CLOSE around the words that answer (when any), for the
+    embed (Markdown bold) and the terminal (ANSI bold) to replace after folding or wrapping the text."""
+    if not answer.phrase:
+        return answer.answer
+    a, b = answer.phrase
+    return answer.answer[:a] + PHRASE_OPEN + answer.answer[a:b] + PHRASE_CLOSE + answer.answer[b:]
 
 
 def escape_markdown(text: str) -> str:
@@ -107,14 +116,11 @@ def plain_text(markdown: str) -> str:
     return _ESCAPED_RE.sub(r"\1", markdown.replace("**", ""))
 
 
-def answer_markdown(answer: Answer) -> str:
+def answer_markdown(answer: Answer, bold: bool = True) -> str:
     """The answer as one line of safe Markdown, with the words that answer the question in bold."""
-    text = answer.answer
-    if answer.phrase:
-        a, b = answer.phrase
-        text = text[:a] + _OPEN + text[a:b] + _CLOSE + text[b:]
-    line = escape_markdown(clean_inline(text))
-    return line.replace(_OPEN, "**").replace(_CLOSE, "**")
+    line = escape_markdown(clean_inline(with_phrase_marks(answer)))
+    mark = "**" if bold else ""
+    return line.replace(PHRASE_OPEN, mark).replace(PHRASE_CLOSE, mark)
 
 
 def fit_content(text: str) -> str:
@@ -237,16 +243,15 @@ def format_answer(answer: Answer, *, elapsed_ms: float | None = None) -> Outgoin
         else:
             description = f"{ABSTAIN_MESSAGE} Nothing in the articles I have comes close to that question."
             fields = []
-        base = description + note
+        base = plain = description + note
         footer = f"Searched in {_seconds(elapsed)}"
         desc_limit = DESCRIPTION_LIMIT
     else:
         colour = TENTATIVE_COLOUR if answer.tentative else ANSWER_COLOUR
         lead = TENTATIVE_LEAD if answer.tentative else ""
-        body = answer_markdown(answer) or "(no answer text)"
-        if answer.phrase and dlen(lead + body + note) > (ANSWER_BUDGET if answer.sources else DESCRIPTION_LIMIT):
-            body = escape_markdown(clean_inline(answer.answer))  # cut short, a '**' could be left open
-        base = lead + body + note
+        base = lead + (answer_markdown(answer) or "(no answer text)") + note
+        # a description cut short could leave a '**' open: one that must be cut goes without the bold
+        plain = lead + (answer_markdown(answer, bold=False) or "(no answer text)") + note
         cited = set(answer.citations)
         fields = [_source_field(n, s, cited=n in cited) for n, s in enumerate(answer.sources[:MAX_FIELDS], 1)]
         sure = "low confidence" if answer.tentative else "confidence"
@@ -257,7 +262,8 @@ def format_answer(answer: Answer, *, elapsed_ms: float | None = None) -> Outgoin
     footer = truncate(footer, FOOTER_LIMIT)
 
     def build() -> dict[str, Any]:
-        embed: dict[str, Any] = {"title": title, "description": truncate(base, desc_limit), "color": colour}
+        description = base if dlen(base) <= desc_limit else truncate(plain, desc_limit)
+        embed: dict[str, Any] = {"title": title, "description": description, "color": colour}
         if fields:
             embed["fields"] = [{"name": f.name, "value": f.value(), "inline": False} for f in fields]
         embed["footer"] = {"text": footer}

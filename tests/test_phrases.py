@@ -128,3 +128,13 @@ def test_cli_bold_on_a_terminal_plain_in_a_pipe(article_corpus, tmp_path):
     assert piped.exit_code == 0 and "\x1b[" not in piped.stdout and "Russia vetoed it" in piped.stdout
     as_json = json.loads(runner.invoke(cli, [*argv[:-1], "--json", argv[-1]], obj={}).stdout)
     assert as_json["phrase"]["text"] == "Russia"
+
+
+def test_embed_squeezed_to_fit_drops_the_bold_rather_than_cut_it():
+    """Five long sources push the embed past 6,000 characters, so the description is cut to fit: the cut
+    must not leave a '**' open (the answer alone fits its own budget, so only the squeeze cuts it)."""
+    text = "Russia " + "vetoed it again and again. " * 50
+    sources = [Source(text="x " * 600, title=f"Source {n} " + "t" * 200, doc_id=f"d{n}", score=0.8, start=0,
+                      end=1200, chunk_id=n) for n in range(5)]
+    desc = format_answer(_answer(text, (0, len(text) - 10), sources)).embed["description"]
+    assert len(desc) < len(text) and "**" not in desc
