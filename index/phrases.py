@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 
-from index.text import STOPWORDS, _stemmer, words
+from index.text import STOPWORDS, _stemmer, content_terms
 
 NAME, NUMBER, DATE = "name", "number", "date"
 
@@ -108,11 +108,6 @@ def _candidates(kind: str, text: str) -> list[tuple[int, int]]:
     return out
 
 
-def _stems(text: str) -> set[str]:
-    toks = [w for w in words(text) if w not in STOPWORDS]
-    return set(_stemmer().stemWords(toks)) if toks else set()
-
-
 def answer_phrase(question: str, text: str) -> tuple[int, int] | None:
     """``(start, end)`` in ``text`` of the phrase answering ``question``, or None when none is clear."""
     kind = kind_of(question)
@@ -120,8 +115,8 @@ def answer_phrase(question: str, text: str) -> tuple[int, int] | None:
         return None
     if kind == NAME and _AUTHOR_Q_RE.search(question) and (m := _BYLINE_RE.search(text)):
         return m.span(1)
-    asked = _stems(question)
-    cands = [(a, b) for a, b in _candidates(kind, text) if not (_stems(text[a:b]) & asked)]
+    asked = set(content_terms(question))
+    cands = [(a, b) for a, b in _candidates(kind, text) if asked.isdisjoint(content_terms(text[a:b]))]
     if not cands:
         return None
     # Where the question's own words occur in the sentence: the answer is usually next to them.
