@@ -455,13 +455,10 @@ def report(stats: TrainStats | None, args: argparse.Namespace, names: dict[str, 
         lines += ["", f"(a random sentence of the paragraph: top-1 {next(iter(sel.values())).chance_top1:.3f})", ""]
     if pipe:
         lines += [f"## b. Herald over the held-out articles only ({pipe_count})", "",
-                  "| model | system | recall@1 | recall@5 | answer hit | abstain out-of-corpus @5% false | p50 ms |",
-                  "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+                  f"| model | system | {quality.ROW_COLUMNS}", f"| --- | --- | {quality.ROW_ALIGN}"]
         for k, rows in pipe.items():
             for name, r in rows.items():
-                ab, _ = r.abstention()
-                lines.append(f"| {k} | {name} | {r.recall(1):.3f} | {r.recall(5):.3f} | {r.answer_hit():.3f} | "
-                             f"{ab:.3f} | {r.p50():.1f} |")
+                lines.append(f"| {k} | {name} | {quality.row_cells(r)}")
         lines.append("")
     if len(sel) > 1 and "base" in sel:
         lines += paired_table(sel, pipe)
@@ -475,8 +472,7 @@ def report(stats: TrainStats | None, args: argparse.Namespace, names: dict[str, 
         lines.append("")
     if art:
         lines += ["## c. Article question set (benchmarks/quality.py --article; never trained on)", "",
-                  "| model | system | recall@1 | recall@5 | answer hit | abstain out-of-corpus @5% false | p50 ms |",
-                  "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+                  f"| model | system | {quality.ROW_COLUMNS}", f"| --- | --- | {quality.ROW_ALIGN}"]
         for k, rows in art.items():
             for name, cells in rows.items():
                 lines.append(f"| {k} | {name} | " + " | ".join(cells[2:]) + " |")

@@ -50,7 +50,6 @@ from index.engine import Engine  # noqa: E402
 from index.retrieval import SearchSettings, search_for  # noqa: E402
 from index.store import load_index  # noqa: E402
 from index.phrases import kind_of  # noqa: E402
-from index.text import content_terms  # noqa: E402
 
 log = logging.getLogger("quality")
 
@@ -104,7 +103,6 @@ def squad_questions(articles: list[dict], which: range) -> list[Question]:
     for i in which:
         art = articles[i]
         for pi, para in enumerate(art["paragraphs"]):
-            ctx = para["context"]
             for qa in para["qas"]:
                 if qa.get("is_impossible") or not qa["answers"]:
                     continue
@@ -376,14 +374,21 @@ def measure(name: str, index, questions: list[Question], model: str, settings: S
 # ------------------------------------------------------------------------------------------- report
 
 
+ROW_COLUMNS = "recall@1 | recall@5 | answer hit | abstain out-of-corpus @5% false | p50 ms |"
+ROW_ALIGN = "---: | ---: | ---: | ---: | ---: |"
+
+
+def row_cells(r: Row) -> str:
+    """One Row's figures as Markdown cells, in ROW_COLUMNS order (finetune.py's tables use them too)."""
+    ab, _ = r.abstention()
+    return f"{r.recall(1):.3f} | {r.recall(5):.3f} | {r.answer_hit():.3f} | {ab:.3f} | {r.p50():.1f} |"
+
+
 def table(results: dict[str, dict[str, Row]], counts: dict[str, str]) -> str:
-    lines = ["| data set | system | recall@1 | recall@5 | answer hit | abstain out-of-corpus @5% false | p50 ms |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    lines = [f"| data set | system | {ROW_COLUMNS}", f"| --- | --- | {ROW_ALIGN}"]
     for ds, rows in results.items():
         for name, r in rows.items():
-            ab, _ = r.abstention()
-            lines.append(f"| {ds} ({counts[ds]}) | {name} | {r.recall(1):.3f} | {r.recall(5):.3f} | "
-                         f"{r.answer_hit():.3f} | {ab:.3f} | {r.p50():.1f} |")
+            lines.append(f"| {ds} ({counts[ds]}) | {name} | {row_cells(r)}")
     lines += ["", "Answer phrase (issue 12): of the answerable who / when / how-many questions, how many answers "
               "mark a phrase in bold, and how many of those phrases are a gold answer (or hold one, or sit in one).",
               "", "| Herald on | typed questions | phrase marked | phrase right | right when marked |",
@@ -486,7 +491,6 @@ def main(argv: list[str] | None = None) -> int:
         counts["article"] = f"{sum(1 for q in qs if q.answers)} q + {sum(1 for q in qs if not q.answers)} off-topic"
     md = table(results, counts)
     print(md)
-    herald = results[next(iter(results))]["herald"]
     log.info("done in %.0f s", time.perf_counter() - started)
     if str(args.out) != "-":
         cmd = "python benchmarks/quality.py " + " ".join(

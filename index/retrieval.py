@@ -407,4 +407,5 @@ def load_reranker(name: str):
         raise ModelLoadError("reranker", name, describe(exc, 160)) from exc
 
 
-__all__ = ["SearchSettings", "search_for", "tune_for_model", "tuned_values", "Query", "Candidate", "Retriever", "fuse", "fuse_scores", "answer_type_of", "top"]
+__all__ = ["SearchSettings", "search_for", "tune_for_model", "tuned_values", "Query", "Candidate", "Retriever",
+           "fuse", "fuse_scores", "answer_type_of", "top"]
