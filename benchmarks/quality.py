@@ -113,10 +113,13 @@ def squad_questions(articles: list[dict], which: range) -> list[Question]:
     return out
 
 
-def link_bbc(bbc: Path, corpus: Path) -> int:
-    """Copy the BBC articles in as distractors (bbc/<category>/NNN.txt), bytes unchanged."""
+def link_bbc(bbc: Path, corpus: Path, every: int = 1) -> int:
+    """Copy the BBC articles in as distractors (bbc/<category>/NNN.txt), bytes unchanged.
+
+    ``every`` > 1 takes every Nth article of each category (a sample for a slow model's build)."""
     n = 0
-    for src in sorted(Path(bbc).glob("*/*.txt")):
+    for src in [f for cat in sorted(Path(bbc).iterdir()) if cat.is_dir()
+                for f in sorted(cat.glob("*.txt"))[::max(1, every)]]:
         dst = corpus / "bbc" / src.parent.name / src.name
         raw = src.read_bytes()
         if not dst.exists() or dst.read_bytes() != raw:
@@ -201,22 +204,31 @@ def chunk_tag(chunking: ChunkSettings) -> str:
     return f"s{chunking.sentences}o{chunking.overlap}p{chunking.min_paragraph_chars}"
 
 
+def bbc_suffix(every: int) -> str:
+    """The index-name suffix for SQuAD with the BBC distractors: "+bbc", or "+bbc1in4" for a sample."""
+    return "+bbc" if every <= 1 else f"+bbc1in{every}"
+
+
 def prepare_squad(squad: Path, cache: Path, chunking: ChunkSettings, model: str, bbc: Path | None = None,
-                  subsets: tuple[str, ...] = ("all", "half")):
-    """Corpora under cache/corpora, indexes under cache/indexes/<chunking>/; returns loaded indexes."""
+                  subsets: tuple[str, ...] = ("all", "half"), bbc_every: int = 1):
+    """Corpora under cache/corpora, indexes under cache/indexes/<chunking>/; returns loaded indexes.
+
+    Each index starts from a copy of the one before it (squad-all, then squad-all + BBC), so a document
+    already embedded is never embedded again."""
     articles = squad_articles(squad)
     tag = chunk_tag(chunking)
     out = {}
     for extra in ([None, bbc] if bbc else [None]):
-        suffix = "+bbc" if extra else ""
+        suffix = bbc_suffix(bbc_every) if extra else ""
         for subset in subsets:
             which = range(len(articles)) if subset == "all" else range(SQUAD_IN_CORPUS)
             name = f"squad-{subset}{suffix}"
             corpus = cache / "corpora" / name
             write_squad(articles, corpus, which)
             if extra:
-                link_bbc(extra, corpus)
-            seed = cache / "indexes" / tag / f"squad-all{suffix}" if subset != "all" else None
+                link_bbc(extra, corpus, bbc_every)
+            seed = (cache / "indexes" / tag / f"squad-all{suffix}" if subset != "all"
+                    else cache / "indexes" / tag / "squad-all" if extra else None)
             out[name] = build(corpus, cache / "indexes" / tag / name, chunking, model, seed)
     return articles, out
 
@@ -281,6 +293,12 @@ def _is_gold(engine: Engine, row: int, q: Question) -> bool:
     return _contains(chunk.text, q.answers)  # the article set: an expected string in the chunk
 
 
+def source_is_gold(engine: Engine, source, q: Question) -> bool:
+    """_is_gold for one of an Answer's sources: a source names its chunk by id, and in an index that was
+    updated rather than built from scratch (squad-all + BBC starts as a copy of squad-all) ids are not rows."""
+    return _is_gold(engine, engine.index.row_of_id[source.chunk_id], q)
+
+
 def _best_sentence(engine: Engine, row: int, q_vec: np.ndarray) -> str:
     sids = engine.index.chunk_sentence_ids[row]
     if not sids:
@@ -330,7 +348,7 @@ def run_herald(engine: Engine, questions: list[Question], row: Row, score_into: 
         row.latency_ms.append(ans.latency_ms)
         if q.answers:
             row.rank_hits.append(next((r + 1 for r, s in enumerate(ans.sources[:5])
-                                       if _is_gold(engine, s.chunk_id, q)), 0))
+                                       if source_is_gold(engine, s, q)), 0))
             row.answer_hits.append(not ans.abstained and _contains(ans.answer, q.answers))
             row.in_scores.append(ans.confidence)
             if kind_of(q.text):
@@ -434,6 +452,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--squad", type=Path, help="SQuAD v2.0 dev (half) JSON")
     ap.add_argument("--bbc", type=Path, help="BBC News folder (<category>/NNN.txt), added as distractors to SQuAD")
+    ap.add_argument("--bbc-every", type=int, default=1, metavar="N",
+                    help="only every Nth BBC article of each category (a slow model's build; the row says so)")
     ap.add_argument("--article", nargs="?", const=ROOT / "tests/data/article_qa.jsonl", type=Path,
                     help="the article question set (default tests/data/article_qa.jsonl) over corpus/")
     ap.add_argument("--corpus", type=Path, default=ROOT / "corpus", help="corpus for --article")
@@ -466,7 +486,8 @@ def main(argv: list[str] | None = None) -> int:
     counts: dict[str, str] = {}
     started = time.perf_counter()
     if args.squad:
-        articles, idx = prepare_squad(args.squad, args.cache, chunking, args.model, args.bbc)
+        articles, idx = prepare_squad(args.squad, args.cache, chunking, args.model, args.bbc,
+                                      bbc_every=args.bbc_every)
         allq = squad_questions(articles, range(len(articles)))
         failed = map_gold(idx["squad-all"], articles, allq)
         if failed:
@@ -479,9 +500,11 @@ def main(argv: list[str] | None = None) -> int:
                                    (idx["squad-half"], ins, outs))
         counts["SQuAD"] = f"{len(qs)} q; abstention {len(ins)} in / {len(outs)} out"
         if args.bbc:
-            results["SQuAD + BBC"] = measure("SQuAD + BBC", idx["squad-all+bbc"], qs, args.model, settings,
-                                             (idx["squad-half+bbc"], ins, outs))
-            counts["SQuAD + BBC"] = f"{len(qs)} q, {len(idx['squad-all+bbc'].documents)} docs"
+            sfx = bbc_suffix(args.bbc_every)
+            label = "SQuAD + BBC" if args.bbc_every <= 1 else f"SQuAD + BBC (1 in {args.bbc_every})"
+            results[label] = measure(label, idx[f"squad-all{sfx}"], qs, args.model, settings,
+                                     (idx[f"squad-half{sfx}"], ins, outs))
+            counts[label] = f"{len(qs)} q, {len(idx[f'squad-all{sfx}'].documents)} docs"
     if args.article:
         corpus = args.cache / "corpora" / "article"
         shutil.copytree(args.corpus, corpus, dirs_exist_ok=True)

@@ -179,7 +179,7 @@ def run_point(data: SquadSet, embedder: MemoEmbedder, settings: SearchSettings) 
     s = dataclasses.replace(settings, top_k=max(5, settings.top_k), abstain_threshold=0.0, tentative_below=0.0)
     eng = Engine(data.all_index, embedder, s)
     answers, sim_all, cov_all = _ask_all(eng, data.questions)
-    rank = [next((k + 1 for k, src in enumerate(a.sources[:5]) if quality._is_gold(eng, src.chunk_id, q)), 0)
+    rank = [next((k + 1 for k, src in enumerate(a.sources[:5]) if quality.source_is_gold(eng, src, q)), 0)
             for a, q in zip(answers, data.questions)]
     hit = [quality._contains(a.answer, q.answers) for a, q in zip(answers, data.questions)]
     half = Engine(data.half_index, embedder, s)

@@ -57,3 +57,31 @@ def test_model_benchmark_runs_on_the_article_set(tmp_path, model):
     got = json.loads(out.stdout.strip().splitlines()[-1])
     assert got["model"] == model and got["dim"] == 384 and got["questions"] > 50
     assert got["ask_p50_ms"] > 0 and got["peak_rss_mb"] > 0
+
+
+def test_a_bbc_sample_takes_every_nth_article_of_each_category_under_its_own_index_name(tmp_path):
+    from quality import bbc_suffix, link_bbc
+
+    for cat in ("business", "tech"):
+        (tmp_path / "bbc" / cat).mkdir(parents=True)
+        for i in range(1, 6):
+            (tmp_path / "bbc" / cat / f"{i:03}.txt").write_text(f"{cat} {i}", encoding="utf-8")
+    assert link_bbc(tmp_path / "bbc", tmp_path / "all") == 10
+    assert link_bbc(tmp_path / "bbc", tmp_path / "sample", every=2) == 6
+    copied = sorted(p.relative_to(tmp_path / "sample").as_posix() for p in (tmp_path / "sample").rglob("*.txt"))
+    assert copied == [f"bbc/{c}/{i:03}.txt" for c in ("business", "tech") for i in (1, 3, 5)]
+    assert bbc_suffix(1) == "+bbc" and bbc_suffix(4) == "+bbc1in4"  # a sample never reuses the full index
+
+
+def test_a_source_is_matched_to_its_chunk_by_id_not_by_row():
+    """An updated index (squad-all + BBC starts as a copy of squad-all) numbers its chunks by id, not by row:
+    reading a source's chunk_id as a row put every Herald answer's sources in the wrong place (recall 0)."""
+    from types import SimpleNamespace
+
+    from quality import Question, source_is_gold
+
+    chunks = [SimpleNamespace(doc_id="a", start=0, end=50, text="x"), SimpleNamespace(doc_id="b", start=0, end=50, text="y")]
+    engine = SimpleNamespace(index=SimpleNamespace(chunks=chunks, row_of_id={7: 0, 3: 1}))
+    q = Question("who?", ["an answer"], "b", gold_spans=[(10, 20)])  # in b, inside either chunk's span
+    assert source_is_gold(engine, SimpleNamespace(chunk_id=3), q)
+    assert not source_is_gold(engine, SimpleNamespace(chunk_id=7), q)
