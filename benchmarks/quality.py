@@ -209,6 +209,16 @@ def bbc_suffix(every: int) -> str:
     return "+bbc" if every <= 1 else f"+bbc1in{every}"
 
 
+def _bbc_seed(indexes: Path, every: int) -> Path:
+    """What squad-all + BBC (every Nth article) starts from: the largest BBC sample already built whose
+    articles it includes (every 4th is inside every 2nd), else squad-all. A slow model's full BBC build can
+    so grow from a sample run instead of starting over."""
+    for k in (2, 4, 8, 16):
+        if k > every and k % every == 0 and (indexes / f"squad-all{bbc_suffix(k)}" / "manifest.json").exists():
+            return indexes / f"squad-all{bbc_suffix(k)}"
+    return indexes / "squad-all"
+
+
 def prepare_squad(squad: Path, cache: Path, chunking: ChunkSettings, model: str, bbc: Path | None = None,
                   subsets: tuple[str, ...] = ("all", "half"), bbc_every: int = 1):
     """Corpora under cache/corpora, indexes under cache/indexes/<chunking>/; returns loaded indexes.
@@ -228,7 +238,7 @@ def prepare_squad(squad: Path, cache: Path, chunking: ChunkSettings, model: str,
             if extra:
                 link_bbc(extra, corpus, bbc_every)
             seed = (cache / "indexes" / tag / f"squad-all{suffix}" if subset != "all"
-                    else cache / "indexes" / tag / "squad-all" if extra else None)
+                    else _bbc_seed(cache / "indexes" / tag, bbc_every) if extra else None)
             out[name] = build(corpus, cache / "indexes" / tag / name, chunking, model, seed)
     return articles, out
 

@@ -85,3 +85,20 @@ def test_a_source_is_matched_to_its_chunk_by_id_not_by_row():
     q = Question("who?", ["an answer"], "b", gold_spans=[(10, 20)])  # in b, inside either chunk's span
     assert source_is_gold(engine, SimpleNamespace(chunk_id=3), q)
     assert not source_is_gold(engine, SimpleNamespace(chunk_id=7), q)
+
+
+def test_a_bbc_index_grows_from_the_largest_sample_it_contains(tmp_path):
+    from quality import _bbc_seed
+
+    def built(name: str) -> None:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "manifest.json").write_text("{}", encoding="utf-8")
+
+    assert _bbc_seed(tmp_path, 1) == tmp_path / "squad-all"
+    built("squad-all+bbc1in4")
+    assert _bbc_seed(tmp_path, 1) == tmp_path / "squad-all+bbc1in4"
+    assert _bbc_seed(tmp_path, 2) == tmp_path / "squad-all+bbc1in4"  # every 4th is inside every 2nd
+    assert _bbc_seed(tmp_path, 3) == tmp_path / "squad-all"  # every 4th is not inside every 3rd
+    assert _bbc_seed(tmp_path, 4) == tmp_path / "squad-all"  # never itself
+    built("squad-all+bbc1in2")
+    assert _bbc_seed(tmp_path, 1) == tmp_path / "squad-all+bbc1in2"
