@@ -33,7 +33,6 @@ TARGET_HIT, TARGET_TOP3 = 0.75, 0.95
 
 def rows_for(model: str, corpus: Path, questions: Path) -> list[list[str]]:
     items = load_qa(questions)
-    offtopic = sum(1 for i in items if not i.answerable)
     value_sets = {"shipped": search_for(model)}
     if search_for(model) != SearchSettings():
         value_sets["MiniLM's defaults"] = SearchSettings()
@@ -48,8 +47,8 @@ def rows_for(model: str, corpus: Path, questions: Path) -> list[list[str]]:
             n = evaluate(open_engine(dataclasses.replace(config, search=never)), items).summary()
             out.append([Path(model).name if "/" in model else model, label, f"{s['answer_hit']:.3f}",
                         f"{n['answer_hit']:.3f}", f"{s['recall@1']:.3f}", f"{s['recall@3']:.3f}",
-                        f"{s['recall@5']:.3f}", f"{round(s['false_abstentions'] * s['answerable'])} / {s['answerable']}",
-                        f"{round(s['off_topic_abstained'] * offtopic)} / {offtopic}"])
+                        f"{s['recall@5']:.3f}", f"{s['answerable'] - s['answered']} / {s['answerable']}",
+                        f"{s['off_topic'] - s['off_topic_answered']} / {s['off_topic']}"])
     return out
 
 

@@ -490,6 +490,29 @@ def report(stats: TrainStats | None, args: argparse.Namespace, names: dict[str, 
     return "\n".join(lines)
 
 
+def held_out(args: argparse.Namespace, articles: list[dict], names: dict[str, str],
+             stats: TrainStats | None) -> str:
+    """Measures a, b and c for the odd/even split (module doc) and returns the report."""
+    held = squad_items(articles, HELD_OUT)
+    if args.limit_questions:
+        held = held[:args.limit_questions]
+    paragraphs = article_sentences(articles, HELD_OUT)
+    sel = {k: sentence_selection(m, held, paragraphs) for k, m in names.items()}
+    log.info("a. done")
+    pipe: dict[str, dict] = {}
+    count = ""
+    for k, m in names.items():
+        pipe[k], count = herald_pipeline(m, articles, args.cache, args.limit_questions)
+    log.info("b. done")
+    art = {} if args.skip_article else {k: article_set(m, args.cache, _slug(k)) for k, m in names.items()}
+    calibrated = calibrate(pipe)
+    if not args.skip_article:
+        for k, values in calibrated.items():
+            sets = [f"{f}={v:.3f}" for f, v in values.items()]
+            art[f"{k}, thresholds matched"] = article_set(names[k], args.cache, _slug(k) + "-matched", sets)
+    return report(stats, args, names, sel, pipe, count, art, calibrated)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--squad", type=Path, default=ROOT.parent / "shared/data/squad-dev-v2.0-half.json")
@@ -543,29 +566,8 @@ def main(argv: list[str] | None = None) -> int:
             art[k] = article_set(m, args.cache, _slug(k))
             art[f"{k}, never abstaining"] = article_set(m, args.cache, _slug(k) + "-never", never)
         md = report(stats, args, names, {}, {}, "", art, None)
-        print(md)
-        args.results.parent.mkdir(parents=True, exist_ok=True)
-        args.results.write_text(md + "\n", encoding="utf-8")
-        log.info("wrote %s", args.results)
-        return 0
-    held = squad_items(articles, HELD_OUT)
-    if args.limit_questions:
-        held = held[:args.limit_questions]
-    paragraphs = article_sentences(articles, HELD_OUT)
-    sel = {k: sentence_selection(m, held, paragraphs) for k, m in names.items()}
-    log.info("a. done")
-    pipe: dict[str, dict] = {}
-    count = ""
-    for k, m in names.items():
-        pipe[k], count = herald_pipeline(m, articles, args.cache, args.limit_questions)
-    log.info("b. done")
-    art = {} if args.skip_article else {k: article_set(m, args.cache, _slug(k)) for k, m in names.items()}
-    calibrated = calibrate(pipe)
-    if not args.skip_article:
-        for k, values in calibrated.items():
-            sets = [f"{f}={v:.3f}" for f, v in values.items()]
-            art[f"{k}, thresholds matched"] = article_set(names[k], args.cache, _slug(k) + "-matched", sets)
-    md = report(stats, args, names, sel, pipe, count, art, calibrated)
+    else:
+        md = held_out(args, articles, names, stats)
     print(md)
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(md + "\n", encoding="utf-8")
