@@ -21,7 +21,7 @@ from index.errors import CorpusError
 log = logging.getLogger(__name__)
 
 #: Bump when cleaning changes, so fingerprints change and documents are re-embedded.
-CLEANER_VERSION = 4
+CLEANER_VERSION = 5  # 5: a first line that is a sentence stays in the text; stray bytes replaced in place
 
 SUFFIXES = (".txt", ".md", ".html", ".htm")
 
@@ -52,6 +52,10 @@ _LINK_RE = re.compile(r"(?:https?://)?(?:t\.co/\w+|pic\.twitter\.com/\w+)", re.I
 _URL_RE = re.compile(r"https?://\S+")
 # The closing "---" may be the file's last line, with no newline after it.
 _FRONT_MATTER_RE = re.compile(r"\A---[ \t]*\n(.*?)\n---[ \t]*(?:\n|\Z)", re.DOTALL)
+_FRONT_MATTER_OPEN_RE = re.compile(r"\A---[ \t]*(?:\n|\Z)")
+_META_LINE_RE = re.compile(r"^[A-Za-z_][\w-]*:(?:\s|$)")
+# A first line ending like a statement ("The mayor resigned."), not a question headline ("What now for Kelly?").
+_SENTENCE_END_RE = re.compile(r"\w[.!][”’\"')]?$")
 _MD_SUBHEADING_RE = re.compile(r"^#{2,6}\s+.*$", re.MULTILINE)
 #: Larger files are not news articles (a 20 MB file took minutes to split, then hours to embed).
 MAX_ARTICLE_BYTES = 2_000_000
@@ -251,35 +255,63 @@ def _join_fragments(paragraphs: list[str]) -> list[str]:
 def _split_front_matter(raw: str) -> tuple[dict[str, str], str]:
     match = _FRONT_MATTER_RE.match(raw)
     if not match:
-        return {}, raw
+        return _unclosed_front_matter(raw)
+    return _meta_of(match.group(1).splitlines()), raw[match.end():]
+
+
+def _meta_of(lines: list[str]) -> dict[str, str]:
     meta: dict[str, str] = {}
-    for line in match.group(1).splitlines():
+    for line in lines:
         if ":" in line:
             key, value = line.split(":", 1)
             meta[key.strip().lower()] = value.strip().strip("\"'")
-    return meta, raw[match.end():]
+    return meta
+
+
+def _unclosed_front_matter(raw: str) -> tuple[dict[str, str], str]:
+    """A file opening with ``---`` that never closes it: the ``key: value`` lines right after the opening
+    are read as front matter, the rest is the body (never the title ``---``)."""
+    opening = _FRONT_MATTER_OPEN_RE.match(raw)
+    if not opening:
+        return {}, raw
+    lines = raw[opening.end():].split("\n")
+    n = 0
+    while n < len(lines) and _META_LINE_RE.match(lines[n]):
+        n += 1
+    return _meta_of(lines[:n]), "\n".join(lines[n:])
 
 
 def _decode(raw: bytes, path: Path) -> str | None:
-    """Decode UTF-8; fall back to cp1252 only for a few stray bytes in otherwise-text files."""
+    """Decode UTF-8, a stray bad byte replaced where it is (U+FFFD); Windows-1252 only for text that is
+    plainly not UTF-8 (no valid multi-byte character at all, or more bad bytes than good characters)."""
     if b"\x00" in raw[:8192]:
         log.warning("skipping %s: binary file", path)
         return None
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        bad = sum(1 for b in raw if b >= 0x80)
-        # Legacy single-byte text (e.g. one Latin-1 pound sign): safe to decode as cp1252.
-        try:
-            text = raw.decode("cp1252")
-        except UnicodeDecodeError:
-            log.warning("skipping %s: not UTF-8 (%s)", path, exc.reason)
-            return None
-        if bad > max(8, len(raw) // 100):
-            log.warning("skipping %s: not UTF-8", path)
-            return None
-        log.warning("%s is not valid UTF-8; decoded as Windows-1252", path)
-        return text
+        text = raw.decode("utf-8-sig", errors="replace")
+        bad = text.count("\ufffd") - raw.count("\ufffd".encode("utf-8"))
+        good = sum(1 for ch in text if ord(ch) >= 0x80) - text.count("\ufffd")
+        if good >= bad:  # mostly UTF-8: one bad byte must not turn "café" into "cafÃ©"
+            log.warning("%s: %d bytes are not valid UTF-8; each is replaced by U+FFFD", path, bad)
+            return text
+        return _decode_legacy(raw, path, exc)
+
+
+def _decode_legacy(raw: bytes, path: Path, exc: UnicodeDecodeError) -> str | None:
+    """Legacy single-byte text (e.g. one Latin-1 pound sign) as cp1252; too many odd bytes: skipped."""
+    high = sum(1 for b in raw if b >= 0x80)
+    try:
+        text = raw.decode("cp1252")
+    except UnicodeDecodeError:
+        log.warning("skipping %s: not UTF-8 (%s)", path, exc.reason)
+        return None
+    if high > max(8, len(raw) // 100):
+        log.warning("skipping %s: not UTF-8", path)
+        return None
+    log.warning("%s is not valid UTF-8; decoded as Windows-1252", path)
+    return text
 
 
 def _extracted(html_text: str, url: str | None):
@@ -309,8 +341,9 @@ def looks_like_headline(line: str) -> bool:
 
 
 def _title_from_name(path: Path) -> str:
-    words = re.sub(r"[-_]+", " ", path.stem).strip()
-    return words[:1].upper() + words[1:] if words else path.stem
+    stem = shown_name(path.stem)
+    words = re.sub(r"[-_]+", " ", stem).strip()
+    return words[:1].upper() + words[1:] if words else stem
 
 
 def parse_document(path: Path, doc_id: str, raw: bytes) -> Document | None:
@@ -333,18 +366,23 @@ def parse_document(path: Path, doc_id: str, raw: bytes) -> Document | None:
             title = title or html_title
             for key, value in html_meta.items():
                 meta.setdefault(key, value)
+    in_body = False  # a title that is also the body's first sentence
     if not title:
         for line in body.splitlines():
-            if line.strip():
-                first = _clean_inline(line.lstrip("# "))
-                # A first line that reads like a paragraph is the article's start, not its headline.
-                title = first if line.lstrip().startswith("#") or looks_like_headline(first) else ""
-                break
+            first = _clean_inline(line.lstrip("# "))
+            if not re.search(r"\w", first):
+                continue  # "---", "* * *": never a title
+            # A first line that reads like a paragraph is the article's start, not its headline.
+            title = first if line.lstrip().startswith("#") or looks_like_headline(first) else ""
+            # A plain first line that ends like a sentence is the article's first sentence too: kept in
+            # the body, so it is searched and can be the answer (a title alone is neither).
+            in_body = bool(title) and not line.lstrip().startswith("#") and bool(_SENTENCE_END_RE.search(first))
+            break
     if suffix == ".md":
         # Subheadings carry no answer and, glued to the next paragraph, end up quoted inside one.
         body = _MD_SUBHEADING_RE.sub("", body)
         body = re.sub(r"^#\s+", "", body, flags=re.MULTILINE)
-    cleaned = clean_text(body, title)
+    cleaned = clean_text(body, "" if in_body else title)
     if not cleaned.strip():
         log.warning("skipping %s: no article text", path)
         return None
@@ -352,7 +390,7 @@ def parse_document(path: Path, doc_id: str, raw: bytes) -> Document | None:
         id=doc_id,
         title=title or _title_from_name(path),
         text=cleaned,
-        path=str(path),
+        path=shown_name(str(path)),
         url=meta.get("url") or meta.get("source") or None,
         date=meta.get("date") or None,
         fingerprint=fingerprint_bytes(raw),
@@ -374,31 +412,64 @@ def corpus_files(corpus_dir: Path) -> list[tuple[str, Path]]:
         found = sorted(_article_files(corpus_dir))
     except OSError as exc:
         raise CorpusError("unreadable", corpus_dir, str(exc.strerror or exc)) from exc
-    return [(p.relative_to(corpus_dir).as_posix(), p) for p in found]
+    out: list[tuple[str, Path]] = []
+    taken: set[str] = set()
+    for p in found:
+        doc_id = shown_name(p.relative_to(corpus_dir).as_posix())
+        n = 1
+        while doc_id in taken:  # two names that differ only in bytes that are not UTF-8
+            n += 1
+            stem, dot, suffix = shown_name(p.relative_to(corpus_dir).as_posix()).rpartition(".")
+            doc_id = f"{stem}~{n}{dot}{suffix}"
+        taken.add(doc_id)
+        out.append((doc_id, p))
+    return out
+
+
+def shown_name(name: str) -> str:
+    """A file name as text that can be written anywhere (JSON, a terminal, Discord): bytes that are not
+    UTF-8 (decoded by the OS as surrogates) become U+FFFD; the file itself is still read by its real name."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def _article_files(corpus_dir: Path) -> list[Path]:
     """Article files under the folder, following linked folders (an operator's symlinked feed folder is
-    part of the corpus) but never the same real folder twice; hidden files and folders are skipped."""
+    part of the corpus) but never the same real folder twice; hidden files and folders are skipped.
+
+    A walk with a stack, not recursion: 1,100 nested folders overflowed os.walk's recursion."""
     seen: set[str] = set()
     found: list[Path] = []
-
-    def on_error(exc: OSError) -> None:
-        log.warning("cannot read %s: %s; its articles are skipped", exc.filename, exc.strerror or exc)
-
-    for root, dirs, files in os.walk(corpus_dir, followlinks=True, onerror=on_error):
+    stack = [str(corpus_dir)]
+    while stack:
+        root = stack.pop()
         real = os.path.realpath(root)
         if real in seen:
-            log.warning("skipping %s: it links back to a folder already read", root)
-            dirs[:] = []
+            log.warning("skipping %s: it links back to a folder already read", shown_name(root))
             continue
         seen.add(real)
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in files:
-            p = Path(root) / name
-            if not name.startswith(".") and p.suffix.lower() in SUFFIXES and p.is_file():
-                found.append(p)
+        try:
+            with os.scandir(root) as it:
+                entries = list(it)
+        except OSError as exc:
+            log.warning("cannot read %s: %s; its articles are skipped", shown_name(root), exc.strerror or exc)
+            continue
+        dirs = []
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            if _is_dir(entry):
+                dirs.append(entry.name)
+            elif Path(entry.name).suffix.lower() in SUFFIXES and Path(entry.path).is_file():
+                found.append(Path(entry.path))
+        stack.extend(os.path.join(root, d) for d in sorted(dirs, reverse=True))  # sorted, depth first
     return found
+
+
+def _is_dir(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()  # follows links, as os.walk(followlinks=True) did
+    except OSError:
+        return False
 
 
 def corpus_fingerprints(corpus_dir: Path) -> dict[str, str]:

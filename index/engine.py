@@ -99,8 +99,10 @@ class IndexInfo:
     corpus: str
     stale: Staleness | None = None
     stale_error: Exception | None = None
-    damaged: list[str] = field(default_factory=list)  # files that fail their size (or, checked, hash) record
+    damaged: list[str] = field(default_factory=list)  # files that fail their size (or, hashed, checksum) record
     damage_error: Exception | None = None  # with check=True: why the full load failed
+    checksums_verified: bool = False  # every file was hashed (False: only sizes compared; the index is big)
+    index_bytes: int = 0  # total size of the index's files, as the manifest records them
 
 
 # "What is the latest on ...": newer articles first among the passages nearly as good as the best.
@@ -334,11 +336,16 @@ def rebuild(config: EngineConfig, progress: Progress | None = None, full: bool =
     return _build(config, config.open_source(), get_embedder(config.model), progress, full, busy_threads, on_wait)
 
 
+#: Up to this size ``describe_index`` hashes every file (hashlib reads about a gigabyte a second).
+HASH_ON_DESCRIBE_BYTES = 256_000_000
+
+
 def describe_index(config: EngineConfig, check: bool = False) -> IndexInfo:
     """What the index at ``config.index_dir`` holds, read from its manifest (no model is loaded).
 
-    File sizes are always compared with the manifest's record (a stat each); ``check`` also verifies
-    every checksum and loads the whole index, as answering would.
+    File sizes are always compared with the manifest's record (a stat each), and checksums too when the
+    index is at most ``HASH_ON_DESCRIBE_BYTES`` (a flipped byte keeps the size: only a hash sees it);
+    ``check`` verifies every checksum whatever the size and loads the whole index, as answering would.
     """
     manifest = read_manifest(config.index_dir)
     docs = [DocumentInfo(doc_id, d.get("title") or doc_id, d.get("url"), d.get("date"), int(d.get("chunks") or 0),
@@ -348,7 +355,11 @@ def describe_index(config: EngineConfig, check: bool = False) -> IndexInfo:
                      manifest.get("vector_store", DEFAULT_STORE), docs, int(manifest["counts"]["chunks"]),
                      manifest["counts"].get("sentences"), manifest.get("built_at"), manifest.get("chunking"),
                      str(config.corpus))
-    info.damaged = verify_files(config.index_dir, manifest, hashes=check)
+    files = manifest.get("files")
+    info.index_bytes = sum(f["bytes"] for f in (files.values() if isinstance(files, dict) else ())
+                           if isinstance(f, dict) and isinstance(f.get("bytes"), int))
+    info.checksums_verified = bool(files) and (check or info.index_bytes <= HASH_ON_DESCRIBE_BYTES)
+    info.damaged = verify_files(config.index_dir, manifest, hashes=info.checksums_verified)
     if check and not info.damaged:
         try:
             load_index(config.index_dir, manifest["model"], int(manifest["dim"]))

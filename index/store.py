@@ -302,25 +302,37 @@ def _recover_interrupted_swap(index_dir: Path) -> None:
         old = index_dir.parent / journal.read_text(encoding="utf-8").strip()
     except OSError:
         return
-    if not index_dir.exists() and old.name.startswith(f".{index_dir.name}.old-") and old.is_dir():
+    if (not os.path.lexists(index_dir) and old.name.startswith(f".{index_dir.name}.old-")
+            and old.is_dir() and not old.is_symlink()):
         os.replace(old, index_dir)
         log.warning("restored the previous index at %s after an interrupted swap", index_dir)
     journal.unlink(missing_ok=True)
 
 
 def _discard(path: Path) -> bool:
-    """Delete a folder of ours, making read-only parts writable first; True when it is gone."""
+    """Delete a folder of ours, making read-only parts writable first; True when it is gone.
+
+    Never follows a link: a link named like our leftovers is removed itself, and only folders inside
+    ``path`` are ever made writable (never its parent, never what a link points to)."""
+    if os.path.islink(path) or not os.path.isdir(path):
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        return not os.path.lexists(path)
+    top = os.path.abspath(path)
 
     def make_writable(func, p, _exc) -> None:
         try:
-            os.chmod(os.path.dirname(p), 0o700)
-            os.chmod(p, 0o600) if not os.path.isdir(p) else os.chmod(p, 0o700)
+            parent = os.path.dirname(os.path.abspath(p))
+            if (parent == top or parent.startswith(top + os.sep)) and not os.path.islink(parent):
+                os.chmod(parent, 0o700)
+            if not os.path.islink(p):
+                os.chmod(p, 0o700 if os.path.isdir(p) else 0o600)
             func(p)
         except OSError:
             pass
 
     shutil.rmtree(path, onerror=make_writable)
-    return not path.exists()
+    return not os.path.lexists(path)
 
 
 def clean_leftovers(index_dir: Path) -> list[str]:
