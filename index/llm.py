@@ -8,8 +8,11 @@ on: numbered passages with title, outlet and date; "answer only from these passa
 
 What the model writes is checked before anyone sees it as *the* answer: it must cite at least one
 passage and only passages that were given. Anything else (no citation, a made-up number, the server
-down, a timeout, an HTTP error, a rate limit, a malformed or empty reply) gives the extractive answer,
-with ``Draft.fallback`` saying why. After ``breaker_failures`` failures in a row the model is not called
+down, a timeout, an HTTP error, a rate limit, a malformed or empty reply, a reply longer than
+``max_chars``) gives the extractive answer, with ``Draft.fallback`` saying why. ``timeout`` is the
+deadline of the whole call, streamed or not (the ``openai`` client's own timeout is per read, which a
+server sending a byte a second never reaches): the call runs in a worker thread that reads the raw
+reply a network chunk at a time, checking the deadline and the size as it goes. After ``breaker_failures`` failures in a row the model is not called
 for ``breaker_seconds`` (a dead server should not cost every question a timeout).
 """
 
@@ -20,9 +23,9 @@ import re
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlparse
+from urllib.parse import urlparse, urlsplit, urlunsplit
 
 from index.answerers import ANSWERERS, ExtractiveAnswerer
 from index.types import Draft, Source, Turn
@@ -32,9 +35,11 @@ if TYPE_CHECKING:
 
 # Reasons a model's answer was not used (Draft.fallback); the application words them.
 FALLBACK_REASONS = ("unreachable", "timeout", "http_error", "rate_limited", "malformed", "empty", "no_citation",
-                    "bad_citation", "breaker_open")
+                    "bad_citation", "breaker_open", "too_long")
 _SERVER_FAILURES = {"unreachable", "timeout", "http_error", "rate_limited", "malformed", "empty"}
-_CITATION_RE = re.compile(r"\[(\d{1,3})\]")
+# [1], [1,2], [1, 2] (and [1][2], two of them); any number of digits, so [1000] is seen (and refused).
+_CITATION_RE = re.compile(r"\[\s*(\d+(?:\s*,\s*\d+)*)\s*\]")
+_NUMBER_RE = re.compile(r"\d+")
 
 SYSTEM_PROMPT = """You answer questions about news articles for a Discord bot called Herald.
 Rules:
@@ -52,13 +57,16 @@ the conversation. Reply with the question only."""
 
 @dataclass(frozen=True)
 class LLMSettings:
-    """Where the model is and how long to wait for it. ``api_key`` never appears in a repr or a log."""
+    """Where the model is and how long to wait for it. ``api_key`` never appears in a repr or a log, nor
+    the ``user:password@`` of ``url``. ``timeout``: seconds for the whole call (and any one read);
+    ``max_chars``: a longer reply is not used (nor read further)."""
 
-    url: str = ""
+    url: str = field(default="", repr=False)
     model: str = ""
     api_key: str = field(default="", repr=False)
     timeout: float = 30.0
     max_tokens: int = 400
+    max_chars: int = 4000
     temperature: float = 0.1
     history_turns: int = 4
     breaker_failures: int = 3
@@ -69,10 +77,25 @@ class LLMSettings:
             raise ValueError("url must start with http:// or https://")
         if self.url and not self.model:
             raise ValueError("model must be named when url is set")
-        if not (self.timeout > 0 and self.max_tokens > 0 and self.history_turns >= 0 and self.breaker_failures >= 1
-                and self.breaker_seconds >= 0 and 0 <= self.temperature <= 2):
-            raise ValueError("timeout and max_tokens must be positive, history_turns and breaker_seconds not "
-                             "negative, breaker_failures at least 1, temperature between 0 and 2")
+        if not (self.timeout > 0 and self.max_tokens > 0 and self.max_chars > 0 and self.history_turns >= 0
+                and self.breaker_failures >= 1 and self.breaker_seconds >= 0 and 0 <= self.temperature <= 2):
+            raise ValueError("timeout, max_tokens and max_chars must be positive, history_turns and "
+                             "breaker_seconds not negative, breaker_failures at least 1, temperature between 0 and 2")
+
+    def __repr__(self) -> str:
+        shown = {f.name: getattr(self, f.name) for f in fields(self) if f.repr}
+        return f"LLMSettings(url={redacted_url(self.url)!r}, " + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"
+
+
+def redacted_url(url: str) -> str:
+    """``url`` without the password of its ``user:password@`` (for a repr or a log line)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "(not a URL)"
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]))
 
 
 class LLMFailure(Exception):
@@ -145,19 +168,25 @@ def build_messages(question: str, sources: Sequence[Source], history: Sequence[T
 
 
 def citations_of(text: str, given: int) -> list[int]:
-    """The passage numbers ``text`` cites, in first-cited order; LLMFailure if none, or one not given."""
-    cited = list(dict.fromkeys(int(n) for n in _CITATION_RE.findall(text)))
-    if not cited:
+    """The passage numbers ``text`` cites ([1], [1, 2], [1][2]), in first-cited order; LLMFailure if none,
+    or one not given ([0], [1000])."""
+    numbers = [n for group in _CITATION_RE.findall(text) for n in _NUMBER_RE.findall(group)]
+    if not numbers:
         raise LLMFailure("no_citation")
-    bad = [n for n in cited if not 1 <= n <= given]
+    bad = [n for n in numbers if len(n.lstrip("0")) > 6 or not 1 <= int(n) <= given]  # 6: never int() a huge one
     if bad:
-        raise LLMFailure("bad_citation", f"[{bad[0]}] of {given} passages")
-    return cited
+        raise LLMFailure("bad_citation", f"[{bad[0][:8]}] of {given} passages")
+    return list(dict.fromkeys(int(n) for n in numbers))
 
 
 class ChatClient:
     """One OpenAI-compatible server through the ``openai`` package (no retries: failing fast is the
-    point, the breaker decides when to try again); every error becomes an LLMFailure."""
+    point, the breaker decides when to try again); every error becomes an LLMFailure.
+
+    The whole call has one deadline (``timeout``): it runs in a worker thread the caller waits for at
+    most that long. The worker reads the raw reply a network chunk at a time (a streamed one as
+    server-sent events, parsed here), stops at the deadline or when the text passes ``max_chars``, and
+    closes the connection, so neither a reply that never ends nor a 10 MB one costs more than that."""
 
     def __init__(self, settings: LLMSettings) -> None:
         import openai
@@ -169,37 +198,14 @@ class ChatClient:
 
     def complete(self, messages: list[dict[str, str]], on_token: Callable[[str], None] | None = None,
                  max_tokens: int | None = None) -> str:
-        s = self.settings
-        try:
-            if on_token is None:
-                reply = self._client.chat.completions.create(model=s.model, messages=messages, stream=False,
-                                                             temperature=s.temperature,
-                                                             max_tokens=max_tokens or s.max_tokens)
-                if not getattr(reply, "choices", None):
-                    raise LLMFailure("malformed", "no choices")
-                text = reply.choices[0].message.content or ""
-            else:
-                parts = []
-                chunks = 0
-                stream = self._client.chat.completions.create(model=s.model, messages=messages, stream=True,
-                                                              temperature=s.temperature,
-                                                              max_tokens=max_tokens or s.max_tokens)
-                for chunk in stream:
-                    chunks += 1
-                    delta = chunk.choices[0].delta.content if chunk.choices else None
-                    if delta:
-                        parts.append(delta)
-                        on_token(delta)
-                text = "".join(parts)
-                if not chunks:  # not one server-sent event: whatever came back was not a stream
-                    raise LLMFailure("malformed", "no events in the stream")
-        except LLMFailure:
-            raise
-        except Exception as exc:  # noqa: BLE001 - mapped to the few reasons a person needs to know
-            raise self._failure(exc) from exc
-        if not text.strip():
-            raise LLMFailure("empty")
-        return text.strip()
+        call = _Call(self, messages, on_token, max_tokens or self.settings.max_tokens)
+        worker = threading.Thread(target=call.run, name="herald-llm-call", daemon=True)
+        worker.start()
+        worker.join(self.settings.timeout)
+        if worker.is_alive():
+            call.cancel()  # the worker stops at its next chunk (or read timeout) and closes the connection
+            raise LLMFailure("timeout", f"no complete reply in {self.settings.timeout:g} s")
+        return call.outcome()
 
     def _failure(self, exc: BaseException) -> LLMFailure:
         o = self._openai
@@ -269,6 +275,133 @@ class LLMAnswerer:
             return None
         line = text.strip().splitlines()[0].strip().strip('"') if text.strip() else ""
         return line if 3 <= len(line) <= 300 else None
+
+
+class _Call:
+    """One request to the model, run in a worker thread (``ChatClient.complete``)."""
+
+    def __init__(self, chat: ChatClient, messages: list[dict[str, str]], on_token: Callable[[str], None] | None,
+                 max_tokens: int) -> None:
+        self.chat, self.messages, self.on_token, self.max_tokens = chat, messages, on_token, max_tokens
+        self.deadline = time.monotonic() + chat.settings.timeout
+        self.max_chars = chat.settings.max_chars
+        # JSON may spell a character in up to 12 bytes (a surrogate pair as two \\uXXXX); envelopes are small.
+        self.max_bytes = self.max_chars * 12 + 65536
+        self._lock = threading.Lock()  # held while a token is handed on, so none is after cancel()
+        self._cancelled = False
+        self._text: str | None = None
+        self._error: LLMFailure | None = None
+
+    def cancel(self) -> None:
+        with self._lock:
+            self._cancelled = True
+
+    def outcome(self) -> str:
+        if self._error is not None:
+            raise self._error
+        text = (self._text or "").strip()
+        if not text:
+            raise LLMFailure("empty")
+        return text
+
+    def run(self) -> None:
+        s = self.chat.settings
+        try:
+            with self.chat._client.chat.completions.with_streaming_response.create(
+                    model=s.model, messages=self.messages, stream=self.on_token is not None,
+                    temperature=s.temperature, max_tokens=self.max_tokens,
+                    extra_headers={"Accept-Encoding": "identity"}) as response:
+                raw = response.http_response
+                if raw.headers.get("content-encoding", "identity").lower() not in ("identity", ""):
+                    raise LLMFailure("malformed", "compressed reply")  # never inflate what the server chose
+                chunks = self._chunks(raw.iter_raw())
+                self._text = self._events(chunks) if self.on_token is not None else self._whole(chunks)
+        except LLMFailure as failure:
+            self._error = failure
+        except Exception as exc:  # noqa: BLE001 - mapped to the few reasons a person needs to know
+            self._error = self.chat._failure(exc)
+
+    def _chunks(self, raw: Any) -> Any:
+        """The reply's bytes as they arrive, until the deadline or the call is cancelled."""
+        for chunk in raw:
+            if self._cancelled or time.monotonic() > self.deadline:
+                raise LLMFailure("timeout", f"no complete reply in {self.chat.settings.timeout:g} s")
+            yield chunk
+
+    def _whole(self, chunks: Any) -> str:
+        """A plain JSON reply, read up to ``max_bytes``."""
+        body = bytearray()
+        for chunk in chunks:
+            body += chunk
+            if len(body) > self.max_bytes:
+                raise LLMFailure("too_long", f"over {self.max_bytes:,} bytes")
+        try:
+            reply = json.loads(bytes(body))
+            text = reply["choices"][0]["message"]["content"] or ""
+        except (ValueError, LookupError, TypeError) as exc:
+            raise LLMFailure("malformed", "no choices" if isinstance(exc, LookupError) else type(exc).__name__) \
+                from None
+        if not isinstance(text, str):
+            raise LLMFailure("malformed", "content is not text")
+        if len(text) > self.max_chars:
+            raise LLMFailure("too_long", f"{len(text):,} characters")
+        return text
+
+    def _events(self, chunks: Any) -> str:
+        """A streamed reply: server-sent events, each line at most ``max_bytes``; the text handed on as it comes."""
+        parts: list[str] = []
+        size = events = 0
+        buffer = b""
+        for chunk in chunks:
+            buffer += chunk
+            *lines, buffer = buffer.split(b"\n")
+            if len(buffer) > self.max_bytes:
+                raise LLMFailure("too_long", "an event longer than the reply may be")
+            for line in lines:
+                data = _event_data(line)
+                if data is None:
+                    continue
+                if data == "[DONE]":
+                    return "".join(parts)
+                events += 1
+                delta = _delta_text(data)
+                if not delta:
+                    continue
+                size += len(delta)
+                if size > self.max_chars:
+                    raise LLMFailure("too_long", f"over {self.max_chars:,} characters")
+                parts.append(delta)
+                with self._lock:
+                    if self._cancelled:
+                        raise LLMFailure("timeout", f"no complete reply in {self.chat.settings.timeout:g} s")
+                    self.on_token(delta)  # type: ignore[misc]
+        if not events:  # not one server-sent event: whatever came back was not a stream
+            raise LLMFailure("malformed", "no events in the stream")
+        return "".join(parts)
+
+
+def _event_data(line: bytes) -> str | None:
+    """The data of one server-sent-event line (None for comments, other fields and blank lines)."""
+    line = line.rstrip(b"\r")
+    if not line.startswith(b"data:"):
+        return None
+    return line[5:].strip().decode("utf-8", "replace")
+
+
+def _delta_text(data: str) -> str:
+    """The text one streamed chunk adds (a chunk with an ``error`` is a failed reply)."""
+    try:
+        event = json.loads(data)
+    except ValueError:
+        raise LLMFailure("malformed", "an event that is not JSON") from None
+    if not isinstance(event, dict):
+        raise LLMFailure("malformed", "an event that is not an object")
+    if event.get("error"):
+        raise LLMFailure("http_error", "error in the stream")
+    choices = event.get("choices") or []
+    delta = choices[0].get("delta") if choices and isinstance(choices[0], dict) else None
+    text = delta.get("content") if isinstance(delta, dict) else None
+    return text if isinstance(text, str) else ""
 
 
 ANSWERERS.register("llm", LLMAnswerer)

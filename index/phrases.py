@@ -13,6 +13,7 @@ marked phrase holds the gold answer ("phrase" columns).
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 
 from index.text import STOPWORDS, _stemmer, content_terms
 
@@ -125,9 +126,19 @@ def answer_phrase(question: str, text: str) -> tuple[int, int] | None:
     if not anchors:
         return cands[0] if len(cands) == 1 else None
 
+    starts = [x for x, _ in anchors]  # anchors are words found left to right: starts and ends both ascend
+    ends = [y for _, y in anchors]
+
     def distance(span: tuple[int, int]) -> int:
+        """min over anchors of max(x - b, a - y, 0), by bisection (linear in the answer, not quadratic):
+        the nearest anchor starting at or after b, and the last one starting before b."""
         a, b = span
-        return min(max(x - b, a - y, 0) for x, y in anchors)
+        i = bisect_left(starts, b)
+        best = starts[i] - b if i < len(starts) else None
+        if i:
+            before = max(a - ends[i - 1], 0)  # ends ascend: the (i-1)th ends latest among those before b
+            best = before if best is None else min(best, before)
+        return best  # type: ignore[return-value] - anchors is not empty, so one side exists
 
     return min(cands, key=distance)
 

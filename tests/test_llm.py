@@ -92,6 +92,22 @@ def test_citations_must_exist_and_be_given():
     assert e.value.reason == "bad_citation"
 
 
+@pytest.mark.parametrize("text, cited", [
+    ("A [1,2].", [1, 2]), ("A [1, 2].", [1, 2]), ("A [1][2].", [1, 2]), ("A [2] and [1 , 3].", [2, 1, 3]),
+    ("A [ 2 ].", [2]),
+])
+def test_grouped_citations_cite_each_passage(text, cited):
+    assert citations_of(text, 3) == cited
+
+
+@pytest.mark.parametrize("text", ["A [1000].", "A [1] and [1000].", "A [0].", "A [1, 7].", "A [1] [4].",
+                                  "A [1] [" + "9" * 5000 + "]."])
+def test_a_citation_of_a_passage_not_given_is_bad(text):
+    with pytest.raises(LLMFailure) as e:
+        citations_of(text, 3)
+    assert e.value.reason == "bad_citation"
+
+
 # ------------------------------------------------------------------------------------- failures
 
 
@@ -110,6 +126,59 @@ def test_every_failure_falls_back_to_the_extractive_answer(built_index, fake_emb
     from bot.messages import note_for
 
     assert note_for(ans).startswith("Quoted from the articles instead")
+
+
+# A reply that never ends or never stops growing: the whole call has one deadline (``timeout``) and the
+# text one cap (``max_chars``); past either, the extractive answer. Bounds here are generous on purpose.
+@pytest.mark.parametrize("mode, stream, max_chars, reason", [
+    ("huge", False, 4000, "too_long"), ("huge", True, 4000, "too_long"),
+    ("endless", True, 4000, "too_long"), ("endless", True, 10**9, "timeout"),
+    ("trickle", False, 4000, "timeout"), ("trickle", True, 4000, "timeout"),
+])
+def test_a_reply_too_long_or_too_slow_ends_in_seconds(built_index, fake_embedder, mode, stream, max_chars, reason):
+    import time
+
+    with fake_llm_server(mode=mode, delay=0.2, chunk_delay=0.001) as fake:
+        engine = llm_engine(built_index, fake.url, timeout=2.0, max_chars=max_chars)
+        tokens: list[str] = []
+        started = time.monotonic()
+        ans = engine.ask(QUESTION, on_token=tokens.append if stream else None)
+        elapsed = time.monotonic() - started
+    assert elapsed < 15, f"{mode} took {elapsed:.1f} s"
+    assert ans.fallback == reason and ans.answer == extractive(built_index)
+    assert len("".join(tokens)) <= min(max_chars, 10**6)  # what was shown while written stayed under the cap
+    from bot.messages import note_for
+
+    assert note_for(ans).startswith("Quoted from the articles instead") and "could not be used" not in note_for(ans)
+
+
+def test_a_huge_reply_is_not_read_into_memory():
+    import tracemalloc
+
+    from index.llm import ChatClient
+
+    with fake_llm_server(mode="huge") as fake:
+        client = ChatClient(LLMSettings(url=fake.url, model="m", timeout=5.0, max_chars=4000))
+        with pytest.raises(LLMFailure):  # the fake builds its 10 MB reply once, outside the measurement
+            client.complete([{"role": "user", "content": "hi"}])
+        for on_token in (None, lambda _piece: None):
+            tracemalloc.start()
+            with pytest.raises(LLMFailure) as e:
+                client.complete([{"role": "user", "content": "hi"}], on_token)
+            peak = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
+            assert e.value.reason == "too_long"
+            assert peak < 3_000_000, f"{peak:,} bytes held for a 10 MB reply"
+
+
+def test_the_deadline_and_cap_are_settings():
+    from bot.settings import load_settings
+
+    s = load_settings(None, environ={"HERALD_LLM_URL": "http://127.0.0.1:1/v1", "HERALD_LLM_MODEL": "m",
+                                 "HERALD_LLM_MAX_CHARS": "1234"})
+    assert s.llm.max_chars == 1234 and LLMSettings().max_chars == 4000
+    with pytest.raises(ValueError):
+        LLMSettings(max_chars=0)
 
 
 def test_a_server_that_is_not_there_falls_back(built_index, fake_embedder):

@@ -138,3 +138,16 @@ def test_embed_squeezed_to_fit_drops_the_bold_rather_than_cut_it():
                       end=1200, chunk_id=n) for n in range(5)]
     desc = format_answer(_answer(text, (0, len(text) - 10), sources)).embed["description"]
     assert len(desc) < len(text) and "**" not in desc
+
+
+def test_phrase_finding_is_linear_in_the_answers_length():
+    """A 1.2 MB answer (a runaway model) with thousands of candidates and anchors: seconds, not hours."""
+    import time
+
+    text = "The attack on the market killed 12 people, officials said on Monday. " * 18000
+    assert len(text) > 1_200_000
+    started = time.monotonic()
+    span = answer_phrase("How many people were killed in the attack?", text)
+    elapsed = time.monotonic() - started
+    assert span is not None and text[span[0]:span[1]] == "12"
+    assert elapsed < 15, f"{elapsed:.1f} s"
