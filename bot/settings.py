@@ -36,7 +36,8 @@ class Settings:
     llm: LLMSettings = LLMSettings()
     feeds: tuple[str, ...] = ()
     feed_interval: float = 900.0
-    feed_state: Path = Path(".herald/feeds.json")
+    feed_state: Path | None = None  # None: feeds.json beside the index folder (feed_state_file)
+    feed_max_items: int = 50
     fetch: FetchSettings = FetchSettings()
     discord_token: str | None = field(default=None, repr=False)
     channel_allowlist: frozenset[int] = frozenset()
@@ -45,6 +46,12 @@ class Settings:
     feedback_file: Path = Path(".herald/feedback.jsonl")
     max_concurrency: int = 2
     log_level: str = "INFO"
+
+    @property
+    def feed_state_file(self) -> Path:
+        """Where the feeds' state is kept: HERALD_FEED_STATE, else ``feeds.json`` beside the index folder (so
+        it goes with the index it describes, whatever the current folder)."""
+        return self.feed_state if self.feed_state is not None else self.index_dir.parent / "feeds.json"
 
     @property
     def max_question_chars(self) -> int:
@@ -168,7 +175,8 @@ def load_settings(env_file: str | os.PathLike | None = ".env", environ: dict[str
         llm=_dataclass_from_env(LLMSettings, "HERALD_LLM_", env),
         feeds=tuple(u for u in (get("HERALD_FEEDS") or "").replace(",", " ").split() if u),
         feed_interval=_parse("HERALD_FEED_INTERVAL", get("HERALD_FEED_INTERVAL") or "900", float),
-        feed_state=Path(get("HERALD_FEED_STATE") or ".herald/feeds.json"),
+        feed_state=Path(get("HERALD_FEED_STATE")) if get("HERALD_FEED_STATE") else None,
+        feed_max_items=_parse("HERALD_FEED_MAX_ITEMS", get("HERALD_FEED_MAX_ITEMS") or "50", int),
         fetch=_dataclass_from_env(FetchSettings, "HERALD_FETCH_", env),
         search=_dataclass_from_env(SearchSettings, "HERALD_", env),
         chunking=_dataclass_from_env(ChunkSettings, "HERALD_CHUNK_", env),
@@ -185,6 +193,8 @@ def load_settings(env_file: str | os.PathLike | None = ".env", environ: dict[str
                             "http://localhost:11434/v1 for Ollama) and HERALD_LLM_MODEL")
     if settings.feed_interval < 1:
         raise SettingsError("HERALD_FEED_INTERVAL must be at least 1 second (15 minutes, 900, is polite)")
+    if settings.feed_max_items < 1:
+        raise SettingsError("HERALD_FEED_MAX_ITEMS must be at least 1 (items fetched per feed per poll)")
     if settings.max_concurrency < 1:
         raise SettingsError("HERALD_MAX_CONCURRENCY must be at least 1")
     if settings.cooldown_seconds < 0:

@@ -31,7 +31,8 @@ from index.store import Staleness
 from index.text import clean_question
 from index.types import Answer, Draft, Source, Turn
 from index.vectors import VECTOR_STORES, FaissStore, VectorStore
-from index.web import AddResult, FeedResult, FetchError, FetchSettings, add_url, poll_feeds
+from index.feeds import FeedResult, poll_feeds
+from index.web import AddResult, FetchError, FetchSettings, add_url, redact_url
 
 __all__ = [
     # opening, asking, building, describing
@@ -41,7 +42,7 @@ __all__ = [
     # evaluation
     "QAItem", "EvalResult", "load_qa", "evaluate",
     # news in
-    "add_url", "poll_feeds", "AddResult", "FeedResult", "FetchSettings", "FetchError",
+    "add_url", "poll_feeds", "AddResult", "FeedResult", "FetchSettings", "FetchError", "redact_url",
     # seams
     "DocumentSource", "Document", "FolderSource", "SOURCES",
     "VectorStore", "FaissStore", "VECTOR_STORES",

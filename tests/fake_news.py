@@ -19,6 +19,13 @@ Routes:
   body chunked, with no Content-Length (a size cap must count bytes, not trust the header).
 * ``/redirect``: 302 to ``/news/harbour-bridge-closure.html``; ``/redirect-loop``: 302 to itself.
 * ``/error.html``: 500. ``/missing.html`` and any other path: 404.
+* ``/trickle.html``: a ``text/html`` page sent one byte every ``site.trickle_seconds`` (default 1), as
+  a server does that keeps a fetcher busy; it stops when the client hangs up or the server stops.
+* ``/bomb.html``: ``bomb_body()`` (under 2 KB) sent with ``Content-Encoding: gzip, gzip``: decoded
+  whole it is ``BOMB_DECODED_BYTES`` (1 GiB) of zeros.
+
+``site.redirect(path, location)`` makes ``path`` answer 302 to any ``location`` (another host, another
+scheme). ``site.serve(..., headers={...})`` adds response headers (e.g. ``Content-Encoding``).
 
 ``site.serve(path, filename)`` (or ``body=``) swaps what a path serves, with a new ETag and a later
 Last-Modified, e.g. ``site.serve("/news/ferry-strike.html", "ferry-strike-updated.html")``;
@@ -30,8 +37,11 @@ for), ``site.last_headers[path]`` holds the last request's headers (``.get("User
 from __future__ import annotations
 
 import base64
+import functools
+import gzip
 import hashlib
 import threading
+import zlib
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -62,6 +72,7 @@ class Resource:
     body: bytes
     content_type: str
     last_modified: int  # seconds since the epoch
+    headers: tuple[tuple[str, str], ...] = ()
 
     @property
     def etag(self) -> str:
@@ -86,10 +97,12 @@ class Site:
 
     base: str
     slow_seconds: float = 5.0
+    trickle_seconds: float = 1.0
     hits: Counter[str] = field(default_factory=Counter)
     last_headers: dict[str, Message] = field(default_factory=dict)
     requests: list[tuple[str, str]] = field(default_factory=list)
     _routes: dict[str, Resource] = field(default_factory=dict, repr=False)
+    _redirects: dict[str, str] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _closing: threading.Event = field(default_factory=threading.Event, repr=False)
 
@@ -98,7 +111,7 @@ class Site:
         return self.base + ("" if path.startswith("/") else "/") + path
 
     def serve(self, path: str, filename: str | None = None, *, body: str | bytes | None = None,
-              content_type: str | None = None) -> None:
+              content_type: str | None = None, headers: dict[str, str] | None = None) -> None:
         """Make ``path`` serve ``tests/data/news/<filename>`` (or ``body``) from now on, with a new ETag and
         a Last-Modified later than before, as a site does when an article is updated."""
         if (filename is None) == (body is None):
@@ -115,7 +128,12 @@ class Site:
         with self._lock:
             old = self._routes.get(path)
             modified = START if old is None else max(old.last_modified + 1, int(datetime.now(timezone.utc).timestamp()))
-            self._routes[path] = Resource(raw, content_type, modified)
+            self._routes[path] = Resource(raw, content_type, modified, tuple((headers or {}).items()))
+
+    def redirect(self, path: str, location: str) -> None:
+        """``path`` answers 302 to ``location`` from now on (any URL: another host, port or scheme)."""
+        with self._lock:
+            self._redirects[path] = location
 
     def remove(self, path: str) -> None:
         """``path`` answers 404 from now on (an article taken down)."""
@@ -177,6 +195,18 @@ def _huge_chunks() -> Iterator[bytes]:
     yield tail
 
 
+BOMB_DECODED_BYTES = 1 << 30
+
+
+@functools.lru_cache(maxsize=1)
+def bomb_body() -> bytes:
+    """1 GiB of zeros gzipped twice: about 1.5 KB on the wire (made once per test run, in about 2 s)."""
+    inner = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    block = bytes(1 << 20)
+    once = b"".join(inner.compress(block) for _ in range(BOMB_DECODED_BYTES >> 20)) + inner.flush()
+    return gzip.compress(once, 9)
+
+
 def _handler(site: Site) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -200,6 +230,12 @@ def _handler(site: Site) -> type[BaseHTTPRequestHandler]:
                     return
                 if path in ("/huge.html", "/huge-chunked.html"):
                     self._huge(chunked=path == "/huge-chunked.html")
+                elif path == "/trickle.html":
+                    self._trickle()
+                elif path == "/bomb.html":  # made at the first request, not at every start
+                    self._send(200, bomb_body(), HTML, {"Content-Encoding": "gzip, gzip"})
+                elif (location := site._redirects.get(path)) is not None:
+                    self._redirect(location)
                 elif path == "/redirect":
                     self._redirect(site.url("/news/harbour-bridge-closure.html"))
                 elif path == "/redirect-loop":
@@ -216,7 +252,7 @@ def _handler(site: Site) -> type[BaseHTTPRequestHandler]:
                     self.end_headers()
                 else:
                     self._send(200, res.body, res.content_type,
-                               {"ETag": res.etag, "Last-Modified": res.last_modified_http})
+                               {"ETag": res.etag, "Last-Modified": res.last_modified_http, **dict(res.headers)})
             except (ConnectionError, TimeoutError):
                 self.close_connection = True  # the client gave up (a size cap, a timeout): nothing to do
 
@@ -235,6 +271,19 @@ def _handler(site: Site) -> type[BaseHTTPRequestHandler]:
             self.send_header("Location", location)
             self.send_header("Content-Length", "0")
             self.end_headers()
+
+        def _trickle(self) -> None:
+            body = (DATA_DIR / "harbour-bridge-closure.html").read_bytes()
+            self.send_response(200)
+            self.send_header("Content-Type", HTML)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            for i in range(len(body)):
+                if site._closing.wait(site.trickle_seconds):
+                    break
+                self.wfile.write(body[i:i + 1])
+                self.wfile.flush()
+            self.close_connection = True
 
         def _huge(self, chunked: bool) -> None:
             self.send_response(200)

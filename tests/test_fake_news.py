@@ -191,3 +191,47 @@ def _ask_and_give_up(url: str) -> None:
         get(url, timeout=0.2)
     except OSError:  # a timeout, or the server hanging up as it stops
         pass
+
+
+# --------------------------------------------------------------------- hostile routes (issue 17)
+
+
+def test_the_bomb_is_small_on_the_wire_and_a_gigabyte_decoded():
+    import gzip
+    import zlib
+
+    from fake_news import BOMB_DECODED_BYTES, bomb_body
+
+    with fake_news_server() as site:
+        req = urllib.request.Request(site.url("/bomb.html"), headers={"Accept-Encoding": "gzip"})
+        with _opener.open(req, timeout=10) as r:
+            assert r.headers["Content-Encoding"] == "gzip, gzip" and r.headers["Content-Type"].startswith("text/html")
+            body = r.read()  # urllib does not decode: the raw body
+    assert body == bomb_body() and len(body) < 2000
+    inner = gzip.decompress(body)
+    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    total, data = 0, inner
+    while data:  # the inner layer, decoded in bounded steps and counted
+        total += len(d.decompress(data, 1 << 24))
+        data = d.unconsumed_tail
+    assert total == BOMB_DECODED_BYTES
+
+
+def test_the_trickle_sends_a_byte_at_a_time():
+    with fake_news_server() as site:
+        site.trickle_seconds = 0.05
+        req = urllib.request.Request(site.url("/trickle.html"))
+        started = time.monotonic()
+        with _opener.open(req, timeout=5) as r:
+            first = r.read(10)
+        assert first == (DATA_DIR / "harbour-bridge-closure.html").read_bytes()[:10]
+        assert time.monotonic() - started >= 0.4  # ten bytes, 0.05 s apart
+
+
+def test_redirect_to_any_location_and_extra_headers():
+    with fake_news_server() as site:
+        site.redirect("/go", "ftp://10.0.0.1/x")
+        status, headers, _ = get(site.url("/go"), follow=False)
+        assert status == 302 and headers["Location"] == "ftp://10.0.0.1/x"
+        site.serve("/enc.html", body="<p>x</p>", content_type="text/html", headers={"X-Test": "yes"})
+        assert get(site.url("/enc.html"))[1]["X-Test"] == "yes"

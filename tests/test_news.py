@@ -17,8 +17,13 @@ def opts(paths, model="test-hash"):
     return ["--corpus", str(paths.corpus), "--index", str(paths.index), "--model", model]
 
 
+# The fake site is on 127.0.0.1, which Herald refuses to fetch unless it is allowed.
+LOCAL = FetchSettings(allow_private="127.0.0.1")
+
+
 def env(paths) -> dict[str, str]:
-    return {"HERALD_FEED_STATE": str(paths.root / "feeds.json"), "HERALD_FETCH_TIMEOUT": "2"}
+    return {"HERALD_FEED_STATE": str(paths.root / "feeds.json"), "HERALD_FETCH_TIMEOUT": "2",
+            "HERALD_FETCH_ALLOW_PRIVATE": "127.0.0.1"}
 
 
 @pytest.fixture
@@ -43,7 +48,7 @@ def test_add_then_ask_answers_from_that_page_with_outlet_and_date(built_index, f
 
 
 def test_the_saved_article_is_markdown_with_front_matter_and_no_page_furniture(tmp_path, site):
-    res = add_url(tmp_path, site.url("/news/harbour-bridge-closure.html"))
+    res = add_url(tmp_path, site.url("/news/harbour-bridge-closure.html"), LOCAL)
     text = res.path.read_text(encoding="utf-8")
     assert text.startswith("---\ntitle: Valmouth harbour bridge closed")
     assert "\noutlet: Coastal Times\n" in text and "\ndate: 2024-03-05\n" in text
@@ -54,11 +59,11 @@ def test_the_saved_article_is_markdown_with_front_matter_and_no_page_furniture(t
 
 def test_adding_the_same_url_again_changes_nothing_and_a_changed_page_is_updated(tmp_path, site):
     url = site.url("/news/ferry-strike.html")
-    first = add_url(tmp_path, url)
-    again = add_url(tmp_path, url)
+    first = add_url(tmp_path, url, LOCAL)
+    again = add_url(tmp_path, url, LOCAL)
     assert (first.status, again.status) == ("added", "unchanged") and first.path == again.path
     site.serve("/news/ferry-strike.html", "ferry-strike-updated.html")
-    updated = add_url(tmp_path, url)
+    updated = add_url(tmp_path, url, LOCAL)
     assert updated.status == "updated" and updated.path == first.path
     assert "two days" in updated.path.read_text(encoding="utf-8")
 
@@ -81,12 +86,14 @@ def test_failures_are_one_clear_line_and_the_corpus_is_untouched(built_index, fa
 
 def test_a_bad_address_and_an_unreachable_host_fail_clearly(tmp_path):
     assert add_url(tmp_path, "ftp://example.org/a").error.problem == "bad_url"
-    res = add_url(tmp_path, "http://127.0.0.1:9/nothing", FetchSettings(timeout=1))  # port 9: nobody there
-    assert res.status == "failed" and res.error.problem in ("unreachable", "timeout")
+    res = add_url(tmp_path, "http://127.0.0.1:9/nothing", FetchSettings(timeout=1, allow_private="127.0.0.1"))
+    assert res.status == "failed" and res.error.problem in ("unreachable", "timeout")  # port 9: nobody there
+    assert "Error" not in str(res.error)  # plain words, not an exception's class name
+    assert add_url(tmp_path, "http://127.0.0.1:9/nothing").error.problem == "refused"  # not allowed by default
 
 
 def test_a_redirect_is_followed_and_saved_under_the_final_address(tmp_path, site):
-    res = add_url(tmp_path, site.url("/redirect"))
+    res = add_url(tmp_path, site.url("/redirect"), LOCAL)
     assert res.status == "added" and res.path == article_path(tmp_path, site.url("/news/harbour-bridge-closure.html"))
 
 
@@ -124,7 +131,7 @@ def test_watch_without_feeds_says_what_to_set(built_index, fake_embedder, invoke
 
 def test_a_wire_story_from_two_outlets_is_one_source_also_reported_by_the_other(built_index, fake_embedder, site):
     for name in ("wire-story-outlet-a", "wire-story-outlet-b"):
-        assert add_url(built_index.corpus, site.url(f"/news/{name}.html")).status == "added"
+        assert add_url(built_index.corpus, site.url(f"/news/{name}.html"), LOCAL).status == "added"
     engine = open_engine(EngineConfig(corpus=built_index.corpus, index_dir=built_index.index, model="test-hash"))
     ans = engine.ask("How many people fled the wildfire near Brennick?")
     wire = [s for s in ans.sources if "wildfire" in s.title.lower() or "Brennick" in s.title]
