@@ -36,7 +36,9 @@ class HeraldGroup(click.Group):
             from index import HeraldError
 
             if isinstance(exc, HeraldError):
-                raise click.ClickException(explain(exc)) from None
+                from bot.format import terminal_safe
+
+                raise click.ClickException(terminal_safe(explain(exc))) from None
             raise
         except KeyboardInterrupt:
             click.echo("Interrupted; nothing was changed.", err=True)
@@ -45,14 +47,19 @@ class HeraldGroup(click.Group):
 
 class _StderrFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        return f"{record.levelname.lower()}: {record.getMessage()}"
+        from bot.format import terminal_safe  # a log line may name a file: no escape sequence reaches the terminal
+
+        return f"{record.levelname.lower()}: {terminal_safe(record.getMessage())}"
 
 
 def _setup_logging(verbose: bool) -> None:
+    from bot.format import RedactCredentials
+
     root = logging.getLogger()
     if not any(getattr(h, "_herald", False) for h in root.handlers):
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(_StderrFormatter())
+        handler.addFilter(RedactCredentials())  # an HERALD_LLM_URL's user:password@ is in every request logged
         handler._herald = True  # type: ignore[attr-defined]
         root.addHandler(handler)
     level = logging.DEBUG if verbose else logging.WARNING
@@ -192,9 +199,11 @@ def build(settings: Any, full: bool) -> None:
                f"({', '.join(parts)}; {report.embedded_texts} texts embedded in {report.seconds:.1f} s).")
     if report.full_rebuild:
         return
+    from bot.format import terminal_safe
+
     for label, ids in (("added", report.added), ("changed", report.changed), ("removed", report.removed)):
         for doc_id in ids[:LISTED]:
-            click.echo(f"  {label}: {doc_id}")
+            click.echo(f"  {label}: {terminal_safe(doc_id)}")  # a file name may hold escape sequences
         if len(ids) > LISTED:
             click.echo(f"  ... and {len(ids) - LISTED} more {label}")
 
@@ -202,14 +211,17 @@ def build(settings: Any, full: bool) -> None:
 def _with_phrase(ans: Any) -> str:
     """The answer wrapped for a terminal, the words that answer in bold (click.echo drops the bold when
     the output is not a terminal, so pipes and files get plain text)."""
-    from bot.format import PHRASE_CLOSE, PHRASE_OPEN, with_phrase_marks
+    from bot.format import PHRASE_CLOSE, PHRASE_OPEN, terminal_safe, with_phrase_marks
 
-    wrapped = textwrap.fill(with_phrase_marks(ans), 100)
+    wrapped = textwrap.fill(with_phrase_marks(ans, terminal_safe), 100)
     return wrapped.replace(PHRASE_OPEN, "\x1b[1m").replace(PHRASE_CLOSE, "\x1b[22m")
 
 
 def _format_answer(ans: Any, streamed: bool = False) -> str:
-    """The answer for a terminal. ``streamed``: the model's text was already printed as it arrived."""
+    """The answer for a terminal. ``streamed``: the model's text was already printed as it arrived.
+    Everything from a file or the model goes through ``terminal_safe`` (``t``): no escape sequences."""
+    from bot.format import safe_url
+    from bot.format import terminal_safe as t
     from bot.messages import ABSTAIN_MESSAGE, TENTATIVE_MESSAGE, note_for, source_label
 
     lines = []
@@ -220,8 +232,8 @@ def _format_answer(ans: Any, streamed: bool = False) -> str:
         if ans.hint is not None:
             lines.append("")
             lines.append("The closest passage:")
-            lines.append(textwrap.fill(ans.hint.text, 100, initial_indent="  | ", subsequent_indent="  | "))
-            lines.append(f"  \u2014 {ans.hint.title}")
+            lines.append(textwrap.fill(t(ans.hint.text), 100, initial_indent="  | ", subsequent_indent="  | "))
+            lines.append(f"  \u2014 {t(ans.hint.title)}")
     else:
         if ans.tentative:
             lines.append(TENTATIVE_MESSAGE)
@@ -229,14 +241,15 @@ def _format_answer(ans: Any, streamed: bool = False) -> str:
             lines.append(_with_phrase(ans))
         lines.append("")
         lines.append("Sources:" if not ans.citations else
-                     f"Sources ({ans.answered_by}; cited: {', '.join(f'[{n}]' for n in ans.citations)}):")
+                     f"Sources ({t(ans.answered_by)}; cited: {', '.join(f'[{n}]' for n in ans.citations)}):")
         for n, src in enumerate(ans.sources, 1):
-            where = f" <{src.url}>" if src.url else ""
-            label = f" ({source_label(src.outlet, src.date)})" if src.outlet or src.date else ""
-            lines.append(f"  [{n}] {src.title}{label}{where} (score {src.score:.2f}, chars {src.start}-{src.end})")
+            link = safe_url(src.url)
+            where = f" <{link}>" if link else ""
+            label = f" ({t(source_label(src.outlet, src.date))})" if src.outlet or src.date else ""
+            lines.append(f"  [{n}] {t(src.title)}{label}{where} (score {src.score:.2f}, chars {src.start}-{src.end})")
             if src.also_reported_by:
-                lines.append(f"      also reported by {', '.join(src.also_reported_by)}")
-            lines.append(textwrap.fill(src.text, 100, initial_indent="      | ", subsequent_indent="      | "))
+                lines.append(f"      also reported by {t(', '.join(src.also_reported_by))}")
+            lines.append(textwrap.fill(t(src.text), 100, initial_indent="      | ", subsequent_indent="      | "))
     if note_for(ans):
         lines.append("")
         lines.append(f"Note: {note_for(ans)}")
@@ -290,11 +303,13 @@ def ask(settings: Any, question: str, as_json: bool) -> None:
 
 def _ask_and_print(engine: Any, question: str, history: list | None = None) -> Any:
     """Ask and print; a language model's answer is printed as it arrives (then the sources)."""
+    from bot.format import terminal_safe
+
     streamed: list[str] = []
 
     def on_token(piece: str) -> None:
         streamed.append(piece)
-        click.echo(piece, nl=False)
+        click.echo(terminal_safe(piece), nl=False)
 
     ans = engine.ask(question, history or [], on_token=on_token)
     click.echo(_format_answer(ans, streamed=bool(streamed)))
@@ -326,8 +341,10 @@ def _answer_json(ans: Any) -> dict:
 def info(settings: Any, as_json: bool, check: bool) -> None:
     """Show what the index holds and whether the corpus changed since it was built.
 
-    Exits 1 when the index is damaged (a file's size, or with --check its checksum, does not match).
+    Exits 1 when the index is damaged (a file's size or checksum does not match). Checksums are verified
+    when the index is small enough to hash in a moment (256 MB); --check verifies them at any size.
     """
+    from bot.format import terminal_safe as t
     from bot.messages import explain, source_label, staleness
     from index import describe_index
 
@@ -350,7 +367,7 @@ def info(settings: Any, as_json: bool, check: bool) -> None:
         "titles": [doc.title for doc in d.documents], "damaged": damage or None,
         "articles": [{"id": doc.id, "title": doc.title, "outlet": doc.outlet, "date": doc.date, "url": doc.url}
                      for doc in d.documents],
-        "checked": check,
+        "checked": check, "checksums_verified": d.checksums_verified,
     }
     if as_json:
         click.echo(json.dumps(summary, ensure_ascii=False))
@@ -365,11 +382,18 @@ def info(settings: Any, as_json: bool, check: bool) -> None:
     click.echo(f"Corpus:    {summary['corpus']} ({state})")
     for doc in d.documents:
         label = f" ({source_label(doc.outlet, doc.date)})" if doc.outlet or doc.date else ""
-        click.echo(f"  - {doc.title}{label} [{doc.id}, {doc.chunks} chunks]")
+        click.echo(t(f"  - {doc.title}{label} [{doc.id}, {doc.chunks} chunks]"))
     if damage:
-        raise click.ClickException(damage)
+        raise click.ClickException(t(damage))
     if check:
         click.echo("Check:     every file matches its checksum; the index loads.")
+    elif d.checksums_verified:
+        click.echo("Checksums: every file matches its checksum.")
+    elif d.index_bytes:
+        click.echo(f"Checksums: not verified (only file sizes were compared: the index is {d.index_bytes / 1e6:.0f} MB); "
+                   "run `herald info --check` to verify them.")
+    else:
+        click.echo("Checksums: not verified (this index records none; `herald build --full` writes them).")
 
 
 @cli.command(name="eval")
@@ -397,17 +421,20 @@ def eval_cmd(settings: Any, qa_file: Path, failures: bool, as_json: bool) -> Non
                f"{summary['off_topic_answered']} answered off-topic questions")
     click.echo(f"  {'latency p50/p95':<20} {summary['latency_p50_ms']:.1f} / {summary['latency_p95_ms']:.1f} ms")
     if failures:
+        from bot.format import terminal_safe
+
         for line in result.failures():
-            click.echo(line)
+            click.echo(terminal_safe(line))  # questions and answers from files and the model
 
 
 def _added_line(item: Any) -> str:
-    """One line per URL: what happened to it, or why not."""
+    """One line per URL: what happened to it, or why not (a page's title printed without escape sequences)."""
+    from bot.format import terminal_safe
     from bot.messages import explain, source_label
 
     if item.status == "failed":
-        return f"  failed: {explain(item.error)}"
-    return f"  {item.status}: {item.title} ({source_label(item.outlet, item.date)}) -> {item.path}"
+        return terminal_safe(f"  failed: {explain(item.error)}")
+    return terminal_safe(f"  {item.status}: {item.title} ({source_label(item.outlet, item.date)}) -> {item.path}")
 
 
 def _update_index(settings: Any) -> None:
@@ -440,7 +467,8 @@ def add(settings: Any, urls: tuple[str, ...], is_feed: bool, no_index: bool) -> 
 
     failed = changed = 0
     if is_feed:
-        for res in poll_feeds(settings.corpus_dir, urls, settings.feed_state, settings.fetch):
+        for res in poll_feeds(settings.corpus_dir, urls, settings.feed_state_file, settings.fetch,
+                              settings.feed_max_items):
             if res.error is not None:
                 failed += 1
                 click.echo(f"feed {res.feed}: failed: {explain(res.error)}")
@@ -478,7 +506,8 @@ def watch(settings: Any, once: bool) -> None:
         raise click.UsageError("no feeds to watch: set HERALD_FEEDS (RSS or Atom URLs, separated by commas)")
     while True:
         added = 0
-        for res in poll_feeds(settings.corpus_dir, settings.feeds, settings.feed_state, settings.fetch):
+        for res in poll_feeds(settings.corpus_dir, settings.feeds, settings.feed_state_file, settings.fetch,
+                              settings.feed_max_items):
             if res.error is not None:
                 click.echo(f"feed {res.feed}: failed: {explain(res.error)}", err=True)
                 continue

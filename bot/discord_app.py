@@ -14,19 +14,24 @@ streams from that thread to the loop (``bot.streaming``), and follow-ups get the
 ``conversations`` (``bot.conversation``). ``/reindex`` builds a new
 Engine in a thread and swaps the ``engine`` reference in one assignment; a question already being
 answered keeps the Engine it started with. ``/add`` and the feed watcher (``herald-feeds``: ``poll_feeds``
-in a thread every ``feed_interval`` seconds) save articles into the corpus and then ask for such a rebuild
-(``reindex_soon``: after the one running, if any). ``close`` cancels the watcher and those waits.
+every ``feed_interval`` seconds) save articles into the corpus and then ask for such a rebuild
+(``reindex_soon``: after the one running, if any). Fetches run in a pool of their own (``fetch_workers``
+threads, ``run_fetch``), never in the default pool the answers use: slow or hostile sites cannot make a
+question wait. ``close`` cancels the watcher and those waits, and tells a running poll to stop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import discord
@@ -36,7 +41,7 @@ from discord.ext import commands
 from bot.conversation import Conversations
 from bot.feedback import AnswerMemory, FeedbackLog
 from bot.discord_util import allowed_mentions, polite, reply_to
-from bot.format import fit_content
+from bot.format import RedactCredentials, fit_content
 from bot.settings import Settings
 from index import Answer, Engine, HeraldError, Turn
 
@@ -58,6 +63,7 @@ class HeraldBot(commands.Bot):
 
     initial_extensions: tuple[str, ...] = ("bot.cogs.asking", "bot.cogs.admin", "bot.cogs.news",
                                            "bot.cogs.feedback")
+    fetch_workers = 3  # /adds and feed polls at once; more wait their turn (each ends by HERALD_FETCH_DEADLINE)
 
     def __init__(self, *, settings: Settings, engine: Engine, feedback: FeedbackLog | None = None,
                  answers: AnswerMemory | None = None,
@@ -81,6 +87,8 @@ class HeraldBot(commands.Bot):
         self._reindex_task: asyncio.Task | None = None
         self._background: set[asyncio.Task] = set()
         self._feed_task: asyncio.Task | None = None
+        self._fetch_pool = ThreadPoolExecutor(max_workers=self.fetch_workers, thread_name_prefix="herald-fetch")
+        self._stopping = threading.Event()  # a feed poll under way ends before its next item once set
         self.synced_commands: list[app_commands.AppCommand] = []
 
     # ------------------------------------------------------------------------------------ startup
@@ -236,6 +244,11 @@ class HeraldBot(commands.Bot):
 
     # -------------------------------------------------------------------------------------- feeds
 
+    async def run_fetch(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """``func(*args, **kwargs)`` in the fetch pool (not the default pool, which answers questions)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._fetch_pool, functools.partial(func, *args, **kwargs))
+
     def start_feed_watcher(self) -> bool:
         """Start polling ``settings.feeds`` in the background (False when there are none or it runs already)."""
         if not self.settings.feeds or (self._feed_task is not None and not self._feed_task.done()):
@@ -247,13 +260,15 @@ class HeraldBot(commands.Bot):
         """Every ``feed_interval`` seconds (the first poll at once): poll the feeds in a worker thread, log each
         article added or failing, and rebuild the index when anything was added or updated."""
         from bot.messages import explain
-        from index import poll_feeds
+        from index import poll_feeds, redact_url
 
         s = self.settings
-        log.info("watching %d feed(s) every %g s: %s", len(s.feeds), s.feed_interval, ", ".join(s.feeds))
+        log.info("watching %d feed(s) every %g s (state in %s): %s", len(s.feeds), s.feed_interval,
+                 s.feed_state_file, ", ".join(redact_url(f) for f in s.feeds))
         while True:
             try:
-                results = await asyncio.to_thread(poll_feeds, s.corpus_dir, s.feeds, s.feed_state, s.fetch)
+                results = await self.run_fetch(poll_feeds, s.corpus_dir, s.feeds, s.feed_state_file, s.fetch,
+                                               s.feed_max_items, stop=self._stopping)
             except HeraldError as exc:
                 log.warning("feeds: could not poll: %s", explain(exc))
             except Exception as exc:  # noqa: BLE001 - one bad poll must not stop the watcher
@@ -280,7 +295,8 @@ class HeraldBot(commands.Bot):
             for item in res.items:
                 if item.status == "failed":
                     why = explain(item.error) if item.error is not None else f"{item.url} could not be added"
-                    log.warning("feed %s: item failed (tried again at the next poll): %s", res.feed, why)
+                    later = "given up" if item.url in res.given_up else "tried again later"
+                    log.warning("feed %s: item failed (%s): %s", res.feed, later, why)
                 elif item.status in ("added", "updated"):
                     changed += 1
                     log.info("feed %s: %s -> %s", res.feed, add_result(item), item.path)
@@ -292,11 +308,14 @@ class HeraldBot(commands.Bot):
 
     async def close(self) -> None:
         """Stop the feed watcher and pending rebuild requests first (no new rebuild starts), then disconnect."""
+        self._stopping.set()
         tasks = [t for t in (self._feed_task, *self._background) if t is not None and not t.done()]
         for task in tasks:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+        # Fetches still waiting for a thread are dropped; running ones end by their deadline.
+        self._fetch_pool.shutdown(wait=False, cancel_futures=True)
         await super().close()
 
     # ------------------------------------------------------------------------------------- errors
@@ -389,6 +408,8 @@ def configure_logging(level_name: str, token: str) -> None:
         for old in [f for f in handler.filters if isinstance(f, _RedactToken)]:
             handler.removeFilter(old)
         handler.addFilter(_RedactToken(token))
+        if not any(isinstance(f, RedactCredentials) for f in handler.filters):
+            handler.addFilter(RedactCredentials())  # no URL's user:password@ (HERALD_LLM_URL) in a log line
     logging.getLogger("discord").setLevel(max(root.level, logging.INFO))
     client_log = logging.getLogger("discord.client")
     if not any(isinstance(f, _NoVoiceWarning) for f in client_log.filters):

@@ -10,13 +10,25 @@ limits hold however Discord counts.
 
 Nobody is pinged: every message carries ``allowed_mentions`` that parse nothing, and ``@everyone``,
 ``@here`` and ``<@...>`` written in articles or questions are also defused in the text itself.
+
+Text that came from a page, a file or a model (a title, an outlet, a passage, the answer, a streamed
+preview) is shown as itself through one function, ``neutralise``: control characters dropped, white space
+folded, every Markdown character escaped (so no masked link, heading, quote, spoiler or code), nobody
+pinged. Herald's own Markdown (the bold answer phrase, its italic notes, the ``> `` quote marker, the
+``<url>`` source links it builds from ``safe_url``) is added around that text, never inside it.
+``terminal_safe`` is the terminal's twin (ANSI/OSC escape sequences and control characters removed), and
+``redact_url_credentials`` / ``RedactCredentials`` keep a URL's ``user:password@`` out of what is shown and
+logged.
 """
 
 from __future__ import annotations
 
+import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from bot.messages import ABSTAIN_MESSAGE, TENTATIVE_MESSAGE, note_for, source_label
 from index import Answer, Source
@@ -87,27 +99,56 @@ def defuse_mentions(text: str) -> str:
     return _MENTION_RE.sub("@\u200b\\1", text)
 
 
+# C0 and C1 controls (tab and newline are white space, folded first) and the bidirectional overrides that
+# make text display in another order than it reads.
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+_SPACE_RE = re.compile(r"\s+")
+# Every character Discord's Markdown gives a meaning: emphasis, spoilers, code, masked links ([text](url)),
+# headings and subtext (#, -#), quotes (>), and <@id> / <#id> / <t:...> / <:emoji:id> tags.
+_MARKDOWN_RE = re.compile(r"([\\*_~|`\[\]<>#])")
+_ESCAPED_RE = re.compile(r"\\([\\*_~|`\[\]<>#])")
+# A bracket not already escaped (an even number of backslashes before it): it could open a masked link.
+_LIVE_BRACKET_RE = re.compile(r"(?<!\\)((?:\\\\)*)([\[\]])")
+
+
+def _folded(text: str) -> str:
+    """White space folded to single spaces (ends kept), control characters dropped."""
+    return _CONTROL_RE.sub("", _SPACE_RE.sub(" ", text))
+
+
+def _inert(text: str) -> str:
+    """Folded text with every Markdown character escaped and mentions defused (PHRASE marks untouched)."""
+    return defuse_mentions(escape_markdown(text))
+
+
+def neutralise(text: str) -> str:
+    """Text from a page, a file or a model, as one line Discord shows as itself: no masked link, no
+    Markdown, no ping, no control character. Everything such text passes through this before it is shown."""
+    return _inert(_folded(text)).strip()
+
+
 def clean_inline(text: str) -> str:
-    """One line of safe text: white space folded, mentions defused."""
-    return defuse_mentions(" ".join(text.split()))
+    """One line of Herald's own or the asker's text: white space folded, controls dropped, mentions defused
+    (Markdown left alone: use ``neutralise`` for text from a page, a file or a model)."""
+    return defuse_mentions(_folded(text).strip())
 
 
-_MARKDOWN_RE = re.compile(r"([\\*_~|`])")
-_ESCAPED_RE = re.compile(r"\\([\\*_~|`])")
 PHRASE_OPEN, PHRASE_CLOSE = "\x00", "\x01"  # not white space: folding and wrapping keep them in place
 
 
-def with_phrase_marks(answer: Answer) -> str:
+def with_phrase_marks(answer: Answer, clean: Callable[[str], str] = lambda s: s) -> str:
     """The answer text with PHRASE_OPEN / PHRASE_CLOSE around the words that answer (when any), for the
-    embed (Markdown bold) and the terminal (ANSI bold) to replace after folding or wrapping the text."""
+    embed (Markdown bold) and the terminal (ANSI bold) to replace after folding or wrapping the text.
+    ``clean`` is applied to the text on each side of a mark (so it may drop control characters)."""
     if not answer.phrase:
-        return answer.answer
+        return clean(answer.answer)
     a, b = answer.phrase
-    return answer.answer[:a] + PHRASE_OPEN + answer.answer[a:b] + PHRASE_CLOSE + answer.answer[b:]
+    t = answer.answer
+    return clean(t[:a]) + PHRASE_OPEN + clean(t[a:b]) + PHRASE_CLOSE + clean(t[b:])
 
 
 def escape_markdown(text: str) -> str:
-    """Quoted article text shown as itself: a '*' or '_' in it must not start Discord formatting."""
+    """Quoted text shown as itself: no character in it may start Discord formatting or a link."""
     return _MARKDOWN_RE.sub(r"\\\1", text)
 
 
@@ -118,14 +159,19 @@ def plain_text(markdown: str) -> str:
 
 def answer_markdown(answer: Answer, bold: bool = True) -> str:
     """The answer as one line of safe Markdown, with the words that answer the question in bold."""
-    line = escape_markdown(clean_inline(with_phrase_marks(answer)))
+    line = _inert(with_phrase_marks(answer, _folded)).strip()
     mark = "**" if bold else ""
     return line.replace(PHRASE_OPEN, mark).replace(PHRASE_CLOSE, mark)
 
 
+def defuse_links(text: str) -> str:
+    """Herald's own notices may carry Markdown but never a masked link: every live bracket is escaped."""
+    return _LIVE_BRACKET_RE.sub(r"\1\\\2", text)
+
+
 def fit_content(text: str) -> str:
-    """Message content that fits (2,000) and pings nobody."""
-    return truncate(defuse_mentions(text), CONTENT_LIMIT)
+    """Message content that fits (2,000), pings nobody and holds no masked link."""
+    return truncate(defuse_links(defuse_mentions(_CONTROL_RE.sub("", text))), CONTENT_LIMIT)
 
 
 @dataclass(frozen=True)
@@ -187,18 +233,36 @@ class _Field:
         return "> " + truncate(self.excerpt, max(room, 1)) + tail
 
 
-def _source_url(src: Source) -> str | None:
-    url = (src.url or "").strip()
-    if not url or dlen(url) > _MAX_URL or any(c.isspace() for c in url) or ">" in url:
+_UNSAFE_URL_RE = re.compile(r"[\s<>\"`\\\x00-\x1f\x7f-\x9f]")
+
+
+def safe_url(url: str | None) -> str | None:
+    """A link Herald may show in ``<...>``: http(s) with a host, nothing that could end the brackets or
+    hide in a terminal, not too long (a cut URL is a broken link), its ``user:password@`` dropped; else None."""
+    url = (url or "").strip()
+    if not url or dlen(url) > _MAX_URL or _UNSAFE_URL_RE.search(url):
         return None
-    return url
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:  # "http://[::1": not a URL
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not host:
+        return None
+    if "@" in parts.netloc:
+        parts = parts._replace(netloc=parts.netloc.rsplit("@", 1)[1])
+    return urlunsplit(parts)
+
+
+def _source_url(src: Source) -> str | None:
+    return safe_url(src.url)
 
 
 CITED_MARK = " \u00b7 cited"  # after the title of a source a language model's answer cites as [n]
 
 
 def _source_field(n: int | None, src: Source, label: str = "", cited: bool = False) -> _Field:
-    title = clean_inline(src.title or "") or "(untitled article)"
+    title = neutralise(src.title or "") or "(untitled article)"
     name = f"{label}{title}" if n is None else f"[{n}] {title}"
     mark = CITED_MARK if cited else ""
     return _Field(truncate(name, FIELD_NAME_LIMIT - dlen(mark)) + mark, _source_value(src), _source_url(src))
@@ -207,16 +271,16 @@ def _source_field(n: int | None, src: Source, label: str = "", cited: bool = Fal
 def _source_value(src: Source) -> str:
     """The passage, under who reported it and when ("*Euronews, 11 Oct 2016*") when known, and the other
     outlets that ran the same story."""
-    head = f"*{clean_inline(source_label(src.outlet, src.date))}*\n" if (src.outlet or src.date) else ""
-    also = (f"\n*Also reported by {clean_inline(', '.join(src.also_reported_by))}.*"
+    head = f"*{neutralise(source_label(src.outlet, src.date))}*\n" if (src.outlet or src.date) else ""
+    also = (f"\n*Also reported by {neutralise(', '.join(src.also_reported_by))}.*"
             if src.also_reported_by else "")
-    return head + (clean_inline(src.text) or "(empty passage)") + also
+    return head + (neutralise(src.text) or "(empty passage)") + also
 
 
 def _writer(answer: Answer) -> str:
     """Who wrote the answer, for the footer: the model's name, or "" for a quoted (extractive) answer."""
     by = answer.answered_by or ""
-    return clean_inline(by.split(":", 1)[1]) if by.startswith("llm:") and ":" in by else ""
+    return neutralise(by.split(":", 1)[1]) if by.startswith("llm:") and ":" in by else ""
 
 
 def _seconds(ms: float) -> str:
@@ -306,11 +370,11 @@ def format_sources(titles_and_urls: list[tuple[str, str | None]] | list[tuple[st
     lines = [head]
     used = dlen(head)
     for i, (title, url, *rest_of) in enumerate(titles_and_urls, 1):
-        safe_url = url if url and dlen(url) <= _MAX_URL and not any(c.isspace() for c in url) else None
-        label = f" ({clean_inline(rest_of[0])})" if rest_of and rest_of[0] else ""
-        line = truncate(f"{i}. {clean_inline(title) or '(untitled article)'}{label}", 300)
-        if safe_url:
-            line += f" <{safe_url}>"
+        link = safe_url(url)
+        label = f" ({neutralise(rest_of[0])})" if rest_of and rest_of[0] else ""
+        line = truncate(f"{i}. {neutralise(title) or '(untitled article)'}{label}", 300)
+        if link:
+            line += f" <{link}>"
         rest = len(titles_and_urls) - i + 1
         tail = f"\n\u2026 and {rest} more."
         if used + 1 + dlen(line) + dlen(tail) > CONTENT_LIMIT and i < len(titles_and_urls):
@@ -322,3 +386,50 @@ def format_sources(titles_and_urls: list[tuple[str, str | None]] | list[tuple[st
         lines.append(line)
         used += 1 + dlen(line)
     return OutgoingMessage(content=truncate("\n".join(lines), CONTENT_LIMIT))
+
+
+
+# ---------------------------------------------------------------------------- terminal and logs
+
+# ESC followed by a CSI (ESC [ ... final), an OSC / DCS / SOS / PM / APC string (ended by BEL or ESC \\,
+# or by the end of the text), or any single character; then the 8-bit CSI / OSC / DCS forms.
+_ANSI_RE = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]?"
+    r"|\x1b[\]PX^_][^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?"
+    r"|\x1b[ -/]*[0-~]?"
+    r"|\x9b[0-?]*[ -/]*[@-~]?"
+    r"|[\x90\x98\x9d\x9e\x9f][^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?")
+_TERMINAL_CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def terminal_safe(text: str) -> str:
+    """Text from a file, a file name or a model, printed as itself: escape sequences (colours, cursor moves,
+    window titles, hyperlinks, clipboard writes) and control characters removed; newlines and tabs kept."""
+    return _TERMINAL_CONTROL_RE.sub("", _ANSI_RE.sub("", text))
+
+
+_USERINFO_RE = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/\s?#]*@")
+
+
+def redact_url_credentials(text: str) -> str:
+    """Every ``scheme://user:password@`` in ``text`` with its user and password replaced by ``***``."""
+    return _USERINFO_RE.sub(r"\1***@", text)
+
+
+class RedactCredentials(logging.Filter):
+    """A log handler's filter: no URL's ``user:password@`` in a line it writes (an HERALD_LLM_URL with
+    credentials is in every request the HTTP client logs under ``-v``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            text = record.getMessage()
+        except Exception:  # noqa: BLE001 - a broken log call must not break logging
+            return True
+        clean = redact_url_credentials(text)
+        if clean != text:
+            record.msg, record.args = clean, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact_url_credentials(record.exc_text)
+        return True

@@ -31,6 +31,7 @@ FALLBACK_NOTES = {
     "no_citation": "the language model's answer cited none of the articles, so it is not shown",
     "bad_citation": "the language model's answer cited a passage it was not given, so it is not shown",
     "breaker_open": "the language model failed several times in a row and is being rested for a minute",
+    "too_long": "the language model's answer was far longer than an answer should be, so it is not shown",
 }
 
 
@@ -115,12 +116,28 @@ def _corpus(e: CorpusError) -> str:
     }.get(e.problem, f"corpus problem at {e.path}: {e.problem}")
 
 
+_BAD_URL = {
+    "too_long": "it is longer than 2,048 characters",
+    "malformed": "it is malformed",
+    "redirect": "it redirects to an address that is not an http:// or https:// web address",
+}
+
+
 def _fetch(e: FetchError) -> str:
     if e.problem == "http_status" and e.status == 404:
         return f"{e.url}: there is no page there (HTTP 404)"
+    if e.problem == "bad_url" and e.detail == "credentials":
+        return (f"{e.url} has a user name or password in it; Herald does not fetch such addresses, so the "
+                f"password is never stored or shown")
+    if e.problem == "bad_url" and e.detail in _BAD_URL:
+        return f"{e.url} is not a web address Herald can fetch: {_BAD_URL[e.detail]}"
     return {
         "bad_url": f"{e.url} is not a web address; give an http:// or https:// URL",
+        "refused": (f"{e.url} is a private or internal address" if e.detail != "redirect" else
+                    f"{e.url} redirects to a private or internal address")
+                   + "; Herald fetches only public web pages (HERALD_FETCH_ALLOW_PRIVATE lists exceptions)",
         "unreachable": f"could not reach {e.url} ({e.detail}); check the address and the network",
+        "bad_encoding": f"{e.url} was sent compressed in a way Herald does not read ({e.detail})",
         "timeout": f"{e.url} did not answer in time ({e.detail})",
         "http_status": f"{e.url}: the site answered {f'HTTP {e.status}' if e.status else e.detail}",
         "not_html": f"{e.url} is not a web page ({e.detail}); give the address of an article",

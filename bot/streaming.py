@@ -17,7 +17,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from bot.format import fit_content
+from bot.format import fit_content, neutralise
 
 __all__ = ["PREVIEW_INTERVAL", "StreamPreview", "preview_text"]
 
@@ -30,8 +30,9 @@ WRITING_NOTE = "*\u270d\ufe0f Writing\u2026 checked against the sources when don
 
 
 def preview_text(text: str) -> str:
-    """What a preview shows: the text so far, a cursor, and the note; it fits and pings nobody."""
-    return fit_content(f"{text.strip()}{CURSOR}\n{WRITING_NOTE}")
+    """What a preview shows: the model's text so far as plain text (``neutralise``: no link, no Markdown,
+    no ping), a cursor, and the note; it fits."""
+    return fit_content(f"{neutralise(text)}{CURSOR}\n{WRITING_NOTE}")
 
 
 class StreamPreview:

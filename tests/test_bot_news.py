@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 
 import pytest
 
 from bot_fixtures import *  # noqa: F403 - fixtures
 from bot_fixtures import embed_of, mention, replies_to
-from fake_news import fake_news_server
+from fake_news import DATA_DIR, fake_news_server
 from fakediscord import FLAG_EPHEMERAL, Perm
 from index import EngineConfig, FetchSettings, open_engine
 
@@ -23,7 +24,7 @@ HARBOUR = "/news/harbour-bridge-closure.html"
 HARBOUR_TITLE = "Valmouth harbour bridge closed for repairs after engineers find cracks"
 WILDFIRE_TITLE = "Wildfire forces hundreds to flee homes near Brennick"
 CRACKS = "Who found the cracks in the harbour bridge?"
-FETCH = FetchSettings(timeout=5)
+FETCH = FetchSettings(timeout=5, allow_private="127.0.0.1")  # the fake site is on 127.0.0.1
 
 
 @pytest.fixture
@@ -47,7 +48,8 @@ def source_names(embed: dict) -> list[str]:
 async def start_on(start_herald, paths, model: str = "test-hash", **overrides):
     """A bot over ``paths`` (its index opened, built first if missing) that fetches with a short timeout."""
     engine = await asyncio.to_thread(open_engine, EngineConfig(corpus=paths.corpus, index_dir=paths.index, model=model))
-    bot = await start_herald(engine, corpus_dir=paths.corpus, index_dir=paths.index, model=model, fetch=FETCH,
+    overrides.setdefault("fetch", FETCH)
+    bot = await start_herald(engine, corpus_dir=paths.corpus, index_dir=paths.index, model=model,
                              feed_state=paths.root / "feeds.json", **overrides)
     return bot, engine
 
@@ -154,6 +156,54 @@ async def test_add_while_a_rebuild_runs_rebuilds_again_after_it(fake, start_hera
     done = (await fake.wait_for_followup(inter, timeout=20, index=1)).json["content"]
     assert done.startswith("Index rebuilt") and "3 article(s)" in done, done
     assert HARBOUR_TITLE in titles(bot.engine) and "Paris hosts climate talks" in titles(bot.engine)
+
+
+async def test_slow_adds_never_hold_up_answers(fake, start_herald, built_index, site):
+    # More slow /adds than asyncio's default thread pool has threads: if fetches shared that pool with the
+    # answers (as they did), the question below would wait for the first fetches to end.
+    default_threads = min(32, (os.cpu_count() or 1) + 4)
+    bot, _engine = await start_on(start_herald, built_index)
+    adds = [await fake.send_slash_command("add", {"url": site.url("/slow.html")}, user=fake.config.admin)
+            for _ in range(default_threads + 2)]
+    await fake.wait_until(lambda: site.hits["/slow.html"] >= 1, timeout=10, description="a fetch under way")
+    q = await fake.send_message(mention(fake, CRACKS), author=fake.config.owner)
+    assert embed_of(await fake.wait_for_bot_message(replies_to(q), timeout=15))
+    answered_while_fetching = not any(fake.find_requests(method="POST", path=rf"/webhooks/\d+/{i.token}")
+                                      for i in adds)
+    assert answered_while_fetching, "the answer waited for the slow fetches"
+    assert site.hits["/slow.html"] <= bot.fetch_workers  # the fetches have a bounded pool of their own
+    for inter in adds:  # every /add is still answered, a few at a time
+        line = (await fake.wait_for_followup(inter, timeout=60)).json["content"]
+        assert line.startswith(("Added", "Already indexed", "Updated")), line
+    await asyncio.wait_for(bot.wait_reindexed(), 20)
+
+
+async def test_add_of_an_internal_address_is_refused_politely(fake, start_herald, built_index, site):
+    bot, _engine = await start_on(start_herald, built_index, fetch=FetchSettings(timeout=5))  # no allow-list
+    inter = await fake.send_slash_command("add", {"url": site.url(HARBOUR)}, user=fake.config.admin)
+    text = (await fake.wait_for_followup(inter, timeout=15)).json["content"]
+    assert text.startswith("Sorry") and "private or internal address" in text and "\n" not in text, text
+    assert site.hits[HARBOUR] == 0 and web_files(built_index) == [] and not bot.reindexing
+
+
+async def test_add_reply_shows_a_hostile_title_as_text(fake, start_herald, built_index, site):
+    """A page's og:title and site name are the page's words: the /add reply shows them as plain text, with no
+    masked link, spoiler or bold (issue 17, item 4)."""
+    html = (DATA_DIR / "harbour-bridge-closure.html").read_text(encoding="utf-8")
+    hostile = "[Click to verify](HTTPS://evil.example/phish) **now** ||spoiler||"
+    html = html.replace('content="Valmouth harbour bridge closed for repairs after engineers find cracks"',
+                        f'content="{hostile}"').replace('content="Coastal Times"',
+                                                        'content="[Coastal](https://evil.example/x)"')
+    assert hostile in html
+    site.serve("/news/hostile.html", body=html, content_type="text/html")
+    await start_on(start_herald, built_index)
+    inter = await fake.send_slash_command("add", {"url": site.url("/news/hostile.html")}, user=fake.config.admin)
+    line = (await fake.wait_for_followup(inter, timeout=15)).json["content"]
+    assert line.startswith("Added:"), line
+    for live in ("[Click to verify](", "**now**", "||spoiler||", "[Coastal]("):
+        assert live not in line, line
+    done = (await fake.wait_for_followup(inter, timeout=20, index=1)).json["content"]  # let the rebuild end
+    assert done.startswith("Index rebuilt"), done
 
 
 # ------------------------------------------------------------------------------------ feed watcher

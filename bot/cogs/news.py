@@ -1,14 +1,15 @@
 """News in from Discord: /add <url> (Manage Server only) fetches one article into the corpus and updates the index.
 
-The fetch runs in a worker thread (``index.add_url``: extraction, size and time limits, polite errors), so the
-bot keeps answering meanwhile. When the article is new or changed, the index is rebuilt in the background
+The fetch runs in the bot's fetch pool (``HeraldBot.run_fetch``; ``index.add_url``: the outbound policy,
+extraction, size and time limits, polite errors), never in the threads that answer, so the bot keeps
+answering meanwhile. When the article is new or changed, the index is rebuilt in the background
 (``HeraldBot.reindex_soon``) and the person who added it is told, privately, when the new index is in use.
 The feed watcher (``HeraldBot``'s ``herald-feeds`` task) does the same for ``HERALD_FEEDS``.
 """
 
 from __future__ import annotations
 
-import asyncio
+import dataclasses
 import logging
 from typing import TYPE_CHECKING
 
@@ -16,6 +17,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.format import neutralise
 from bot.messages import add_result
 from index import add_url
 
@@ -50,8 +52,9 @@ class NewsCog(commands.Cog):
             return
         await interaction.response.defer(ephemeral=True, thinking=True)
         settings = self.bot.settings
-        res = await asyncio.to_thread(add_url, settings.corpus_dir, clean_url(url), settings.fetch)
-        line = add_result(res)
+        res = await self.bot.run_fetch(add_url, settings.corpus_dir, clean_url(url), settings.fetch)
+        # The title and outlet came from the page: shown as text, never as Markdown or a link.
+        line = add_result(dataclasses.replace(res, title=neutralise(res.title), outlet=neutralise(res.outlet or "")))
         log.info("/add by user=%s: %s %s%s", interaction.user.id, res.status, res.url,
                  f" -> {res.path}" if res.path else "")
         if res.status not in ("added", "updated"):
