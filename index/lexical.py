@@ -1,5 +1,5 @@
-"""The lexical side of retrieval: BM25 over chunk texts, with the same ``search -> [(id, score)]`` shape
-as a vector store so fusion treats both alike.
+"""The lexical side of retrieval: BM25 over chunk texts (each with its document's title), with the same
+``search -> [(id, score)]`` shape as a vector store so fusion treats both alike.
 
 Built in memory when an index is loaded (a second or two for tens of thousands of chunks), so it never
 goes stale against the chunk records it reads.
@@ -19,16 +19,22 @@ Hits = list[tuple[int, float]]
 
 class BM25Index:
     """bm25s (k1=1.2, b=0.75) over the stemmed content words of each chunk, plus document frequencies
-    for the IDF-weighted coverage that sentence scoring and confidence use."""
+    for the IDF-weighted coverage that sentence scoring and confidence use.
 
-    def __init__(self, ids: Sequence[int], texts: Sequence[str]) -> None:
+    ``titles`` (one per text, may be empty) are searched by BM25 with their text but kept out of
+    ``termsets`` and ``idf``: a question naming an article's title finds it, while coverage, sentence
+    scores and confidence stay those of the text that is quoted (a title is not a sentence to quote).
+    """
+
+    def __init__(self, ids: Sequence[int], texts: Sequence[str], titles: Sequence[str] | None = None) -> None:
         import bm25s
 
         self.ids = np.asarray(ids, dtype=np.int64)
         terms = [content_terms(t) for t in texts]
         self.termsets = [frozenset(t) for t in terms]
+        searched = [content_terms(h) + t if h else t for h, t in zip(titles, terms)] if titles else terms
         self._bm25 = bm25s.BM25(k1=1.2, b=0.75)
-        self._bm25.index([t or [""] for t in terms], show_progress=False)
+        self._bm25.index([t or [""] for t in searched], show_progress=False)
         df: dict[str, int] = {}
         for ts in self.termsets:
             for t in ts:

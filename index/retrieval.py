@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from index.chunking import Chunk
 from index.e5 import E5_MODEL
 from index.embed import Embedder, query_encoder
 from index.errors import ModelLoadError, describe
@@ -231,6 +232,13 @@ def fuse(dense_hits: list[tuple[int, float]], lexical_hits: list[tuple[int, floa
     return out
 
 
+def searched_title(chunk: Chunk) -> str:
+    """The title BM25 searches with a chunk: its document's, unless the chunk already begins with it (a
+    ``.txt`` whose first line is a sentence keeps that line in the body; counting it twice would not help)."""
+    title = " ".join(chunk.title.split())
+    return "" if " ".join(chunk.text[:len(title) + 8].split()).casefold().startswith(title.casefold()) else title
+
+
 class Retriever:
     """Ranks an index's chunks for a question. Read-only after construction, so safe across threads."""
 
@@ -239,7 +247,8 @@ class Retriever:
         self.embedder = embedder
         self.settings = settings
         self.store = index.store
-        self.lexical = BM25Index(range(len(index.chunks)), [c.text for c in index.chunks])
+        self.lexical = BM25Index(range(len(index.chunks)), [c.text for c in index.chunks],
+                                 [searched_title(c) for c in index.chunks])
         self._idf, self._idf_unknown = self.lexical.idf, self.lexical.idf_unknown
         self._reranker = load_reranker(settings.reranker) if settings.reranker else None
 

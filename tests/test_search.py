@@ -291,3 +291,60 @@ def test_answer_type_bonus_prefers_a_sentence_with_a_number(engine):
         [0.5 + 0.2, 0.5])
     ans = e.ask("How tall will the new lighthouse tower be?")
     assert "forty metres" in ans.answer
+
+
+# ------------------------------------------------------------------------------------ the title is searched
+
+STRIKE = """---
+title: Zanzibar ferry strike
+---
+Crews stopped work at dawn on Monday and the walkout left hundreds of passengers waiting on the quay.
+
+The union said the walkout would last until wages were paid. Managers called the stoppage unlawful.
+"""
+
+DISTRACTOR = """---
+title: Orchard report
+---
+Apple growers expect a large harvest this autumn after a warm and wet summer in the valley.
+
+Prices at the market fell slightly as the first crates arrived from the northern farms.
+"""
+
+
+@pytest.fixture(scope="module")
+def titled(tmp_path_factory) -> Engine:
+    """Two articles; the strike's place and kind are named only in its front-matter title."""
+    register_embedder(MODEL, BowEmbedder)
+    root = tmp_path_factory.mktemp("titled")
+    corpus = root / "corpus"
+    corpus.mkdir()
+    (corpus / "a-orchard.md").write_text(DISTRACTOR, encoding="utf-8")  # first in order: wins a tie at 0
+    (corpus / "b-strike.md").write_text(STRIKE, encoding="utf-8")
+    emb = get_embedder(MODEL)
+    build_index(corpus, root / "index", emb, ChunkSettings(sentences=2, overlap=1))
+    return Engine(load_index(root / "index", MODEL, emb.dim), emb, SearchSettings())
+
+
+def test_a_word_only_in_the_title_is_found_by_bm25(titled):
+    assert not any("zanzibar" in c.text.casefold() for c in titled.index.chunks)  # the title is not body text
+    top = titled.retrieve("What happened in Zanzibar?", mode="bm25")[0]
+    assert titled.index.chunks[top.row].doc_id == "b-strike.md"
+    assert top.bm25 > 0
+
+
+def test_the_title_is_searched_but_never_quoted_or_scored_as_a_sentence(titled):
+    r = titled.retriever
+    assert all("zanzibar" not in r.sentence_termset(sid) for sid in range(len(titled.index.sentence_text)))
+    ans = titled.ask("Why did the Zanzibar ferry crews stop work?")
+    assert ans.sources and ans.sources[0].doc_id == "b-strike.md"
+    assert "Zanzibar" not in ans.answer
+
+
+def test_a_title_the_chunk_already_begins_with_is_not_searched_twice():
+    from index.chunking import Chunk
+    from index.retrieval import searched_title
+
+    said = Chunk("a.txt", "Crews stopped work at dawn.", "Crews stopped  work at dawn. The union spoke.", 0, 45)
+    assert searched_title(said) == ""
+    assert searched_title(dataclasses.replace(said, title="Zanzibar ferry strike")) == "Zanzibar ferry strike"
