@@ -1,4 +1,4 @@
-"""The fake news website (tests/fake_news.py) itself: every route, conditional requests, content swaps,
+"""The fake news website (tests/fakes/news.py) itself: every route, conditional requests, content swaps,
 and the saved pages' own promises (size, metadata, the near-duplicate wire story). Only urllib, with
 proxies switched off so every request stays on 127.0.0.1."""
 
@@ -14,7 +14,7 @@ from email.message import Message
 
 import pytest
 
-from fake_news import DATA_DIR, HUGE_BYTES, fake_news_server
+from fakes.news import DATA_DIR, HUGE_BYTES, fake_news_server
 
 UA = "HeraldTest/1.0"
 ARTICLES = ["harbour-bridge-closure.html", "ferry-strike.html", "ferry-strike-updated.html",
@@ -200,7 +200,7 @@ def test_the_bomb_is_small_on_the_wire_and_a_gigabyte_decoded():
     import gzip
     import zlib
 
-    from fake_news import BOMB_DECODED_BYTES, bomb_body
+    from fakes.news import BOMB_DECODED_BYTES, bomb_body
 
     with fake_news_server() as site:
         req = urllib.request.Request(site.url("/bomb.html"), headers={"Accept-Encoding": "gzip"})

@@ -1,4 +1,4 @@
-"""Smoke tests: real discord.py networking code against ``tests/fakediscord.py``.
+"""Smoke tests: real discord.py networking code against ``tests/fakes/discord/``.
 
 Why: before Herald's end-to-end tests rely on the fake, prove that an
 unmodified discord.py 2.x client can log in, keep the gateway alive, and
@@ -21,7 +21,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot_fixtures import discord_errors, fake, network_guard  # noqa: F401 - fixtures shared with the bot tests
-from fakediscord import (
+from fakes.discord import (
     FakeDiscord,
     FakeDiscordConfig,
     NetworkGuard,

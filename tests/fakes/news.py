@@ -54,7 +54,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-DATA_DIR = Path(__file__).resolve().parent / "data" / "news"
+DATA_DIR = Path(__file__).resolve().parents[1] / "data" / "news"
 HTML = "text/html; charset=utf-8"
 RSS = "application/rss+xml"
 ATOM = "application/atom+xml"
@@ -207,102 +207,107 @@ def bomb_body() -> bytes:
     return gzip.compress(once, 9)
 
 
-def _handler(site: Site) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        timeout = 30  # an idle keep-alive connection does not hold a thread for ever
+class _NewsHandler(BaseHTTPRequestHandler):
+    """One request to the fake site; ``site`` is set on the subclass ``_handler`` makes per server."""
 
-        def log_message(self, *args: Any) -> None:  # quiet
-            pass
+    site: Site
+    protocol_version = "HTTP/1.1"
+    timeout = 30  # an idle keep-alive connection does not hold a thread for ever
 
-        def do_GET(self) -> None:  # noqa: N802 - http.server's name
-            self._respond()
+    def log_message(self, *args: Any) -> None:  # quiet
+        pass
 
-        def do_HEAD(self) -> None:  # noqa: N802
-            self._respond()
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        self._respond()
 
-        def _respond(self) -> None:
-            path = urlsplit(self.path).path
-            site._record(self.command, path, self.headers)
-            try:
-                if path == "/slow.html" and site._closing.wait(site.slow_seconds):
-                    self.close_connection = True  # the server is stopping: hang up without an answer
-                    return
-                if path in ("/huge.html", "/huge-chunked.html"):
-                    self._huge(chunked=path == "/huge-chunked.html")
-                elif path == "/trickle.html":
-                    self._trickle()
-                elif path == "/bomb.html":  # made at the first request, not at every start
-                    self._send(200, bomb_body(), HTML, {"Content-Encoding": "gzip, gzip"})
-                elif (location := site._redirects.get(path)) is not None:
-                    self._redirect(location)
-                elif path == "/redirect":
-                    self._redirect(site.url("/news/harbour-bridge-closure.html"))
-                elif path == "/redirect-loop":
-                    self._redirect(site.url("/redirect-loop"))
-                elif path == "/error.html":
-                    self._send(500, b"<html><body><h1>500 Internal Server Error</h1></body></html>", HTML)
-                elif (res := site.resource(path)) is None:
-                    self._send(404, b"<html><head><title>Page not found</title></head><body><h1>Sorry, "
-                                    b"we couldn't find that page</h1><p><a href=\"/\">Home</a></p></body></html>", HTML)
-                elif _not_modified(res, self.headers):
-                    self.send_response(304)
-                    self.send_header("ETag", res.etag)
-                    self.send_header("Last-Modified", res.last_modified_http)
-                    self.end_headers()
-                else:
-                    self._send(200, res.body, res.content_type,
-                               {"ETag": res.etag, "Last-Modified": res.last_modified_http, **dict(res.headers)})
-            except (ConnectionError, TimeoutError):
-                self.close_connection = True  # the client gave up (a size cap, a timeout): nothing to do
+    def do_HEAD(self) -> None:  # noqa: N802
+        self._respond()
 
-        def _send(self, status: int, body: bytes, ctype: str, extra: dict[str, str] | None = None) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
-            for name, value in (extra or {}).items():
-                self.send_header(name, value)
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(body)
-
-        def _redirect(self, location: str) -> None:
-            self.send_response(302)
-            self.send_header("Location", location)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def _trickle(self) -> None:
-            body = (DATA_DIR / "harbour-bridge-closure.html").read_bytes()
-            self.send_response(200)
-            self.send_header("Content-Type", HTML)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            for i in range(len(body)):
-                if site._closing.wait(site.trickle_seconds):
-                    break
-                self.wfile.write(body[i:i + 1])
-                self.wfile.flush()
-            self.close_connection = True
-
-        def _huge(self, chunked: bool) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", HTML)
-            if chunked:
-                self.send_header("Transfer-Encoding", "chunked")
-            else:
-                self.send_header("Content-Length", str(HUGE_BYTES))
-            self.end_headers()
-            if self.command == "HEAD":
+    def _respond(self) -> None:
+        path = urlsplit(self.path).path
+        self.site._record(self.command, path, self.headers)
+        try:
+            if path == "/slow.html" and self.site._closing.wait(self.site.slow_seconds):
+                self.close_connection = True  # the server is stopping: hang up without an answer
                 return
-            for piece in _huge_chunks():
-                if chunked:
-                    piece = f"{len(piece):x}\r\n".encode() + piece + b"\r\n"
-                self.wfile.write(piece)
-            if chunked:
-                self.wfile.write(b"0\r\n\r\n")
+            if path in ("/huge.html", "/huge-chunked.html"):
+                self._huge(chunked=path == "/huge-chunked.html")
+            elif path == "/trickle.html":
+                self._trickle()
+            elif path == "/bomb.html":  # made at the first request, not at every start
+                self._send(200, bomb_body(), HTML, {"Content-Encoding": "gzip, gzip"})
+            elif (location := self.site._redirects.get(path)) is not None:
+                self._redirect(location)
+            elif path == "/redirect":
+                self._redirect(self.site.url("/news/harbour-bridge-closure.html"))
+            elif path == "/redirect-loop":
+                self._redirect(self.site.url("/redirect-loop"))
+            elif path == "/error.html":
+                self._send(500, b"<html><body><h1>500 Internal Server Error</h1></body></html>", HTML)
+            elif (res := self.site.resource(path)) is None:
+                self._send(404, b"<html><head><title>Page not found</title></head><body><h1>Sorry, "
+                                b"we couldn't find that page</h1><p><a href=\"/\">Home</a></p></body></html>", HTML)
+            elif _not_modified(res, self.headers):
+                self.send_response(304)
+                self.send_header("ETag", res.etag)
+                self.send_header("Last-Modified", res.last_modified_http)
+                self.end_headers()
+            else:
+                self._send(200, res.body, res.content_type,
+                           {"ETag": res.etag, "Last-Modified": res.last_modified_http, **dict(res.headers)})
+        except (ConnectionError, TimeoutError):
+            self.close_connection = True  # the client gave up (a size cap, a timeout): nothing to do
 
-    return Handler
+    def _send(self, status: int, body: bytes, ctype: str, extra: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in (extra or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _redirect(self, location: str) -> None:
+        self.send_response(302)
+        self.send_header("Location", location)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def _trickle(self) -> None:
+        body = (DATA_DIR / "harbour-bridge-closure.html").read_bytes()
+        self.send_response(200)
+        self.send_header("Content-Type", HTML)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        for i in range(len(body)):
+            if self.site._closing.wait(self.site.trickle_seconds):
+                break
+            self.wfile.write(body[i:i + 1])
+            self.wfile.flush()
+        self.close_connection = True
+
+    def _huge(self, chunked: bool) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", HTML)
+        if chunked:
+            self.send_header("Transfer-Encoding", "chunked")
+        else:
+            self.send_header("Content-Length", str(HUGE_BYTES))
+        self.end_headers()
+        if self.command == "HEAD":
+            return
+        for piece in _huge_chunks():
+            if chunked:
+                piece = f"{len(piece):x}\r\n".encode() + piece + b"\r\n"
+            self.wfile.write(piece)
+        if chunked:
+            self.wfile.write(b"0\r\n\r\n")
+
+
+def _handler(site: Site) -> type[BaseHTTPRequestHandler]:
+    """A handler class bound to ``site`` (http.server makes one handler instance per request)."""
+    return type("Handler", (_NewsHandler,), {"site": site})
 
 
 class _QuietServer(ThreadingHTTPServer):
