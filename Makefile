@@ -54,10 +54,10 @@ test: $(STAMP) $(E5_STAMP)
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/perf.py
+	$(BIN)/python -m benchmarks.perf
 
 quality: $(STAMP)
-	$(BIN)/python benchmarks/quality.py --squad ../shared/data/squad-dev-v2.0-half.json --bbc ../shared/data/bbc-news --article
+	$(BIN)/python -m benchmarks.quality --squad ../shared/data/squad-dev-v2.0-half.json --bbc ../shared/data/bbc-news --article
 
 clean:
 	rm -rf .herald .pytest_cache

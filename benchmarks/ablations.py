@@ -3,7 +3,7 @@
 Not part of `make test` (SQuAD comes from outside the repository, by path). Every figure about a
 variant that docs/quality.md quotes under "Measured and not adopted" comes from this script:
 
-    .venv/bin/python benchmarks/ablations.py --squad ../shared/data/squad-dev-v2.0-half.json
+    .venv/bin/python -m benchmarks.ablations --squad ../shared/data/squad-dev-v2.0-half.json
 
 SQuAD part: the 2,910 answerable questions cut into three disjoint slices (every third question, offsets
 0, 1 and 2), so a variant's gain can be set against the spread between slices of the same system. Each
@@ -17,7 +17,6 @@ single best-scored sentence of the article, under the default sentence score and
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import re
@@ -27,16 +26,16 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
+from index.answer.units import units_of
+from index.ingest.chunking import ChunkSettings
+from index.embed.models import DEFAULT_MODEL, SentenceTransformerEmbedder, get_embedder
+from index.engine import Engine
+from index.search.retrieval import Retriever, SearchSettings, answer_type_of
+from index.text import STOPWORDS, _stemmer, clean_question, content_terms
 
-import quality as Q  # noqa: E402
-from index.chunking import ChunkSettings  # noqa: E402
-from index.embed import DEFAULT_MODEL, SentenceTransformerEmbedder, get_embedder  # noqa: E402
-from index.engine import Engine  # noqa: E402
-from index.retrieval import Retriever, SearchSettings, answer_type_of  # noqa: E402
-from index.text import STOPWORDS, _stemmer, clean_question, content_terms  # noqa: E402
+from .common import (ARTICLE_QA, CORPUS, SQUAD_IN_CORPUS, contains_answer, is_gold, map_gold, md_table,
+                     squad_doc_id, squad_questions)
+from .quality import prepare_squad
 
 log = logging.getLogger("ablations")
 
@@ -62,7 +61,7 @@ class SentencePoolRetriever(Retriever):
         return 0.5 * dense + 0.5 * best
 
     def dense_hits(self, q_vec: np.ndarray, k: int) -> list[tuple[int, float]]:
-        from index.lexical import top
+        from index.search.lexical import top
 
         scores = self.pooled(q_vec)
         return [(int(r), float(scores[r])) for r in top(scores, k)]
@@ -82,7 +81,7 @@ def with_bm25(engine: Engine, k1: float = 1.2, b: float = 0.75, title: bool = Tr
     """The engine with its BM25 index rebuilt (other k1/b, or without the document title it searches)."""
     import bm25s
 
-    from index.retrieval import searched_title
+    from index.search.retrieval import searched_title
 
     lexical = engine.retriever.lexical
     lexical._bm25 = bm25s.BM25(k1=k1, b=b)
@@ -108,7 +107,7 @@ def measure_slice(engine: Engine, name: str, questions: list, q_vecs: np.ndarray
     for q, v in zip(questions, q_vecs):
         cands = engine.retrieve(q.text, v)
         shown = engine.retriever.dedupe(cands)[:5]
-        ranks = [i for i, c in enumerate(shown) if Q._is_gold(engine, c.row, q)]
+        ranks = [i for i, c in enumerate(shown) if is_gold(engine, c.row, q)]
         r1 += bool(ranks and ranks[0] == 0)
         r5 += bool(ranks)
         best = cands[0]
@@ -116,7 +115,7 @@ def measure_slice(engine: Engine, name: str, questions: list, q_vecs: np.ndarray
             best = max(cands[:2], key=lambda c: 0.5 * c.score + 0.5 * c.sentence)
         query = engine.retriever.query(q.text, v)
         answer, _ = engine.answerer.short_answer(best, query, engine.retriever)
-        hit += Q._contains(answer, q.answers)
+        hit += contains_answer(answer, q.answers)
     n = len(questions)
     return r1 / n, r5 / n, hit / n
 
@@ -132,7 +131,7 @@ def confidence_bands(index, half, articles, questions: list, emb) -> str:
     every answer there is wrong.
     """
     full, part = Engine(index, emb, SearchSettings()), Engine(half, emb, SearchSettings())
-    in_docs = {Q.squad_doc_id(i, articles[i]) for i in range(Q.SQUAD_IN_CORPUS)}
+    in_docs = {squad_doc_id(i, articles[i]) for i in range(SQUAD_IN_CORPUS)}
     right, wrong, outside = ([0] * len(BANDS) for _ in range(3))
 
     def band(conf: float) -> int:
@@ -141,25 +140,25 @@ def confidence_bands(index, half, articles, questions: list, emb) -> str:
     for q in questions:
         a = full.ask(q.text)
         if not a.abstained:
-            (right if Q._contains(a.answer, q.answers) else wrong)[band(a.confidence)] += 1
+            (right if contains_answer(a.answer, q.answers) else wrong)[band(a.confidence)] += 1
         if q.doc_id not in in_docs:
             b = part.ask(q.text)
             if not b.abstained:
                 outside[band(b.confidence)] += 1
-    lines = ["| confidence | in-corpus answers right | wrong | share right | out-of-corpus questions answered |",
-             "| --- | ---: | ---: | ---: | ---: |"]
+    rows = []
     for i, (lo, hi) in enumerate(BANDS):
         n = right[i] + wrong[i]
         label = f"{lo:.2f}-{hi:.2f}" if hi != float("inf") else f">= {lo:.2f}"
-        lines.append(f"| {label} | {right[i]} | {wrong[i]} | {right[i] / n if n else float('nan'):.2f} | {outside[i]} |")
-    return "\n".join(lines)
+        rows.append([label, right[i], wrong[i], f"{right[i] / n if n else float('nan'):.2f}", outside[i]])
+    head = ["confidence", "in-corpus answers right", "wrong", "share right", "out-of-corpus questions answered"]
+    return md_table(head, rows)
 
 
 def squad_part(path: Path, cache: Path, model: str) -> str:
-    articles, idx = Q.prepare_squad(path, cache, ChunkSettings(), model)
+    articles, idx = prepare_squad(path, cache, ChunkSettings(), model)
     index = idx["squad-all"]
-    allq = Q.squad_questions(articles, range(len(articles)))
-    Q.map_gold(index, articles, allq)
+    allq = squad_questions(articles, range(len(articles)))
+    map_gold(index, articles, allq)
     emb = get_embedder(model)
     slices = [allq[o::3] for o in range(3)]
     vecs = [emb.encode([q.text for q in qs], batch_size=64) for qs in slices]
@@ -197,7 +196,7 @@ def article_part(qa_file: Path, corpus: Path, model: str) -> str:
 
     with tempfile.TemporaryDirectory() as tmp:
         eng = open_engine(EngineConfig(corpus=corpus, index_dir=Path(tmp) / "index", model=model))
-    sents, units, emb = eng.index.sentence_text, eng.index.answer_units(eng.settings.fragment_chars), eng.embedder
+    sents, units, emb = eng.index.sentence_text, units_of(eng.index, eng.settings.fragment_chars), eng.embedder
     items = [json.loads(line) for line in qa_file.read_text(encoding="utf-8").splitlines() if line.strip()]
     items = [it for it in items if it["answers"]]
     qs = [clean_question(it["question"]) for it in items]
@@ -264,19 +263,16 @@ def article_part(qa_file: Path, corpus: Path, model: str) -> str:
         "default, coverage = mean of exact and soft coverage":
             lambda f: (1 - w) * f["sim"] + w * (f["cov"] + f["soft"]) / 2 + bonus * f["typed"],
     }
-    lines = [f"| sentence score ({len(items)} answerable questions) | best sentence holds the answer |",
-             "| --- | ---: |"]
-    for name, fn in variants.items():
-        hits = sum(int(np.argmax(fn(f))) in g for f, g in zip(feats, golds))
-        lines.append(f"| {name} | {hits} |")
-    return "\n".join(lines)
+    head = [f"sentence score ({len(items)} answerable questions)", "best sentence holds the answer"]
+    return md_table(head, ([name, sum(int(np.argmax(fn(f))) in g for f, g in zip(feats, golds))]
+                           for name, fn in variants.items()))
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--squad", type=Path, help="SQuAD v2.0 dev (half) JSON")
-    ap.add_argument("--qa", type=Path, default=ROOT / "tests/data/article_qa.jsonl")
-    ap.add_argument("--corpus", type=Path, default=ROOT / "corpus")
+    ap.add_argument("--qa", type=Path, default=ARTICLE_QA)
+    ap.add_argument("--corpus", type=Path, default=CORPUS)
     ap.add_argument("--cache", type=Path, default=Path("/tmp/herald-quality-cache"))
     ap.add_argument("--model", default=DEFAULT_MODEL)
     args = ap.parse_args(argv)

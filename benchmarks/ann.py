@@ -5,8 +5,8 @@ size at which faiss.IndexHNSWFlat (M=32, efConstruction=80, inner product) answe
 under half the exact time while keeping recall@40 >= 0.98 against exact, and what it costs (build
 time, bytes). Not part of `make test`: it needs the BBC News folder, passed by path.
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/ann.py --bbc ../shared/data/bbc-news
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/ann.py --bbc ... --json ann.json   # also the raw rows
+    OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.ann --bbc ../shared/data/bbc-news
+    OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.ann --bbc ... --json ann.json   # also the raw rows
 
 Data: sentences of BBC News (headline plus body; split on [.!?] before a space and a capital),
 deduplicated, shuffled with a fixed seed; the first --queries are held out as queries, the next
@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
+from .common import ROOT as REPO, md_table, percentile
 
 MODEL = "all-MiniLM-L6-v2"
 # A sentence ends at . ! or ? (optionally closed by a quote or bracket) followed by space and a capital.
@@ -224,10 +224,6 @@ def recall(found: np.ndarray, truth: np.ndarray, k: int) -> float:
     return float(np.mean([len(set(f[:k]) & set(t[:k])) / k for f, t in zip(found, truth)]))
 
 
-def pct(values: list[float], q: float) -> float:
-    return float(np.percentile(np.asarray(values), q))
-
-
 def measure(base: np.ndarray, queries: np.ndarray, data: str, args: argparse.Namespace) -> list[Row]:
     """Exact and HNSW (one graph, each efSearch) on one base set."""
     import faiss
@@ -239,7 +235,7 @@ def measure(base: np.ndarray, queries: np.ndarray, data: str, args: argparse.Nam
     flat.add(base)
     flat_build = time.perf_counter() - t
     times, truth = time_queries(flat, queries, k, args.rounds)
-    rows = [Row(n, data, "flat", None, flat_build, pct(times, 50), pct(times, 90), 1.0, 1.0,
+    rows = [Row(n, data, "flat", None, flat_build, percentile(times, 50), percentile(times, 90), 1.0, 1.0,
                 len(faiss.serialize_index(flat)))]
     del flat
     t = time.perf_counter()
@@ -251,7 +247,7 @@ def measure(base: np.ndarray, queries: np.ndarray, data: str, args: argparse.Nam
     for ef in args.ef_search:
         hnsw.hnsw.efSearch = ef
         times, found = time_queries(hnsw, queries, k, args.rounds)
-        rows.append(Row(n, data, "hnsw", ef, hnsw_build, pct(times, 50), pct(times, 90),
+        rows.append(Row(n, data, "hnsw", ef, hnsw_build, percentile(times, 50), percentile(times, 90),
                         recall(found, truth, k), recall(found, truth, min(10, k)), nbytes))
     return rows
 
@@ -273,17 +269,16 @@ def human_bytes(n: int) -> str:
 
 def table(rows: list[Row]) -> str:
     """Markdown, one line per (size, index, efSearch); speed-up is exact p50 / this p50."""
-    head = ("| vectors | data | index | efSearch | build s | p50 ms | p90 ms | speed-up | recall@40 | recall@10 "
-            "| index size |\n|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    lines = [head]
+    head = ["vectors", "data", "index", "efSearch", "build s", "p50 ms", "p90 ms", "speed-up", "recall@40",
+            "recall@10", "index size"]
     exact = {(r.size, r.data): r.p50_ms for r in rows if r.index == "flat"}
+    cells = []
     for r in rows:
         speed = exact[(r.size, r.data)] / r.p50_ms if r.p50_ms > 0 else float("inf")
-        lines.append(
-            f"| {r.size:,} | {r.data} | {'exact (FlatIP)' if r.index == 'flat' else 'HNSW32'} "
-            f"| {r.ef_search if r.ef_search else '–'} | {r.build_s:.2f} | {r.p50_ms:.3f} | {r.p90_ms:.3f} "
-            f"| {speed:.1f}x | {r.recall40:.4f} | {r.recall10:.4f} | {human_bytes(r.bytes)} |")
-    return "\n".join(lines)
+        cells.append([f"{r.size:,}", r.data, "exact (FlatIP)" if r.index == "flat" else "HNSW32",
+                      r.ef_search if r.ef_search else "–", f"{r.build_s:.2f}", f"{r.p50_ms:.3f}", f"{r.p90_ms:.3f}",
+                      f"{speed:.1f}x", f"{r.recall40:.4f}", f"{r.recall10:.4f}", human_bytes(r.bytes)])
+    return md_table(head, cells, align="rllrrrrrrrr", tight=True)
 
 
 def recommend(rows: list[Row], min_recall: float, m: int) -> tuple[str, dict | None]:
@@ -384,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
 
     rec_text, rec = recommend(rows, args.min_recall, args.m)
     cmd = " ".join(["OMP_NUM_THREADS=" + os.environ.get("OMP_NUM_THREADS", "(unset)"), ".venv/bin/python",
-                    "benchmarks/ann.py", *(argv if argv is not None else sys.argv[1:])])
+                    "-m", "benchmarks.ann", *(argv if argv is not None else sys.argv[1:])])
     embed_note = (f"{emb.embed_s:.1f} s wall for {len(real) + len(queries):,} sentences "
                   f"({(len(real) + len(queries)) / emb.embed_s:.0f}/s, torch threads "
                   f"{emb.info.get('torch_threads', '?')}, model load {emb.info.get('model_load_s', '?')} s)"

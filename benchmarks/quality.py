@@ -2,7 +2,7 @@
 
 Not part of `make test`: it needs data from outside the repository, passed by path. Example:
 
-    .venv/bin/python benchmarks/quality.py --squad ../shared/data/squad-dev-v2.0-half.json \
+    .venv/bin/python -m benchmarks.quality --squad ../shared/data/squad-dev-v2.0-half.json \
         --bbc ../shared/data/bbc-news --article
 
 Indexes are built with Herald's own code (index.build.build_index) into --cache (incremental by
@@ -27,161 +27,28 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
 import os
-import re
 import shutil
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from index.ingest.chunking import ChunkSettings
+from index.embed.models import DEFAULT_MODEL, get_embedder, query_encoder
+from index.build import build_index
+from index.engine import Engine
+from index.search.retrieval import SearchSettings, search_for
+from index.store import load_index
+from index.answer.phrases import kind_of
 
-from index.chunking import ChunkSettings  # noqa: E402
-from index.corpus import clean_text  # noqa: E402
-from index.embed import DEFAULT_MODEL, get_embedder, query_encoder  # noqa: E402
-from index.build import build_index  # noqa: E402
-from index.engine import Engine  # noqa: E402
-from index.retrieval import SearchSettings, search_for  # noqa: E402
-from index.store import load_index  # noqa: E402
-from index.phrases import kind_of  # noqa: E402
+from .common import (ARTICLE_QA, CORPUS, ROOT, ROW_COLUMNS, SQUAD_IN_CORPUS, Question, Row, article_questions,
+                     contains_answer, is_gold, link_bbc, map_gold, md_table, normalise, row_cells,
+                     source_is_gold, squad_articles, squad_doc_id, squad_questions, write_squad)
 
 log = logging.getLogger("quality")
-
-SQUAD_IN_CORPUS = 8  # the first 8 articles are indexed for the abstention split; the other 8 ask
-
-
-# ------------------------------------------------------------------------------------------ data sets
-
-
-@dataclass
-class Question:
-    text: str
-    answers: list[str]
-    doc_id: str = ""
-    # (start, end) of each gold answer in the *raw* paragraph, plus the paragraph index in its article
-    spans: list[tuple[int, int]] = field(default_factory=list)
-    paragraph: int = -1
-    gold_spans: list[tuple[int, int]] = field(default_factory=list)  # in the cleaned document text
-
-
-def _write_if_changed(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not path.exists() or path.read_text(encoding="utf-8") != text:
-        path.write_text(text, encoding="utf-8")
-
-
-def squad_articles(path: Path) -> list[dict]:
-    return json.loads(Path(path).read_text(encoding="utf-8"))["data"]
-
-
-def squad_doc_id(i: int, article: dict) -> str:
-    return f"squad/{i:02d}-{re.sub(r'[^A-Za-z0-9_-]+', '_', article['title'])}.txt"
-
-
-def write_squad(articles: list[dict], corpus: Path, which: range) -> None:
-    """One document per article: the title line, then its paragraphs separated by blank lines."""
-    keep = set()
-    for i in which:
-        art = articles[i]
-        doc_id = squad_doc_id(i, art)
-        keep.add(doc_id)
-        body = "\n\n".join(" ".join(p["context"].split()) for p in art["paragraphs"])
-        _write_if_changed(corpus / doc_id, art["title"].replace("_", " ") + "\n\n" + body + "\n")
-    for old in (corpus / "squad").glob("*.txt") if (corpus / "squad").exists() else []:
-        if f"squad/{old.name}" not in keep:
-            old.unlink()
-
-
-def squad_questions(articles: list[dict], which: range) -> list[Question]:
-    out = []
-    for i in which:
-        art = articles[i]
-        for pi, para in enumerate(art["paragraphs"]):
-            for qa in para["qas"]:
-                if qa.get("is_impossible") or not qa["answers"]:
-                    continue
-                spans = [(a["answer_start"], a["answer_start"] + len(a["text"])) for a in qa["answers"]]
-                # answer_start indexes the raw context; our document folds its white space
-                texts = sorted({a["text"] for a in qa["answers"]})
-                out.append(Question(qa["question"], texts, squad_doc_id(i, art), spans, pi))
-    return out
-
-
-def link_bbc(bbc: Path, corpus: Path, every: int = 1) -> int:
-    """Copy the BBC articles in as distractors (bbc/<category>/NNN.txt), bytes unchanged.
-
-    ``every`` > 1 takes every Nth article of each category (a sample for a slow model's build)."""
-    n = 0
-    for src in [f for cat in sorted(Path(bbc).iterdir()) if cat.is_dir()
-                for f in sorted(cat.glob("*.txt"))[::max(1, every)]]:
-        dst = corpus / "bbc" / src.parent.name / src.name
-        raw = src.read_bytes()
-        if not dst.exists() or dst.read_bytes() != raw:
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            dst.write_bytes(raw)
-        n += 1
-    return n
-
-
-def map_gold(index, articles: list[dict], questions: list[Question]) -> int:
-    """Map raw paragraph answer offsets into the cleaned document text; returns how many failed."""
-    para_starts: dict[tuple[str, int], tuple[int, str, str]] = {}
-    by_doc: dict[str, list[int]] = {}
-    for q in questions:
-        by_doc.setdefault(q.doc_id, []).append(q.paragraph)
-    for i, art in enumerate(articles):
-        doc_id = squad_doc_id(i, art)
-        doc = index.doc_by_id.get(doc_id)
-        if doc is None:
-            continue
-        cursor = 0
-        for pi, para in enumerate(art["paragraphs"]):
-            cleaned = clean_text(" ".join(para["context"].split()))
-            at = doc.text.find(cleaned, cursor)
-            if at < 0:
-                continue
-            para_starts[(doc_id, pi)] = (at, cleaned, para["context"])
-            cursor = at + len(cleaned)
-    failed = 0
-    for q in questions:
-        got = para_starts.get((q.doc_id, q.paragraph))
-        if got is None:
-            failed += 1
-            continue
-        at, cleaned, raw = got
-        for (a, b) in q.spans:
-            ans = raw[a:b]
-            if cleaned == raw:
-                q.gold_spans.append((at + a, at + b))
-                continue
-            # white space or punctuation was folded: take the same occurrence of the answer text
-            ans_clean = " ".join(ans.split())
-            nth = raw.count(ans, 0, a)
-            pos = -1
-            for _ in range(nth + 1):
-                pos = cleaned.find(ans_clean, pos + 1)
-                if pos < 0:
-                    break
-            if pos >= 0:
-                q.gold_spans.append((at + pos, at + pos + len(ans_clean)))
-        if not q.gold_spans:
-            failed += 1
-    return failed
-
-
-def article_questions(path: Path) -> list[Question]:
-    out = []
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            obj = json.loads(line)
-            out.append(Question(obj["question"], list(obj.get("answers", []))))
-    return out
 
 
 # -------------------------------------------------------------------------------------------- indexes
@@ -209,7 +76,7 @@ def bbc_suffix(every: int) -> str:
     return "+bbc" if every <= 1 else f"+bbc1in{every}"
 
 
-def _bbc_seed(indexes: Path, every: int) -> Path:
+def bbc_seed(indexes: Path, every: int) -> Path:
     """What squad-all + BBC (every Nth article) starts from: the largest BBC sample already built whose
     articles it includes (every 4th is inside every 2nd), else squad-all. A slow model's full BBC build can
     so grow from a sample run instead of starting over."""
@@ -238,7 +105,7 @@ def prepare_squad(squad: Path, cache: Path, chunking: ChunkSettings, model: str,
             if extra:
                 link_bbc(extra, corpus, bbc_every)
             seed = (cache / "indexes" / tag / f"squad-all{suffix}" if subset != "all"
-                    else _bbc_seed(cache / "indexes" / tag, bbc_every) if extra else None)
+                    else bbc_seed(cache / "indexes" / tag, bbc_every) if extra else None)
             out[name] = build(corpus, cache / "indexes" / tag / name, chunking, model, seed)
     return articles, out
 
@@ -246,67 +113,10 @@ def prepare_squad(squad: Path, cache: Path, chunking: ChunkSettings, model: str,
 # ----------------------------------------------------------------------------------------- measuring
 
 
-@dataclass
-class Row:
-    name: str
-    rank_hits: list[int] = field(default_factory=list)  # 1-based rank of the first gold chunk, 0 = none in top 5
-    answer_hits: list[bool] = field(default_factory=list)
-    latency_ms: list[float] = field(default_factory=list)
-    in_scores: list[float] = field(default_factory=list)
-    out_scores: list[float] = field(default_factory=list)
-    phrase: list[int] = field(default_factory=lambda: [0, 0, 0])  # who/when/how-many questions: asked, marked, right
-
-    def recall(self, k: int) -> float:
-        return float(np.mean([0 < r <= k for r in self.rank_hits])) if self.rank_hits else float("nan")
-
-    def answer_hit(self) -> float:
-        return float(np.mean(self.answer_hits)) if self.answer_hits else float("nan")
-
-    def p50(self) -> float:
-        return float(np.percentile(self.latency_ms, 50)) if self.latency_ms else float("nan")
-
-    def abstention(self, false_rate: float = 0.05) -> tuple[float, float]:
-        """(share of out-of-corpus questions abstained, threshold) when ``false_rate`` of in-corpus ones are."""
-        if not self.in_scores or not self.out_scores:
-            return float("nan"), float("nan")
-        t = float(np.quantile(np.asarray(self.in_scores), false_rate))
-        return float(np.mean(np.asarray(self.out_scores) < t)), t
-
-    def curve(self) -> tuple[np.ndarray, np.ndarray]:
-        """(false abstention on in-corpus, abstention on out-of-corpus) over every threshold."""
-        ins, outs = np.sort(self.in_scores), np.asarray(self.out_scores)
-        ts = np.unique(np.concatenate([ins, outs]))
-        fa = np.searchsorted(ins, ts, side="left") / len(ins)
-        ab = np.array([(outs < t).mean() for t in ts])
-        return fa, ab
-
-
-def _norm(text: str) -> str:
-    return " ".join(text.split()).casefold()
-
-
-def _contains(text: str, answers: list[str]) -> bool:
-    low = _norm(text)
-    return any(_norm(a) in low for a in answers)
-
-
 def _phrase_right(phrase: str, answers: list[str]) -> bool:
     """The bold phrase is a gold answer, or one is inside it, or it is inside one ("Russia" / "Russia vetoed")."""
-    p = _norm(phrase).strip(" .,;:")
-    return bool(p) and any(p in _norm(a) or _norm(a) in p for a in answers)
-
-
-def _is_gold(engine: Engine, row: int, q: Question) -> bool:
-    chunk = engine.index.chunks[row]
-    if q.gold_spans:
-        return chunk.doc_id == q.doc_id and any(chunk.start <= a and b <= chunk.end for a, b in q.gold_spans)
-    return _contains(chunk.text, q.answers)  # the article set: an expected string in the chunk
-
-
-def source_is_gold(engine: Engine, source, q: Question) -> bool:
-    """_is_gold for one of an Answer's sources: a source names its chunk by id, and in an index that was
-    updated rather than built from scratch (squad-all + BBC starts as a copy of squad-all) ids are not rows."""
-    return _is_gold(engine, engine.index.row_of_id[source.chunk_id], q)
+    p = normalise(phrase).strip(" .,;:")
+    return bool(p) and any(p in normalise(a) or normalise(a) in p for a in answers)
 
 
 def _best_sentence(engine: Engine, row: int, q_vec: np.ndarray) -> str:
@@ -341,8 +151,8 @@ def run_baseline(engine: Engine, mode: str, questions: list[Question], row: Row,
             continue
         row.latency_ms.append(elapsed * 1000)
         if q.answers:
-            row.rank_hits.append(next((r + 1 for r, c in enumerate(cands[:5]) if _is_gold(engine, c.row, q)), 0))
-            row.answer_hits.append(_contains(best, q.answers))
+            row.rank_hits.append(next((r + 1 for r, c in enumerate(cands[:5]) if is_gold(engine, c.row, q)), 0))
+            row.answer_hits.append(contains_answer(best, q.answers))
             row.in_scores.append(top)
         else:
             row.out_scores.append(top)
@@ -359,7 +169,7 @@ def run_herald(engine: Engine, questions: list[Question], row: Row, score_into: 
         if q.answers:
             row.rank_hits.append(next((r + 1 for r, s in enumerate(ans.sources[:5])
                                        if source_is_gold(engine, s, q)), 0))
-            row.answer_hits.append(not ans.abstained and _contains(ans.answer, q.answers))
+            row.answer_hits.append(not ans.abstained and contains_answer(ans.answer, q.answers))
             row.in_scores.append(ans.confidence)
             if kind_of(q.text):
                 row.phrase[0] += 1
@@ -402,30 +212,20 @@ def measure(name: str, index, questions: list[Question], model: str, settings: S
 # ------------------------------------------------------------------------------------------- report
 
 
-ROW_COLUMNS = "recall@1 | recall@5 | answer hit | abstain out-of-corpus @5% false | p50 ms |"
-ROW_ALIGN = "---: | ---: | ---: | ---: | ---: |"
-
-
-def row_cells(r: Row) -> str:
-    """One Row's figures as Markdown cells, in ROW_COLUMNS order (finetune.py's tables use them too)."""
-    ab, _ = r.abstention()
-    return f"{r.recall(1):.3f} | {r.recall(5):.3f} | {r.answer_hit():.3f} | {ab:.3f} | {r.p50():.1f} |"
+PHRASE_NOTE = ("Answer phrase (issue 12): of the answerable who / when / how-many questions, how many answers "
+               "mark a phrase in bold, and how many of those phrases are a gold answer (or hold one, or sit in one).")
 
 
 def table(results: dict[str, dict[str, Row]], counts: dict[str, str]) -> str:
-    lines = [f"| data set | system | {ROW_COLUMNS}", f"| --- | --- | {ROW_ALIGN}"]
-    for ds, rows in results.items():
-        for name, r in rows.items():
-            lines.append(f"| {ds} ({counts[ds]}) | {name} | {row_cells(r)}")
-    lines += ["", "Answer phrase (issue 12): of the answerable who / when / how-many questions, how many answers "
-              "mark a phrase in bold, and how many of those phrases are a gold answer (or hold one, or sit in one).",
-              "", "| Herald on | typed questions | phrase marked | phrase right | right when marked |",
-              "| --- | ---: | ---: | ---: | ---: |"]
+    """The three rows per data set, then the bold-phrase counts of Herald's answers."""
+    figures = md_table(["data set", "system", *ROW_COLUMNS], align="ll" + "r" * len(ROW_COLUMNS), rows=(
+        [f"{ds} ({counts[ds]})", name, *row_cells(r)] for ds, rows in results.items() for name, r in rows.items()))
+    phrases = []
     for ds, rows in results.items():
         asked, marked, right = rows["herald"].phrase
-        share = f"{right / marked:.3f}" if marked else "-"
-        lines.append(f"| Herald on {ds} | {asked} | {marked} | {right} | {share} |")
-    return "\n".join(lines)
+        phrases.append([f"Herald on {ds}", asked, marked, right, f"{right / marked:.3f}" if marked else "-"])
+    head = ["Herald on", "typed questions", "phrase marked", "phrase right", "right when marked"]
+    return "\n".join([figures, "", PHRASE_NOTE, "", md_table(head, phrases)])
 
 
 def plot(results: dict[str, dict[str, Row]], path: Path) -> None:
@@ -464,9 +264,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bbc", type=Path, help="BBC News folder (<category>/NNN.txt), added as distractors to SQuAD")
     ap.add_argument("--bbc-every", type=int, default=1, metavar="N",
                     help="only every Nth BBC article of each category (a slow model's build; the row says so)")
-    ap.add_argument("--article", nargs="?", const=ROOT / "tests/data/article_qa.jsonl", type=Path,
+    ap.add_argument("--article", nargs="?", const=ARTICLE_QA, type=Path,
                     help="the article question set (default tests/data/article_qa.jsonl) over corpus/")
-    ap.add_argument("--corpus", type=Path, default=ROOT / "corpus", help="corpus for --article")
+    ap.add_argument("--corpus", type=Path, default=CORPUS, help="corpus for --article")
     ap.add_argument("--cache", type=Path, default=Path("/tmp/herald-quality-cache"), help="built indexes go here")
     ap.add_argument("--model", default=os.environ.get("HERALD_MODEL", DEFAULT_MODEL))
     ap.add_argument("--every", type=int, default=1, help="take every Nth question (quick iteration)")
@@ -526,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     print(md)
     log.info("done in %.0f s", time.perf_counter() - started)
     if str(args.out) != "-":
-        cmd = "python benchmarks/quality.py " + " ".join(
+        cmd = "python -m benchmarks.quality " + " ".join(
             a if not a.startswith("/") else os.path.relpath(a, ROOT) for a in (argv if argv is not None else sys.argv[1:]))
         changed = {f.name: getattr(settings, f.name) for f in dataclasses.fields(settings)
                    if getattr(settings, f.name) != f.default}
@@ -542,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 # Everything after this line in the report is written by hand and kept when the benchmark rewrites it.
-KEEP_MARKER = "<!-- written by hand below: benchmarks/quality.py keeps it -->"
+KEEP_MARKER = "<!-- written by hand below: benchmarks/quality.py keeps it -->"  # the marker docs/quality.md has
 
 NOTES = """## What was tried (measured, all 2,910 SQuAD questions unless said)
 

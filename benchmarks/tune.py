@@ -15,11 +15,11 @@ This script measures, per model, on benchmarks/quality.py's SQuAD indexes:
 
 Question vectors are memoised per model (MemoEmbedder), so each question is embedded once for all points.
 
-    taskset -c 1 env OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/tune.py \\
+    taskset -c 1 env OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 .venv/bin/python -m benchmarks.tune \\
         --model all-MiniLM-L6-v2          # first: the reference shares
-    ... benchmarks/tune.py --model multilingual-e5-small-q4
-    ... benchmarks/tune.py --model multilingual-e5-small-q4 --build-only   # just the indexes
-    ... benchmarks/tune.py --article --model multilingual-e5-small-q4 --set dense_weight=0.3 ...
+    ... -m benchmarks.tune --model multilingual-e5-small-q4
+    ... -m benchmarks.tune --model multilingual-e5-small-q4 --build-only   # just the indexes
+    ... -m benchmarks.tune --article --model multilingual-e5-small-q4 --set dense_weight=0.3 ...
 
 Outputs go under --out (default /tmp/tune): <model>.md (tables), <model>.json (chosen settings),
 runs/<model>/<point>.npz (per-question results, reused on a rerun).
@@ -32,7 +32,6 @@ import copy
 import dataclasses
 import json
 import logging
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -40,19 +39,17 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
+from index.ingest.chunking import ChunkSettings
+from index.embed.models import DEFAULT_MODEL, Embedder, get_embedder, query_encoder
+from index.engine import Engine
+from index.search.retrieval import SearchSettings
 
-import quality  # noqa: E402
-from index.chunking import ChunkSettings  # noqa: E402
-from index.embed import DEFAULT_MODEL, Embedder, get_embedder, query_encoder  # noqa: E402
-from index.engine import Engine  # noqa: E402
-from index.retrieval import SearchSettings  # noqa: E402
+from . import quality
+from .common import (SQUAD, SQUAD_IN_CORPUS, Question, Row, contains_answer, map_gold, md_row, md_table, percentile,
+                     source_is_gold, squad_doc_id, squad_questions)
 
 log = logging.getLogger("tune")
 
-SQUAD = ROOT.parent / "shared/data/squad-dev-v2.0-half.json"
 REFERENCE = DEFAULT_MODEL  # the model whose shipped thresholds define the abstention shares
 SHIPPED = SearchSettings()
 RANKING_GRID: dict[str, tuple[float, ...]] = {  # coordinate descent, in this order
@@ -66,7 +63,7 @@ PERCENTILES = (1, 2, 5)
 HIT_TOL = 0.002  # answer hits this close (6 of 2,910 questions) are a tie: the better abstention wins
 
 
-class MemoEmbedder:
+class MemoEmbedder(Embedder):
     """The model, with questions embedded once per text: every grid point asks the same questions.
 
     Passages go to the wrapped model unchanged. ``Retriever.query`` embeds questions through
@@ -78,7 +75,7 @@ class MemoEmbedder:
         self.inner = inner
         self.name = inner.name
         self.dim = inner.dim
-        self.multilingual = bool(getattr(inner, "multilingual", False))  # the engine reads it (no "ask in English")
+        self.multilingual = inner.multilingual  # the engine reads it (no "ask in English")
         self._encode_queries = query_encoder(inner)
         self._memo: dict[str, np.ndarray] = {}
         self.misses = 0
@@ -100,19 +97,19 @@ class SquadSet:
 
     all_index: object
     half_index: object
-    questions: list[quality.Question]  # every answerable question, gold spans mapped into squad-all
-    ins: list[quality.Question]  # asked on squad-half: their article is indexed
-    outs: list[quality.Question]  # asked on squad-half: their article is not
+    questions: list[Question]  # every answerable question, gold spans mapped into squad-all
+    ins: list[Question]  # asked on squad-half: their article is indexed
+    outs: list[Question]  # asked on squad-half: their article is not
 
 
 def load_squad(squad: Path, cache: Path, model: str) -> SquadSet:
     """Build (first time: e5 takes ~18 min on one core) or load the indexes through quality.prepare_squad."""
     articles, idx = quality.prepare_squad(squad, cache, ChunkSettings(), model)
-    qs = quality.squad_questions(articles, range(len(articles)))
-    failed = quality.map_gold(idx["squad-all"], articles, qs)
+    qs = squad_questions(articles, range(len(articles)))
+    failed = map_gold(idx["squad-all"], articles, qs)
     if failed:
         log.warning("%d questions' answers not located in the cleaned text: they count as misses", failed)
-    in_docs = {quality.squad_doc_id(i, articles[i]) for i in range(quality.SQUAD_IN_CORPUS)}
+    in_docs = {squad_doc_id(i, articles[i]) for i in range(SQUAD_IN_CORPUS)}
     return SquadSet(idx["squad-all"], idx["squad-half"], qs, [q for q in qs if q.doc_id in in_docs],
                     [q for q in qs if q.doc_id not in in_docs])
 
@@ -162,7 +159,7 @@ def _recording(engine: Engine) -> list[tuple[float, float]]:
     return parts
 
 
-def _ask_all(engine: Engine, questions: list[quality.Question]) -> tuple[list, np.ndarray, np.ndarray]:
+def _ask_all(engine: Engine, questions: list[Question]) -> tuple[list, np.ndarray, np.ndarray]:
     """Answers and confidence parts; checks the parts mix back into the engine's own confidence."""
     parts = _recording(engine)
     answers = [engine.ask(q.text) for q in questions]
@@ -179,9 +176,9 @@ def run_point(data: SquadSet, embedder: MemoEmbedder, settings: SearchSettings) 
     s = dataclasses.replace(settings, top_k=max(5, settings.top_k), abstain_threshold=0.0, tentative_below=0.0)
     eng = Engine(data.all_index, embedder, s)
     answers, sim_all, cov_all = _ask_all(eng, data.questions)
-    rank = [next((k + 1 for k, src in enumerate(a.sources[:5]) if quality.source_is_gold(eng, src, q)), 0)
+    rank = [next((k + 1 for k, src in enumerate(a.sources[:5]) if source_is_gold(eng, src, q)), 0)
             for a, q in zip(answers, data.questions)]
-    hit = [quality._contains(a.answer, q.answers) for a, q in zip(answers, data.questions)]
+    hit = [contains_answer(a.answer, q.answers) for a, q in zip(answers, data.questions)]
     half = Engine(data.half_index, embedder, s)
     _, sim_in, cov_in = _ask_all(half, data.ins)
     _, sim_out, cov_out = _ask_all(half, data.outs)
@@ -210,11 +207,11 @@ def score(run: Run, w: float, shares: tuple[float, float]) -> Scores:
     conf_all = (1 - w) * run.sim_all + w * run.cov_all
     conf_in = (1 - w) * run.sim_in + w * run.cov_in
     conf_out = (1 - w) * run.sim_out + w * run.cov_out
-    row = quality.Row("herald", in_scores=list(conf_in), out_scores=list(conf_out))
+    row = Row("herald", in_scores=list(conf_in), out_scores=list(conf_out))
     ab5, t5 = row.abstention(0.05)
     t_ab, t_tent = (float(np.quantile(conf_in, share)) for share in shares)
     return Scores(float(np.mean(run.rank == 1)), float(np.mean(run.rank > 0)),
-                  float(run.hit.mean()), ab5, t5, {p: float(np.percentile(conf_in, p)) for p in PERCENTILES},
+                  float(run.hit.mean()), ab5, t5, {p: percentile(conf_in, p) for p in PERCENTILES},
                   t_ab, t_tent, float(np.mean(run.hit & (conf_all >= t_ab))), float(np.mean(conf_out < t_ab)),
                   float(np.mean(conf_all < t_ab)))
 
@@ -288,27 +285,29 @@ def _row(settings: SearchSettings, w: float, s: Scores, bold: bool = False) -> s
     cells = [f"{getattr(settings, k):g}" for k in RANKING_GRID] + [f"{w:g}"] + [
         f"{x:.3f}" for x in (s.recall1, s.recall5, s.hit_open, s.abstain5, *s.pct.values(), s.abstain_t,
                              s.tentative_t, s.hit, s.out_abstained, s.all_abstained)]
-    return "| " + " | ".join(f"**{c}**" if bold else c for c in cells) + " |"
+    return md_row(f"**{c}**" if bold else c for c in cells)
+
+
+TABLE_HEAD = ["dense", "sentence", "sent. lexical", "answer type", "coverage", "recall@1", "recall@5",
+              "hit (never abstaining)", "abstain @5% false", *(f"p{p} in" for p in PERCENTILES), "abstain_t",
+              "tentative_t", "hit @abstain_t", "out abstained @abstain_t", "all-q abstained @abstain_t"]
 
 
 def table(tuner: Tuner, shares: tuple[float, float], floor: float, chosen: tuple[str, float]) -> str:
     """Every ranking point at its best coverage_weight, then the chosen point at every coverage_weight."""
-    head = ("| dense | sentence | sent. lexical | answer type | coverage | recall@1 | recall@5 | hit (never abstaining) | "
-            "abstain @5% false | " + " | ".join(f"p{p} in" for p in PERCENTILES)
-            + " | abstain_t | tentative_t | hit @abstain_t | out abstained @abstain_t | all-q abstained @abstain_t |")
-    rule = "|" + " ---: |" * (head.count("|") - 1)
-    points = [head, rule]
+    points = []
     for key, (settings, _) in tuner.done.items():
         w, s = tuner.best_w(settings, shares, floor)
         points.append(_row(settings, w, s, (key, w) == chosen))
     settings, run = tuner.done[chosen[0]]
-    sweep = [head, rule] + [_row(settings, w, score(run, w, shares), w == chosen[1]) for w in COVERAGE_WEIGHTS]
-    return ("Every ranking point, at its best coverage_weight:\n\n" + "\n".join(points)
-            + "\n\nThe chosen ranking point at every coverage_weight:\n\n" + "\n".join(sweep))
+    sweep = [_row(settings, w, score(run, w, shares), w == chosen[1]) for w in COVERAGE_WEIGHTS]
+    head = md_table(TABLE_HEAD, [], align="r" * len(TABLE_HEAD))  # header and rule; _row writes the rows
+    return ("Every ranking point, at its best coverage_weight:\n\n" + "\n".join([head, *points])
+            + "\n\nThe chosen ranking point at every coverage_weight:\n\n" + "\n".join([head, *sweep]))
 
 
 def article(argv: list[str], out: Path) -> None:
-    """benchmarks/quality.py --article once, as is, plus what its table leaves out: how many questions
+    """`python -m benchmarks.quality --article` once, as is, plus what its table leaves out: how many questions
     abstain at the settings' own abstain_threshold (read from the confidences it measured)."""
     captured: dict = {}
     own_table = quality.table

