@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 
-
+from index import BuildProgress
 
 LISTED = 10  # documents named per kind of change after a build; the rest are counted
 
@@ -110,7 +110,7 @@ def cli(ctx: click.Context, env_file: Path | None, verbose: bool) -> None:
                                         require_file=env_file is not None)
 
 
-class _Progress:
+class _Progress(BuildProgress):
     """Progress of a build's slow steps: a bar per step on a terminal, elsewhere (a log, a pipe) a line
     every few seconds once a step has run that long, and its last line. Called with (done, total) for
     embedding; ``stage`` for the rest."""
@@ -344,22 +344,10 @@ def info(settings: Any, as_json: bool, check: bool) -> None:
     Exits 1 when the index is damaged (a file's size or checksum does not match). Checksums are verified
     when the index is small enough to hash in a moment (256 MB); --check verifies them at any size.
     """
-    from bot.format import terminal_safe as t
-    from bot.messages import explain, source_label, staleness
     from index import describe_index
 
     d = describe_index(settings.engine_config(), check=check)
-    damage = ""
-    if d.damaged:
-        damage = f"damaged: {', '.join(d.damaged)} do not match the manifest; rebuild it with `herald build`"
-    elif d.damage_error is not None:
-        damage = f"damaged: {explain(d.damage_error)}"
-    if d.stale_error is not None:
-        state = f"unknown ({explain(d.stale_error)})"
-    elif d.stale is not None and d.stale.stale:
-        state = "stale: " + staleness(d.stale) + " (run `herald build`)"
-    else:
-        state = "up to date"
+    damage, state = _damage_and_state(d)
     summary = {
         "index": str(d.index_dir), "model": d.model, "dim": d.dim, "vector_store": d.vector_store,
         "documents": len(d.documents), "chunks": d.chunks, "sentences": d.sentences, "built_at": d.built_at,
@@ -374,12 +362,38 @@ def info(settings: Any, as_json: bool, check: bool) -> None:
         if damage:
             raise click.exceptions.Exit(1)
         return
+    _print_info(d, summary, damage, check)
+
+
+def _damage_and_state(d: Any) -> tuple[str, str]:
+    """What `herald info` says of the index's files ("" when they match) and of the corpus since the build."""
+    from bot.messages import explain, staleness
+
+    damage = ""
+    if d.damaged:
+        damage = f"damaged: {', '.join(d.damaged)} do not match the manifest; rebuild it with `herald build`"
+    elif d.damage_error is not None:
+        damage = f"damaged: {explain(d.damage_error)}"
+    if d.stale_error is not None:
+        state = f"unknown ({explain(d.stale_error)})"
+    elif d.stale is not None and d.stale.stale:
+        state = "stale: " + staleness(d.stale) + " (run `herald build`)"
+    else:
+        state = "up to date"
+    return damage, state
+
+
+def _print_info(d: Any, summary: dict[str, Any], damage: str, check: bool) -> None:
+    """`herald info` for a person; exits 1 (the damage on stderr) when the index is damaged."""
+    from bot.format import terminal_safe as t
+    from bot.messages import source_label
+
     click.echo(f"Index:     {summary['index']}")
     click.echo(f"Model:     {summary['model']} ({summary['dim']} dimensions)")
     click.echo(f"Vectors:   {d.vector_store} store")
     click.echo(f"Documents: {summary['documents']}   Chunks: {summary['chunks']}   Sentences: {summary['sentences']}")
     click.echo(f"Updated:   {summary['built_at']} (the last build that changed the index)")
-    click.echo(f"Corpus:    {summary['corpus']} ({state})")
+    click.echo(f"Corpus:    {summary['corpus']} ({summary['state']})")
     for doc in d.documents:
         label = f" ({source_label(doc.outlet, doc.date)})" if doc.outlet or doc.date else ""
         click.echo(t(f"  - {doc.title}{label} [{doc.id}, {doc.chunks} chunks]"))
@@ -427,14 +441,29 @@ def eval_cmd(settings: Any, qa_file: Path, failures: bool, as_json: bool) -> Non
             click.echo(terminal_safe(line))  # questions and answers from files and the model
 
 
-def _added_line(item: Any) -> str:
+def _echo_added(item: Any) -> None:
     """One line per URL: what happened to it, or why not (a page's title printed without escape sequences)."""
     from bot.format import terminal_safe
-    from bot.messages import explain, source_label
+    from bot.messages import added_line
 
-    if item.status == "failed":
-        return terminal_safe(f"  failed: {explain(item.error)}")
-    return terminal_safe(f"  {item.status}: {item.title} ({source_label(item.outlet, item.date)}) -> {item.path}")
+    click.echo(terminal_safe(added_line(item)))
+
+
+def _echo_feed(res: Any, *, watching: bool = False) -> Any:
+    """One poll of one feed as `herald add --feed` prints it (``bot.messages.feed_report``); its ``FeedCounts``.
+
+    ``watching`` (`herald watch`, which runs for hours): a feed that failed is reported on stderr, and the
+    feed's own line is left out when its poll went through (only its items are printed).
+    """
+    from bot.format import terminal_safe
+    from bot.messages import feed_counts, feed_report
+
+    head, *items = feed_report(res, terminal=True)
+    if not (watching and res.error is None):
+        click.echo(terminal_safe(head.text), err=watching)
+    for line in items:
+        click.echo(terminal_safe(line.text))
+    return feed_counts(res)
 
 
 def _update_index(settings: Any) -> None:
@@ -462,34 +491,26 @@ def add(settings: Any, urls: tuple[str, ...], is_feed: bool, no_index: bool) -> 
     The article is extracted from the page (no navigation, ads or comments) and saved as markdown with
     its title, outlet, date and URL. Adding a URL again updates it only if its text changed.
     """
-    from bot.messages import explain
+    from bot.messages import changed, failed
     from index import add_url, poll_feeds
 
-    failed = changed = 0
+    failures = to_index = 0
     if is_feed:
         for res in poll_feeds(settings.corpus_dir, urls, settings.feed_state_file, settings.fetch,
                               settings.feed_max_items):
-            if res.error is not None:
-                failed += 1
-                click.echo(f"feed {res.feed}: failed: {explain(res.error)}")
-                continue
-            news = [i for i in res.items if i.status != "unchanged"]
-            click.echo(f"feed {res.feed}: " + ("unchanged since the last poll" if res.unchanged else
-                                               f"{len(res.items)} new item(s)"))
-            for item in res.items:
-                click.echo(_added_line(item))
-            failed += sum(1 for i in res.items if i.status == "failed")
-            changed += sum(1 for i in news if i.status != "failed")
+            counts = _echo_feed(res)
+            failures += counts.failed
+            to_index += counts.changed
     else:
         for url in urls:
             item = add_url(settings.corpus_dir, url, settings.fetch)
-            click.echo(_added_line(item))
-            failed += item.status == "failed"
-            changed += item.status in ("added", "updated")
-    if changed and not no_index:
+            _echo_added(item)
+            failures += failed(item)
+            to_index += changed(item)
+    if to_index and not no_index:
         _update_index(settings)
-    if failed:
-        raise click.ClickException(f"{failed} of the URLs could not be added (see above)")
+    if failures:
+        raise click.ClickException(f"{failures} of the URLs could not be added (see above)")
 
 
 @cli.command()
@@ -499,7 +520,6 @@ def watch(settings: Any, once: bool) -> None:
     """Poll the feeds in HERALD_FEEDS every HERALD_FEED_INTERVAL seconds; add new items and update the index."""
     import time
 
-    from bot.messages import explain
     from index import poll_feeds
 
     if not settings.feeds:
@@ -508,12 +528,7 @@ def watch(settings: Any, once: bool) -> None:
         added = 0
         for res in poll_feeds(settings.corpus_dir, settings.feeds, settings.feed_state_file, settings.fetch,
                               settings.feed_max_items):
-            if res.error is not None:
-                click.echo(f"feed {res.feed}: failed: {explain(res.error)}", err=True)
-                continue
-            for item in res.items:
-                click.echo(_added_line(item))
-            added += sum(1 for i in res.items if i.status in ("added", "updated"))
+            added += _echo_feed(res, watching=True).changed
         if added:
             _update_index(settings)
         if once:
@@ -558,7 +573,7 @@ def chat(settings: Any) -> None:
 @index_options
 def bot_cmd(settings: Any) -> None:
     """Run the Discord bot (needs DISCORD_TOKEN in the environment or .env)."""
-    from bot.discord_app import run_bot
+    from bot.discord_bot.launcher import run_bot
 
     run_bot(settings)
 

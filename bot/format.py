@@ -288,6 +288,79 @@ def _seconds(ms: float) -> str:
     return f"{s:.2f} s" if s < 10 else f"{s:.1f} s"
 
 
+@dataclass
+class _Layout:
+    """An answer's embed before it is fitted: ``desc_limit`` and the fields' limits shrink until it fits."""
+
+    title: str
+    colour: int
+    base: str  # the description
+    plain: str  # the same without bold: a description cut short could leave a '**' open
+    fields: list[_Field]
+    footer: str
+    desc_limit: int
+
+    def embed(self) -> dict[str, Any]:
+        description = self.base if dlen(self.base) <= self.desc_limit else truncate(self.plain, self.desc_limit)
+        embed: dict[str, Any] = {"title": self.title, "description": description, "color": self.colour}
+        if self.fields:
+            embed["fields"] = [{"name": f.name, "value": f.value(), "inline": False} for f in self.fields]
+        embed["footer"] = {"text": self.footer}
+        return embed
+
+
+def _abstained_layout(answer: Answer, title: str, note: str, elapsed: float) -> _Layout:
+    """"The articles don't say", with the closest passage when there is one."""
+    hint = answer.hint
+    if hint is not None:
+        description = (f"{ABSTAIN_MESSAGE} I couldn't find an answer to that in the articles I have. "
+                       f"The closest passage is below, in case it helps; try asking with other words, "
+                       f"or see `/sources` for what I have read.")
+        fields = [_source_field(None, hint, label="Closest passage \u2014 ")]
+    else:
+        description = f"{ABSTAIN_MESSAGE} Nothing in the articles I have comes close to that question."
+        fields = []
+    return _Layout(title, ABSTAIN_COLOUR, description + note, description + note, fields,
+                   truncate(f"Searched in {_seconds(elapsed)}", FOOTER_LIMIT), DESCRIPTION_LIMIT)
+
+
+def _answered_layout(answer: Answer, title: str, note: str, elapsed: float) -> _Layout:
+    """The answer (its phrase in bold) and one field per numbered source, the cited ones marked."""
+    lead = TENTATIVE_LEAD if answer.tentative else ""
+    base = lead + (answer_markdown(answer) or "(no answer text)") + note
+    plain = lead + (answer_markdown(answer, bold=False) or "(no answer text)") + note
+    cited = set(answer.citations)
+    fields = [_source_field(n, s, cited=n in cited) for n, s in enumerate(answer.sources[:MAX_FIELDS], 1)]
+    sure = "low confidence" if answer.tentative else "confidence"
+    writer = _writer(answer)
+    origin = f"written by {writer} from the articles" if writer else "from the articles"
+    footer = f"Answered in {_seconds(elapsed)} \u00b7 {sure} {answer.confidence:.2f} \u00b7 {origin}"
+    return _Layout(title, TENTATIVE_COLOUR if answer.tentative else ANSWER_COLOUR, base, plain, fields,
+                   truncate(footer, FOOTER_LIMIT), ANSWER_BUDGET if fields else DESCRIPTION_LIMIT)
+
+
+def _fitted(layout: _Layout) -> dict[str, Any]:
+    """The embed, the largest part squeezed until the whole fits in 6,000; trailing sources dropped as a
+    last resort."""
+    embed = layout.embed()
+    while embed_total(embed) > EMBED_TOTAL_LIMIT:
+        over = embed_total(embed) - EMBED_TOTAL_LIMIT
+        parts = [(dlen(embed["description"]), -1)] + [(dlen(f["value"]), i)
+                                                     for i, f in enumerate(embed.get("fields", []))]
+        size, which = max(parts)
+        if size <= _MIN_PART:
+            if not layout.fields:
+                layout.desc_limit = max(1, layout.desc_limit - over)
+            else:
+                layout.fields.pop()
+        elif which == -1:
+            layout.desc_limit = max(_MIN_PART, size - over)
+        else:
+            layout.fields[which].limit = max(_MIN_PART, size - over)
+        embed = layout.embed()
+    return embed
+
+
 def format_answer(answer: Answer, *, elapsed_ms: float | None = None) -> OutgoingMessage:
     """The message for one answered (or abstained) question.
 
@@ -296,64 +369,8 @@ def format_answer(answer: Answer, *, elapsed_ms: float | None = None) -> Outgoin
     elapsed = answer.latency_ms if elapsed_ms is None else elapsed_ms
     title = truncate(clean_inline(answer.question) or "Your question", TITLE_LIMIT)
     note = f"\n\n*{clean_inline(note_for(answer))}*" if note_for(answer) else ""
-    if answer.abstained:
-        colour = ABSTAIN_COLOUR
-        hint = answer.hint
-        if hint is not None:
-            description = (f"{ABSTAIN_MESSAGE} I couldn't find an answer to that in the articles I have. "
-                           f"The closest passage is below, in case it helps; try asking with other words, "
-                           f"or see `/sources` for what I have read.")
-            fields = [_source_field(None, hint, label="Closest passage \u2014 ")]
-        else:
-            description = f"{ABSTAIN_MESSAGE} Nothing in the articles I have comes close to that question."
-            fields = []
-        base = plain = description + note
-        footer = f"Searched in {_seconds(elapsed)}"
-        desc_limit = DESCRIPTION_LIMIT
-    else:
-        colour = TENTATIVE_COLOUR if answer.tentative else ANSWER_COLOUR
-        lead = TENTATIVE_LEAD if answer.tentative else ""
-        base = lead + (answer_markdown(answer) or "(no answer text)") + note
-        # a description cut short could leave a '**' open: one that must be cut goes without the bold
-        plain = lead + (answer_markdown(answer, bold=False) or "(no answer text)") + note
-        cited = set(answer.citations)
-        fields = [_source_field(n, s, cited=n in cited) for n, s in enumerate(answer.sources[:MAX_FIELDS], 1)]
-        sure = "low confidence" if answer.tentative else "confidence"
-        writer = _writer(answer)
-        origin = f"written by {writer} from the articles" if writer else "from the articles"
-        footer = f"Answered in {_seconds(elapsed)} \u00b7 {sure} {answer.confidence:.2f} \u00b7 {origin}"
-        desc_limit = ANSWER_BUDGET if fields else DESCRIPTION_LIMIT
-    footer = truncate(footer, FOOTER_LIMIT)
-
-    def build() -> dict[str, Any]:
-        description = base if dlen(base) <= desc_limit else truncate(plain, desc_limit)
-        embed: dict[str, Any] = {"title": title, "description": description, "color": colour}
-        if fields:
-            embed["fields"] = [{"name": f.name, "value": f.value(), "inline": False} for f in fields]
-        embed["footer"] = {"text": footer}
-        return embed
-
-    embed = build()
-    # Squeeze the largest part until the whole embed fits in 6,000; drop trailing sources as a last resort.
-    while embed_total(embed) > EMBED_TOTAL_LIMIT:
-        over = embed_total(embed) - EMBED_TOTAL_LIMIT
-        parts = [(dlen(embed["description"]), -1)] + [(dlen(f["value"]), i)
-                                                     for i, f in enumerate(embed.get("fields", []))]
-        size, which = max(parts)
-        if size <= _MIN_PART:
-            if not fields:
-                desc_limit = max(1, desc_limit - over)
-            else:
-                fields.pop()
-            embed = build()
-            continue
-        new_limit = max(_MIN_PART, size - over)
-        if which == -1:
-            desc_limit = new_limit
-        else:
-            fields[which].limit = new_limit
-        embed = build()
-    return OutgoingMessage(content=None, embed=embed)
+    layout = (_abstained_layout if answer.abstained else _answered_layout)(answer, title, note, elapsed)
+    return OutgoingMessage(content=None, embed=_fitted(layout))
 
 
 def format_notice(text: str) -> OutgoingMessage:

@@ -7,9 +7,12 @@ variables (which only the application knows). The CLI and the bot both call ``ex
 
 from __future__ import annotations
 
-from index import (DEFAULT_MODEL, AddResult, Answer, BuildBusyError, CorpusError, FetchError, IndexCorruptError,
-                   IndexMismatchError, IndexMissingError, IndexPathError, IndexWriteError, ModelLoadError, Notice,
-                   QuestionError, QuestionSetError, Staleness, UnknownBackendError)
+import logging
+from dataclasses import dataclass
+
+from index import (DEFAULT_MODEL, AddResult, Answer, BuildBusyError, CorpusError, FeedResult, FetchError,
+                   IndexCorruptError, IndexMismatchError, IndexMissingError, IndexPathError, IndexWriteError,
+                   ModelLoadError, Notice, QuestionError, QuestionSetError, Staleness, UnknownBackendError)
 
 ABSTAIN_MESSAGE = "The articles don't say."
 # Put before an answer whose confidence is under ``tentative_below``: readers should check the sources.
@@ -62,16 +65,92 @@ def human_date(date: str | None) -> str:
     return f"{d.day} {d.strftime('%b %Y')}"
 
 
+# ------------------------------------------------------------------------ news in: URLs and feeds
+
+
+def changed(res: AddResult) -> bool:
+    """The URL's article is new or its text changed, so the index needs updating.
+
+    The one place ``AddResult.status`` is compared for it; once the library's ``AddResult`` has a
+    ``changed`` property, this body becomes ``return res.changed``.
+    """
+    return res.status in ("added", "updated")
+
+
+def failed(res: AddResult) -> bool:
+    """The URL could not be added (``res.error`` says why)."""
+    return res.status == "failed"
+
+
+def _why_not(res: AddResult) -> str:
+    return explain(res.error) if res.error is not None else f"{res.url} could not be added"
+
+
 def add_result(res: AddResult) -> str:
     """One line for what adding a URL did: ``Added: <title> (Coastal Times, 5 Mar 2024)``, ``Updated: ...``,
     ``Already indexed, unchanged: ...``, or why it could not be added."""
-    if res.status == "failed" or res.error is not None:
-        why = explain(res.error) if res.error is not None else f"{res.url} could not be added"
+    if failed(res) or res.error is not None:
+        why = _why_not(res)
         return f"Sorry, I could not add that page: {why}" + ("" if why[-1:] in ".!?" else ".")
     what = f"{' '.join((res.title or res.url).split())} ({source_label(res.outlet, res.date)})"
     if res.status == "unchanged":
         return f"Already indexed, unchanged: {what}"
     return f"{'Updated' if res.status == 'updated' else 'Added'}: {what}"
+
+
+def added_line(res: AddResult) -> str:
+    """The terminal's line for one URL (``herald add``, ``herald watch``): ``  added: <title> (Coastal
+    Times, 5 Mar 2024) -> <path>``, or ``  failed: <why>``. The caller makes it terminal-safe."""
+    if failed(res):
+        return f"  failed: {_why_not(res)}"
+    return f"  {res.status}: {res.title} ({source_label(res.outlet, res.date)}) -> {res.path}"
+
+
+@dataclass(frozen=True)
+class FeedCounts:
+    """What one poll of one feed changed: articles added or updated, and failures (an item, or the feed)."""
+
+    changed: int
+    failed: int
+
+
+def feed_counts(res: FeedResult) -> FeedCounts:
+    """The counts for one feed's poll, computed here only (the bot's watcher, `herald add --feed`, `herald watch`)."""
+    return FeedCounts(changed=sum(1 for item in res.items if changed(item)),
+                      failed=sum(1 for item in res.items if failed(item)) + int(res.error is not None))
+
+
+@dataclass(frozen=True)
+class Line:
+    """One line of a report and the level it is logged at (a terminal prints every line)."""
+
+    level: int
+    text: str
+
+
+def _level(res: AddResult) -> int:
+    return logging.WARNING if failed(res) else logging.INFO if changed(res) else logging.DEBUG
+
+
+def feed_report(res: FeedResult, *, terminal: bool = False) -> list[Line]:
+    """What one poll of one feed did: first a line for the feed (failed, unchanged, or how many items), then
+    one per item. For the log (the bot's watcher) each item reads as ``add_result`` says it, a failure telling
+    whether it is tried again; ``terminal``: as ``added_line`` (`herald add --feed`, `herald watch`)."""
+    feed = f"feed {res.feed}"
+    if res.error is not None:
+        return [Line(logging.WARNING, f"{feed}: failed: {explain(res.error)}")]
+    head = "unchanged since the last poll" if res.unchanged else f"{len(res.items)} new item(s)"
+    lines = [Line(logging.DEBUG, f"{feed}: {head}")]
+    for item in res.items:
+        if terminal:
+            text = added_line(item)
+        elif failed(item):
+            later = "given up" if item.url in res.given_up else "tried again later"
+            text = f"{feed}: item failed ({later}): {_why_not(item)}"
+        else:
+            text = f"{feed}: {add_result(item)}" + (f" -> {item.path}" if changed(item) else "")
+        lines.append(Line(_level(item), text))
+    return lines
 
 
 def note_for(answer: Answer) -> str:

@@ -1,7 +1,11 @@
 """Settings from the environment and `.env` (python-dotenv); command-line flags override them.
 
-Retrieval knobs map one-to-one onto ``SearchSettings`` / ``ChunkSettings`` fields (``HERALD_<FIELD>``,
-``HERALD_CHUNK_<FIELD>``), so a new knob in the library is a setting with no extra code here.
+Every variable is one row of ``SETTINGS``: the variable, the ``Settings`` field it sets, how its text is
+read, its default (the field's own unless stated) and the rule its value must meet, with what is said
+when it does not. A new setting is a field on ``Settings``, a row here and a line in .env.example.
+Retrieval knobs map one-to-one onto ``SearchSettings`` / ``ChunkSettings`` / ``LLMSettings`` /
+``FetchSettings`` fields (``Group`` rows: ``HERALD_<FIELD>``, ``HERALD_CHUNK_<FIELD>``, ...), so a new knob
+in the library is a setting with no extra code here.
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -138,13 +143,125 @@ def _choice(name: str, value: str, registry: Any) -> str:
     return value
 
 
-def load_settings(env_file: str | os.PathLike | None = ".env", environ: dict[str, str] | None = None,
-                  require_file: bool = False) -> Settings:
-    """Settings from ``environ`` (default: the process environment) over the values in ``env_file``.
+# ------------------------------------------------------------------------------------ the table
 
-    Real environment variables win over `.env`, as python-dotenv does by default. ``require_file``: the
-    user named the file, so its absence is an error (a typo must not silently mean "no settings").
-    """
+Parser = Callable[[str, str], Any]  # (variable, its text) -> the value, or SettingsError naming the variable
+
+
+def _text(name: str, raw: str) -> str:
+    return raw
+
+
+def _path(name: str, raw: str) -> Path:
+    return Path(raw)
+
+
+def _number(kind: type) -> Parser:
+    return lambda name, raw: _parse(name, raw, kind)
+
+
+def _one_of(registry: Any) -> Parser:
+    return lambda name, raw: _choice(name, raw, registry)
+
+
+def _urls(name: str, raw: str) -> tuple[str, ...]:
+    return tuple(u for u in raw.replace(",", " ").split() if u)
+
+
+def _upper(name: str, raw: str) -> str:
+    return raw.upper()
+
+
+def _answerer_default(env: dict[str, str]) -> str:
+    """A model URL means "answer with it" unless HERALD_ANSWERER names another answerer."""
+    return "llm" if _get(env, "HERALD_LLM_URL") else "extractive"
+
+
+@dataclass(frozen=True)
+class Var:
+    """One variable for one ``Settings`` field. Unset or empty: ``default``, the field's own default unless
+    it is a function of the other variables (its text is then parsed too). ``check``: the rule a value
+    must meet, and ``problem`` what is said when it does not (``{value!r}`` filled in)."""
+
+    env: str
+    field: str
+    parse: Parser = _text
+    default: Callable[[dict[str, str]], str] | None = None
+    check: Callable[[Any], bool] | None = None
+    problem: str = ""
+
+    def read(self, env: dict[str, str]) -> Any:
+        raw = _get(env, self.env)
+        if raw is None:
+            if self.default is None:
+                return _FIELD_DEFAULTS[self.field]
+            raw = self.default(env)
+        return self.parse(self.env, raw)
+
+    def verify(self, value: Any) -> None:
+        if self.check is not None and not self.check(value):
+            raise SettingsError(self.problem.format(value=value))
+
+
+@dataclass(frozen=True)
+class Group:
+    """A library settings dataclass read field by field from ``<prefix><FIELD>`` (its own checks apply)."""
+
+    env: str  # the prefix
+    field: str
+    cls: type
+
+    def read(self, env: dict[str, str]) -> Any:
+        return _dataclass_from_env(self.cls, self.env, env)
+
+    def verify(self, value: Any) -> None:
+        """Nothing more: the dataclass checked its own values (and the variables were named if wrong)."""
+
+
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+# Every setting Herald reads, in the order they are read (a copy of .env.example sets each to its default).
+SETTINGS: tuple[Var | Group, ...] = (
+    Var("HERALD_CORPUS", "corpus_dir", _path),
+    Var("HERALD_INDEX", "index_dir", _path),
+    Var("HERALD_MODEL", "model"),
+    Var("HERALD_SOURCE", "source", _one_of(SOURCES)),
+    Var("HERALD_VECTOR_STORE", "vector_store", _one_of(VECTOR_STORES)),
+    Var("HERALD_ANSWERER", "answerer", _one_of(ANSWERERS), default=_answerer_default),
+    Group("HERALD_LLM_", "llm", LLMSettings),
+    Var("HERALD_FEEDS", "feeds", _urls),
+    Var("HERALD_FEED_INTERVAL", "feed_interval", _number(float), check=lambda v: v >= 1,
+        problem="HERALD_FEED_INTERVAL must be at least 1 second (15 minutes, 900, is polite)"),
+    Var("HERALD_FEED_STATE", "feed_state", _path),
+    Var("HERALD_FEED_MAX_ITEMS", "feed_max_items", _number(int), check=lambda v: v >= 1,
+        problem="HERALD_FEED_MAX_ITEMS must be at least 1 (items fetched per feed per poll)"),
+    Group("HERALD_FETCH_", "fetch", FetchSettings),
+    Group("HERALD_", "search", SearchSettings),
+    Group("HERALD_CHUNK_", "chunking", ChunkSettings),
+    Var("DISCORD_TOKEN", "discord_token"),
+    Var("HERALD_CHANNELS", "channel_allowlist", _ids),
+    Var("HERALD_COOLDOWN_SECONDS", "cooldown_seconds", _number(float), check=lambda v: v >= 0,
+        problem="HERALD_COOLDOWN_SECONDS cannot be negative"),
+    Var("HERALD_DEV_GUILD_ID", "dev_guild_id", _number(int)),
+    Var("HERALD_FEEDBACK_FILE", "feedback_file", _path),
+    Var("HERALD_MAX_CONCURRENCY", "max_concurrency", _number(int), check=lambda v: v >= 1,
+        problem="HERALD_MAX_CONCURRENCY must be at least 1"),
+    Var("HERALD_LOG_LEVEL", "log_level", _upper, check=lambda v: v in _LOG_LEVELS,
+        problem="HERALD_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {value!r}"),
+)
+
+_FIELD_DEFAULTS = {f.name: f.default for f in dataclasses.fields(Settings)}
+
+
+def _get(env: dict[str, str], name: str) -> str | None:
+    """A variable's text; None when it is unset or empty (empty means "the default")."""
+    value = env.get(name)
+    return value if value is not None and value.strip() != "" else None
+
+
+def _read_env(env_file: str | os.PathLike | None, environ: dict[str, str] | None,
+              require_file: bool) -> dict[str, str]:
+    """``environ`` (default: the process environment) over the values in ``env_file``."""
     from dotenv import dotenv_values
 
     env: dict[str, str] = {}
@@ -154,51 +271,25 @@ def load_settings(env_file: str | os.PathLike | None = ".env", environ: dict[str
     if env_file and Path(env_file).is_file():
         env.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
     env.update(os.environ if environ is None else environ)
+    return env
 
-    def get(name: str) -> str | None:
-        value = env.get(name)
-        return value if value is not None and value.strip() != "" else None
 
-    guild = get("HERALD_DEV_GUILD_ID")
-    if get("HERALD_LLM_URL") and not get("HERALD_LLM_MODEL"):
+def load_settings(env_file: str | os.PathLike | None = ".env", environ: dict[str, str] | None = None,
+                  require_file: bool = False) -> Settings:
+    """Settings from ``environ`` (default: the process environment) over the values in ``env_file``.
+
+    Real environment variables win over `.env`, as python-dotenv does by default. ``require_file``: the
+    user named the file, so its absence is an error (a typo must not silently mean "no settings").
+    Every variable is read through the ``SETTINGS`` table, then each row's check is applied.
+    """
+    env = _read_env(env_file, environ, require_file)
+    if _get(env, "HERALD_LLM_URL") and not _get(env, "HERALD_LLM_MODEL"):
         raise SettingsError("HERALD_LLM_URL is set but HERALD_LLM_MODEL is not: name the model the server "
                             "should run (e.g. llama3.2:3b for Ollama); fix it in .env or the environment")
-    settings = Settings(
-        corpus_dir=Path(get("HERALD_CORPUS") or "corpus"),
-        index_dir=Path(get("HERALD_INDEX") or ".herald/index"),
-        model=get("HERALD_MODEL") or DEFAULT_MODEL,
-        source=_choice("HERALD_SOURCE", get("HERALD_SOURCE") or "folder", SOURCES),
-        vector_store=_choice("HERALD_VECTOR_STORE", get("HERALD_VECTOR_STORE") or "faiss", VECTOR_STORES),
-        # A model URL means "answer with it" unless HERALD_ANSWERER names another answerer.
-        answerer=_choice("HERALD_ANSWERER", get("HERALD_ANSWERER") or ("llm" if get("HERALD_LLM_URL") else "extractive"),
-                         ANSWERERS),
-        llm=_dataclass_from_env(LLMSettings, "HERALD_LLM_", env),
-        feeds=tuple(u for u in (get("HERALD_FEEDS") or "").replace(",", " ").split() if u),
-        feed_interval=_parse("HERALD_FEED_INTERVAL", get("HERALD_FEED_INTERVAL") or "900", float),
-        feed_state=Path(get("HERALD_FEED_STATE")) if get("HERALD_FEED_STATE") else None,
-        feed_max_items=_parse("HERALD_FEED_MAX_ITEMS", get("HERALD_FEED_MAX_ITEMS") or "50", int),
-        fetch=_dataclass_from_env(FetchSettings, "HERALD_FETCH_", env),
-        search=_dataclass_from_env(SearchSettings, "HERALD_", env),
-        chunking=_dataclass_from_env(ChunkSettings, "HERALD_CHUNK_", env),
-        discord_token=get("DISCORD_TOKEN"),
-        channel_allowlist=_ids("HERALD_CHANNELS", get("HERALD_CHANNELS") or ""),
-        cooldown_seconds=_parse("HERALD_COOLDOWN_SECONDS", get("HERALD_COOLDOWN_SECONDS") or "10", float),
-        dev_guild_id=_parse("HERALD_DEV_GUILD_ID", guild, int) if guild else None,
-        feedback_file=Path(get("HERALD_FEEDBACK_FILE") or ".herald/feedback.jsonl"),
-        max_concurrency=_parse("HERALD_MAX_CONCURRENCY", get("HERALD_MAX_CONCURRENCY") or "2", int),
-        log_level=(get("HERALD_LOG_LEVEL") or "INFO").upper(),
-    )
+    settings = Settings(**{row.field: row.read(env) for row in SETTINGS})
     if settings.answerer == "llm" and not settings.llm.url:
         raise SettingsError("HERALD_ANSWERER=llm needs HERALD_LLM_URL (an OpenAI-compatible server, e.g. "
                             "http://localhost:11434/v1 for Ollama) and HERALD_LLM_MODEL")
-    if settings.feed_interval < 1:
-        raise SettingsError("HERALD_FEED_INTERVAL must be at least 1 second (15 minutes, 900, is polite)")
-    if settings.feed_max_items < 1:
-        raise SettingsError("HERALD_FEED_MAX_ITEMS must be at least 1 (items fetched per feed per poll)")
-    if settings.max_concurrency < 1:
-        raise SettingsError("HERALD_MAX_CONCURRENCY must be at least 1")
-    if settings.cooldown_seconds < 0:
-        raise SettingsError("HERALD_COOLDOWN_SECONDS cannot be negative")
-    if settings.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
-        raise SettingsError(f"HERALD_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {settings.log_level!r}")
+    for row in SETTINGS:
+        row.verify(getattr(settings, row.field))
     return settings

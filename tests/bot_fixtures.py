@@ -1,4 +1,4 @@
-"""Fixtures and helpers for Herald's bot tests against the fake Discord in ``tests/fakediscord.py``.
+"""Fixtures and helpers for Herald's bot tests against the fake Discord in ``tests/fakes/discord/``.
 
 Import the fixtures into a test module with ``from bot_fixtures import *``. The bot under test is the
 real ``HeraldBot`` (unmodified); only ``discord.http.Route.BASE`` and ``DiscordWebSocket.DEFAULT_GATEWAY``
@@ -21,10 +21,13 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from fakediscord import (
+from index.embed.base import Embedder
+
+from fakes.discord import (
     DiscordErrorCollector, FakeDiscord, FakeDiscordConfig, NetworkGuard, assert_no_leaked_tasks,
     block_external_network, patch_discord, running_bot, task_snapshot,
 )
+from fakes.engine import WorkingEngine  # noqa: F401 - re-exported for the bot tests
 
 from bot.settings import Settings
 
@@ -110,7 +113,7 @@ def bot_settings(tmp_path: Path) -> Settings:
 @pytest_asyncio.fixture
 async def start_herald(fake: FakeDiscord, bot_settings: Settings) -> AsyncIterator[Callable[..., Any]]:
     """``bot = await start_herald(engine, **setting_overrides)``: a ready HeraldBot on the fake."""
-    from bot.discord_app import HeraldBot
+    from bot.discord_bot.client import HeraldBot
 
     async with contextlib.AsyncExitStack() as stack:
         async def start(engine: Any, *, bot_kwargs: dict[str, Any] | None = None, **overrides: Any) -> HeraldBot:
@@ -152,11 +155,13 @@ class StubEngine:
     """An Engine stand-in that returns a prepared Answer (or raises), to test formatting and errors.
 
     ``histories`` records the earlier turns each question came with (follow-ups); ``tokens``, when given,
-    are fed to ``on_token`` one by one (``token_delay`` seconds apart) as a streaming answerer would.
+    are fed to ``on_token`` one by one (``token_delay`` seconds apart) as a streaming answerer would, and
+    the engine then says it streams (``Engine.streams``), as one with a language model does.
     """
 
     def __init__(self, make: Callable[[str], Any], documents: list[StubDoc] | None = None,
                  tokens: list[str] | None = None, token_delay: float = 0.0) -> None:
+        self.streams = bool(tokens)
         self._make = make
         self.index = StubIndex(documents or [StubDoc("a", "Stub article")])
         self.questions: list[str] = []
@@ -177,7 +182,7 @@ class StubEngine:
         return self.index.documents
 
 
-class SlowBuildEmbedder:
+class SlowBuildEmbedder(Embedder):
     """Delegates to the test-hash embedder; batch encodes (builds) sleep, single questions do not."""
 
     def __init__(self, inner) -> None:
@@ -194,13 +199,12 @@ class SlowBuildEmbedder:
 
 @pytest.fixture
 def slow_embedder(fake_embedder):
-    from index import embed
+    from index.embed import models as embed
 
     slow = SlowBuildEmbedder(fake_embedder)
     embed.register_embedder("slow-hash", lambda _name: slow)
     yield slow
-    embed._FACTORIES.pop("slow-hash", None)
-    embed._CACHE.pop("slow-hash", None)
+    embed.unregister_embedder("slow-hash")
 
 
 # ---------------------------------------------------------------------------------------- helpers
@@ -221,17 +225,3 @@ def replies_to(question: dict[str, Any]) -> Callable[[dict[str, Any]], bool]:
     qid = question["id"]
     return lambda m: (m.get("message_reference") or {}).get("message_id") == qid
 
-
-class WorkingEngine:
-    """The real engine plus a fixed amount of blocking work per question (time.sleep holds the thread, not
-    the GIL), so a question costs the same on any machine however fast the model is."""
-
-    def __init__(self, engine, seconds: float) -> None:
-        self._engine, self._seconds = engine, seconds
-
-    def ask(self, question: str, *args, **kwargs):
-        time.sleep(self._seconds)
-        return self._engine.ask(question, *args, **kwargs)
-
-    def __getattr__(self, name: str):
-        return getattr(self._engine, name)

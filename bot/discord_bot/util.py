@@ -1,7 +1,7 @@
-"""Small Discord helpers shared by ``bot.discord_app`` and the cogs.
+"""Small Discord helpers shared by the client (``bot.discord_bot.client``) and the cogs.
 
-A leaf module (only discord, the stdlib, ``bot.format`` and ``bot.messages``), so the cogs can use these helpers without
-importing ``bot.discord_app``, which loads the cogs: that was an import cycle.
+A leaf module (only discord, the stdlib, ``bot.format`` and ``bot.messages``), so the cogs can use these helpers
+without importing the client, which loads the cogs: that was an import cycle.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from discord.ext import commands
 from bot.format import format_sources
 
 if TYPE_CHECKING:
-    from bot.discord_app import HeraldBot
+    from bot.discord_bot.client import HeraldBot
 
 
 class AdminCog(commands.Cog):

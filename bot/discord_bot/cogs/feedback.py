@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING, Any
 
 import discord
 
-from bot.feedback import AnswerRecord
+from bot.discord_bot.feedback import AnswerRecord
 from bot.format import CITED_MARK, TENTATIVE_LEAD
 from bot.messages import ABSTAIN_MESSAGE
 
 if TYPE_CHECKING:
-    from bot.discord_app import HeraldBot
+    from bot.discord_bot.client import HeraldBot
 
 VOTES = {"up": "\N{THUMBS UP SIGN}", "down": "\N{THUMBS DOWN SIGN}"}
 

@@ -4,7 +4,7 @@ The fetch runs in the bot's fetch pool (``HeraldBot.run_fetch``; ``index.add_url
 extraction, size and time limits, polite errors), never in the threads that answer, so the bot keeps
 answering meanwhile. When the article is new or changed, the index is rebuilt in the background
 (``HeraldBot.reindex_soon``) and the person who added it is told, privately, when the new index is in use.
-The feed watcher (``HeraldBot``'s ``herald-feeds`` task) does the same for ``HERALD_FEEDS``.
+The feed watcher (``bot.discord_bot.tasks.FeedWatcher``) does the same for ``HERALD_FEEDS``.
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.format import neutralise
-from bot.messages import add_result
+from bot.messages import add_result, changed
 from index import add_url
 
 if TYPE_CHECKING:
-    from bot.discord_app import HeraldBot
+    from bot.discord_bot.client import HeraldBot
 
 log = logging.getLogger("herald.bot")
 
@@ -57,7 +57,7 @@ class NewsCog(commands.Cog):
         line = add_result(dataclasses.replace(res, title=neutralise(res.title), outlet=neutralise(res.outlet or "")))
         log.info("/add by user=%s: %s %s%s", interaction.user.id, res.status, res.url,
                  f" -> {res.path}" if res.path else "")
-        if res.status not in ("added", "updated"):
+        if not changed(res):
             await self.bot.send_notice(line, interaction=interaction)
             return
 

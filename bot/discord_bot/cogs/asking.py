@@ -6,11 +6,11 @@ private for /ask (ephemeral) and short replies for mentions.
 
 Follow-ups: a mention that replies to one of Herald's answers (a reply pings Herald, which is how its
 content reaches a bot without the message-content intent), or a question in a thread started from an
-answer, is asked with the earlier turns (``bot.conversation``). Replying without the ping, or writing in
-such a thread without mentioning Herald, sends Herald nothing to read.
+answer, is asked with the earlier turns (``bot.discord_bot.conversation``). Replying without the ping, or
+writing in such a thread without mentioning Herald, sends Herald nothing to read.
 
-Streaming: with a language model the answer is shown while it is written (``bot.streaming``: the
-first piece sends the reply, or fills the deferred /ask response; then one edit a second at most), and
+Streaming: with a language model the answer is shown while it is written (``bot.discord_bot.streaming``:
+the first piece sends the reply, or fills the deferred /ask response; then one edit a second at most), and
 the final embed with the numbered sources replaces it. Extractive answers are one message, as before.
 """
 
@@ -28,14 +28,14 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.conversation import turn_from_message, turn_of
-from bot.discord_util import allowed_mentions, guard_limits, polite, reply_to, to_embed, where_of
+from bot.discord_bot.conversation import turn_from_message, turn_of
+from bot.discord_bot.streaming import StreamPreview
+from bot.discord_bot.util import allowed_mentions, guard_limits, polite, reply_to, to_embed, where_of
 from bot.format import format_answer
-from bot.streaming import StreamPreview
 from index import Answer, QuestionError, Turn, clean_question
 
 if TYPE_CHECKING:
-    from bot.discord_app import HeraldBot
+    from bot.discord_bot.client import HeraldBot
 
 EXAMPLE = "Who vetoed the resolution?"
 
@@ -101,8 +101,8 @@ class AskingCog(commands.Cog):
     async def answer_message(self, question: str, *, started: float, user_id: int, where: str, via: str,
                              history: Sequence[Turn] = (),
                              on_token: Callable[[str], None] | None = None) -> "Reply":
-        from bot.cogs.feedback import feedback_view
-        from bot.feedback import AnswerRecord
+        from bot.discord_bot.cogs.feedback import feedback_view
+        from bot.discord_bot.feedback import AnswerRecord
 
         # Only what is given: a plain question stays ``bot.answer(question)`` (as the benchmark's control calls it).
         extra: dict[str, Any] = {k: v for k, v in (("history", history), ("on_token", on_token)) if v}

@@ -1,1 +1,0 @@
-"""One cog per feature: asking (/ask, mentions, DMs), admin (/reindex, /sources), feedback buttons."""
