@@ -10,34 +10,36 @@ failures are typed errors carrying data (index.errors), which the application wo
 
 Seams (docs/architecture.md): ``SOURCES`` (where documents come from), ``VECTOR_STORES`` (where vectors
 live and how they are searched), ``ANSWERERS`` (who writes the answer), plus ``register_embedder`` for
-models. Each is a Protocol with a registry by name; settings choose the name.
+models (``EMBEDDERS``). Each is a Protocol with a registry by name (index/registry.py); settings choose the
+name. Optional capabilities are declared on the Protocols with defaults (``Answerer.streams``,
+``Embedder.multilingual``, ``VectorStore.files``), never probed.
 """
 
-from index.answerers import ANSWERERS, Answerer, ExtractiveAnswerer
-from index.build import BuildReport
-from index.chunking import ChunkSettings
-from index.corpus import Document
-from index.embed import DEFAULT_MODEL, Embedder, register_embedder
+from index.answer.answerers import ANSWERERS, Answerer, ExtractiveAnswerer
+from index.answer.llm import FALLBACK_REASONS, LLMAnswerer, LLMSettings
+from index.build import BuildProgress, BuildReport
+from index.embed.models import DEFAULT_MODEL, EMBEDDERS, Embedder, register_embedder
 from index.engine import (DocumentInfo, Engine, EngineConfig, IndexInfo, Notice, describe_index, open_engine,
                           rebuild)
-from index.errors import (BuildBusyError, CorpusError, HeraldError, IndexCorruptError, IndexMismatchError, IndexMissingError,
-                          IndexPathError, IndexWriteError, ModelLoadError, QuestionError, QuestionSetError,
-                          UnknownBackendError)
+from index.errors import (BuildBusyError, CorpusError, HeraldError, IndexCorruptError, IndexMismatchError,
+                          IndexMissingError, IndexPathError, IndexWriteError, ModelLoadError, QuestionError,
+                          QuestionSetError, UnknownBackendError)
 from index.evaluate import EvalResult, QAItem, evaluate, load_qa
-from index.llm import FALLBACK_REASONS, LLMAnswerer, LLMSettings
-from index.retrieval import SearchSettings, search_for, tuned_values
-from index.sources import SOURCES, DocumentSource, FolderSource
+from index.ingest.chunking import ChunkSettings
+from index.ingest.corpus import Document
+from index.ingest.feeds import FeedResult, poll_feeds
+from index.ingest.sources import SOURCES, DocumentSource, FolderSource
+from index.ingest.web import AddResult, FetchError, FetchSettings, add_url, redact_url
+from index.search.retrieval import SearchSettings, search_for, tuned_values
 from index.store import Staleness
+from index.store.vectors import VECTOR_STORES, FaissStore, VectorStore
 from index.text import clean_question
 from index.types import Answer, Draft, Source, Turn
-from index.vectors import VECTOR_STORES, FaissStore, VectorStore
-from index.feeds import FeedResult, poll_feeds
-from index.web import AddResult, FetchError, FetchSettings, add_url, redact_url
 
 __all__ = [
     # opening, asking, building, describing
     "EngineConfig", "Engine", "open_engine", "rebuild", "describe_index", "clean_question",
-    "Answer", "Source", "Turn", "Notice", "BuildReport", "IndexInfo", "DocumentInfo", "Staleness",
+    "Answer", "Source", "Turn", "Notice", "BuildReport", "BuildProgress", "IndexInfo", "DocumentInfo", "Staleness",
     "SearchSettings", "search_for", "tuned_values", "ChunkSettings", "DEFAULT_MODEL",
     # evaluation
     "QAItem", "EvalResult", "load_qa", "evaluate",
@@ -47,7 +49,7 @@ __all__ = [
     "DocumentSource", "Document", "FolderSource", "SOURCES",
     "VectorStore", "FaissStore", "VECTOR_STORES",
     "Answerer", "ExtractiveAnswerer", "LLMAnswerer", "LLMSettings", "FALLBACK_REASONS", "Draft", "ANSWERERS",
-    "Embedder", "register_embedder",
+    "Embedder", "register_embedder", "EMBEDDERS",
     # errors
     "HeraldError", "BuildBusyError", "CorpusError", "IndexMissingError", "IndexPathError", "IndexCorruptError",
     "IndexMismatchError", "IndexWriteError", "ModelLoadError", "QuestionError", "QuestionSetError",

@@ -1,7 +1,7 @@
 """Building an index from a document source: only new or changed documents are split and embedded.
 
 The steps are separate functions (what to reuse, how to cut, what to embed, how to assemble) so each
-stays small; ``build_index`` runs them in order and writes the result atomically (index/store.py).
+stays small; ``build_index`` runs them in order and writes the result atomically (index/store/).
 """
 
 from __future__ import annotations
@@ -15,21 +15,33 @@ from pathlib import Path
 
 import numpy as np
 
-from index.chunking import Chunk, ChunkSettings, chunk_sections, document_sentences
-from index.corpus import CLEANER_VERSION, Document
-from index.dedup import simhash
-from index.embed import Embedder, embed_all
+from index.ingest.chunking import Chunk, ChunkSettings, chunk_sections, document_sentences
+from index.ingest.corpus import CLEANER_VERSION, Document
+from index.ingest.dedup import simhash
+from index.embed.models import Embedder, embed_all
 from index.errors import CorpusError, IndexCorruptError, IndexMismatchError, IndexMissingError
-from index.sources import DocumentSource, FolderSource
+from index.ingest.sources import DocumentSource, FolderSource
 from index.store import (DEFAULT_STORE, FORMAT_VERSION, MANIFEST, LoadedIndex, build_lock, built_fingerprints,
                          check_replaceable, clean_leftovers, load_index, write_index)
 from index import threads
 from index.threads import build_threads
-from index.vectors import VectorStore, new_store
+from index.store.vectors import VectorStore, new_store
 
-# Called with (texts embedded, texts to embed); an object that also has ``stage(name, done, total)`` hears
-# about sentence splitting too (the CLI shows both).
+# Called with (texts embedded, texts to embed); a BuildProgress also hears about sentence splitting (the CLI
+# shows both).
 Progress = Callable[[int, int], None]
+
+
+class BuildProgress:
+    """A build's progress reporter that also hears about the slow steps before embedding (``stage``)."""
+
+    def __call__(self, done: int, total: int) -> None:
+        """``done`` of ``total`` texts embedded."""
+        return None
+
+    def stage(self, name: str, done: int, total: int) -> None:
+        """``done`` of ``total`` items through step ``name`` (``splitting``: documents into sentences)."""
+        return None
 log = logging.getLogger(__name__)
 
 
@@ -66,7 +78,7 @@ def _previous(index_dir: Path, embedder: Embedder, chunking: ChunkSettings, stor
     if full:
         return None
     try:
-        previous = load_index(index_dir, embedder.name, embedder.dim, getattr(embedder, "weights", None))
+        previous = load_index(index_dir, embedder.name, embedder.dim, embedder.weights)
     except (IndexMissingError, IndexCorruptError, IndexMismatchError):
         return None
     m = previous.manifest
@@ -85,10 +97,11 @@ def _split(docs: list[Document], chunking: ChunkSettings, stage: Callable[[str, 
 
     Splitting (pysbd, pure Python) and loading torch for the bulk path (7 s) each take seconds and both
     hold the GIL, so when there is bulk to embed and a spare core, splitting runs in a child process
-    (index/splitter.py) while this one runs ``meanwhile`` (the model load): the two overlap instead of
+    (index/ingest/splitter.py) while this one runs ``meanwhile`` (the model load): the two overlap instead of
     adding up. If the child fails for any reason, splitting happens here as before.
     """
     if meanwhile is not None and len(docs) >= _SPLIT_APART and threads.cores() >= 2:
+        load = meanwhile
         # The child takes about 60% of the text; this process loads the model (about a third of the
         # time splitting the whole build takes), then splits the rest: both finish at about the same time.
         sizes = [len(d.text) for d in docs]
@@ -98,7 +111,7 @@ def _split(docs: list[Document], chunking: ChunkSettings, stage: Callable[[str, 
             k += 1
 
         def here() -> list[list[list[tuple[int, int]]]]:
-            meanwhile()
+            load()
             return [document_sentences(doc, chunking) for doc in docs[k:]]
 
         spans = _split_apart(docs[:k], chunking, stage, here, len(docs))
@@ -126,7 +139,7 @@ def _split_apart(docs: list[Document], chunking: ChunkSettings, stage: Callable[
 
     if stage is not None:
         stage("splitting", 0, total)
-    child = subprocess.Popen([sys.executable, "-m", "index.splitter"], stdin=subprocess.PIPE,
+    child = subprocess.Popen([sys.executable, "-m", "index.ingest.splitter"], stdin=subprocess.PIPE,
                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     result: dict[str, bytes] = {}
 
@@ -157,12 +170,11 @@ def _plan(docs: list[Document], previous: LoadedIndex | None, chunking: ChunkSet
     new = [d for d in docs if d.id not in reuse]
     # Chunks and sentences together come to about 2.5 times a document's characters.
     chars = int(2.5 * sum(len(d.text) for d in new))
-    wants_bulk = getattr(embedder, "wants_bulk", None)
-    meanwhile = (lambda: embedder.prefetch(chars)) if wants_bulk is not None and wants_bulk(chars) else None
+    meanwhile = (lambda: embedder.prefetch(chars)) if embedder is not None and embedder.wants_bulk(chars) else None
     split = dict(zip((d.id for d in new), _split(new, chunking, stage, meanwhile)))
     plan = []
     for doc in docs:
-        if doc.id in reuse:
+        if doc.id in reuse and previous is not None:  # reuse is empty without a previous index
             chunks = [previous.chunks[r] for r in previous.chunk_rows_by_doc.get(doc.id, [])]
             plan.append(_Planned(doc, chunks, list(previous.doc_sentences[doc.id]), True))
             report.unchanged.append(doc.id)
@@ -193,7 +205,7 @@ def _vectors(previous: LoadedIndex | None, plan: list[_Planned], new_chunk_vecs:
     new_ids: list[int] = []
     ci = si = 0
     for p in plan:
-        if p.reused:
+        if p.reused and previous is not None:  # nothing is reused without a previous index
             ids.extend(previous.chunk_ids[r] for r in previous.chunk_rows_by_doc.get(p.doc.id, []))
             sent_parts.append(previous.sentence_vectors[previous.sentence_rows_by_doc[p.doc.id]])
             continue
@@ -219,7 +231,7 @@ def _records(plan: list[_Planned], ids: list[int]) -> tuple[list[dict], list[dic
         for chunk in p.chunks:
             rec = chunk.to_dict()
             rec["id"] = next(it)
-            rec["sentence_ids"] = [row_of[tuple(s)] for s in chunk.sentences]
+            rec["sentence_ids"] = [row_of[(s[0], s[1])] for s in chunk.sentences]
             chunks.append(rec)
         sent_base += len(p.sentences)
         d = p.doc
@@ -243,7 +255,7 @@ def build_index(source: DocumentSource | Path | str, index_dir: Path, embedder: 
     and waits for the lock (with ``wait=False`` it raises BuildBusyError instead). ``busy_threads``: threads of this process that keep answering meanwhile
     (the bot's workers), left their cores.
     """
-    if not hasattr(source, "documents"):
+    if isinstance(source, (str, Path)):
         source = FolderSource(source)
     index_dir = Path(index_dir)
     check_replaceable(index_dir)
@@ -263,7 +275,8 @@ def _build_locked(source: DocumentSource, index_dir: Path, embedder: Embedder, c
 
     previous = _previous(index_dir, embedder, chunking, store_kind, full)
     report.full_rebuild = previous is None and (index_dir / MANIFEST).exists()
-    stage = getattr(progress, "stage", None)  # a progress object may also hear about the slow steps before embedding
+    # A progress object may also hear about the slow steps before embedding.
+    stage = progress.stage if isinstance(progress, BuildProgress) else None
     plan = _plan(docs, previous, chunking, report, stage, embedder)
     if stage is not None:
         stage("splitting", len(docs), len(docs))
@@ -273,6 +286,22 @@ def _build_locked(source: DocumentSource, index_dir: Path, embedder: Embedder, c
         report.seconds = time.perf_counter() - started
         return report
 
+    chunk_vecs, sent_vecs = _embed_new(plan, embedder, report, progress, busy_threads)
+    store, ids, sentences = _vectors(previous, plan, chunk_vecs, sent_vecs, store_kind, embedder.dim)
+    docs_rec, chunks_rec, manifest_docs = _records(plan, ids)
+    report.chunks = len(chunks_rec)
+    if report.chunks == 0:
+        raise CorpusError("no_sentences", source.location)
+    report.seconds = time.perf_counter() - started
+    manifest = _manifest(source, embedder, chunking, store_kind, report, skipped, manifest_docs,
+                         len(docs_rec), int(sentences.shape[0]))
+    write_index(index_dir, manifest, docs_rec, chunks_rec, store, sentences)
+    return report
+
+
+def _embed_new(plan: list[_Planned], embedder: Embedder, report: BuildReport, progress: Progress | None,
+               busy_threads: int) -> tuple[np.ndarray, np.ndarray]:
+    """Vectors of the new documents' chunks and sentences (plan order), each distinct text embedded once."""
     new = [p for p in plan if not p.reused]
     texts = [c.text for p in new for c in p.chunks] + [p.doc.text[a:b] for p in new for a, b in p.sentences]
     n_chunks = sum(len(p.chunks) for p in new)
@@ -286,16 +315,17 @@ def _build_locked(source: DocumentSource, index_dir: Path, embedder: Embedder, c
         unique_vecs = embed_all(embedder, distinct,
                                 (lambda done: progress(done, len(distinct))) if progress else None)
     vecs = unique_vecs[[row[t] for t in texts]] if texts else unique_vecs
-    store, ids, sentences = _vectors(previous, plan, vecs[:n_chunks], vecs[n_chunks:], store_kind, embedder.dim)
-    docs_rec, chunks_rec, manifest_docs = _records(plan, ids)
-    report.chunks = len(chunks_rec)
-    if report.chunks == 0:
-        raise CorpusError("no_sentences", source.location)
-    report.seconds = time.perf_counter() - started
-    manifest = {
+    return vecs[:n_chunks], vecs[n_chunks:]
+
+
+def _manifest(source: DocumentSource, embedder: Embedder, chunking: ChunkSettings, store_kind: str,
+              report: BuildReport, skipped: dict[str, str], manifest_docs: dict[str, dict], n_docs: int,
+              n_sentences: int) -> dict:
+    """What the index says about itself: the model, store, chunking and corpus that made it."""
+    return {
         "format_version": FORMAT_VERSION,
         "model": embedder.name,
-        "model_weights": getattr(embedder, "weights", ""),
+        "model_weights": embedder.weights or "",
         "dim": embedder.dim,
         "metric": "inner_product (normalised vectors: cosine)",
         "vector_store": store_kind,
@@ -303,11 +333,9 @@ def _build_locked(source: DocumentSource, index_dir: Path, embedder: Embedder, c
         "cleaner_version": CLEANER_VERSION,
         "documents": manifest_docs,
         "skipped": skipped,
-        "counts": {"documents": len(docs_rec), "chunks": report.chunks, "sentences": int(sentences.shape[0])},
+        "counts": {"documents": n_docs, "chunks": report.chunks, "sentences": n_sentences},
         "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "build_seconds": round(report.seconds, 3),
         "corpus": source.location,
         "source": source.kind,
     }
-    write_index(index_dir, manifest, docs_rec, chunks_rec, store, sentences)
-    return report

@@ -18,15 +18,15 @@ from pathlib import Path
 from typing import Any
 
 from index import threads
-from index.answerers import ANSWERERS, Answerer, ExtractiveAnswerer
+from index.answer.answerers import ANSWERERS, Answerer, ExtractiveAnswerer
 from index.build import BuildReport, Progress, build_index
-from index.chunking import ChunkSettings
-from index.corpus import CLEANER_VERSION
-from index.embed import DEFAULT_MODEL, Embedder, get_embedder
+from index.ingest.chunking import ChunkSettings
+from index.ingest.corpus import CLEANER_VERSION, Document
+from index.embed.models import DEFAULT_MODEL, Embedder, get_embedder
 from index.errors import BuildBusyError, HeraldError, IndexMissingError
-from index.phrases import answer_phrase
-from index.retrieval import Candidate, Retriever, SearchSettings, answer_type_of, search_for
-from index.sources import DocumentSource, open_source
+from index.answer.phrases import answer_phrase
+from index.search.retrieval import Candidate, Retriever, SearchSettings, answer_type_of, search_for
+from index.ingest.sources import DocumentSource, open_source
 from index.store import (DEFAULT_STORE, LoadedIndex, Staleness, built_fingerprints, check_compatible,
                          check_replaceable, compare_fingerprints, load_index, read_manifest, verify_files)
 from index.text import clean_question, content_terms, looks_english
@@ -43,7 +43,7 @@ class EngineConfig:
     source: str = "folder"
     vector_store: str = DEFAULT_STORE
     answerer: str = "extractive"
-    search: SearchSettings | None = None  # None: the values tuned for ``model`` (index.retrieval.search_for)
+    search: SearchSettings | None = None  # None: the values tuned for ``model`` (index.search.retrieval.search_for)
     chunking: ChunkSettings = ChunkSettings()
     workers: int = 1  # threads that may answer at once (the bot's max_concurrency)
     answerer_options: dict = field(default_factory=dict)  # e.g. {"llm": LLMSettings(...)} for "llm"
@@ -123,8 +123,6 @@ class Engine:
         self.retriever = Retriever(index, embedder, settings)
         self.answerer = (ANSWERERS.create(answerer, settings, **(answerer_options or {}))
                          if isinstance(answerer, str) else answerer)
-        self._streams = _takes(self.answerer, "on_token")  # looked up once, not on every question
-        self._multilingual = bool(getattr(embedder, "multilingual", False))  # a model that reads other languages
 
     # ---------------------------------------------------------------------------------- the API
 
@@ -145,9 +143,10 @@ class Engine:
         search_text = self._with_history(q, history)
         query = self.retriever.query(search_text)
         cands = self.retriever.retrieve(search_text, query=query)
-        english = looks_english(q) or self._multilingual
+        english = looks_english(q) or self.embedder.multilingual  # a model that reads other languages
         if not cands:
-            return Answer(q, "", True, [], 0.0, (time.perf_counter() - started) * 1000, english=english,
+            return Answer(question=q, answer="", abstained=True, sources=[], confidence=0.0,
+                          latency_ms=(time.perf_counter() - started) * 1000, english=english,
                           retrieval_query=search_text if search_text != q else "")
         if _LATEST_RE.search(q):
             cands = self._newest_first(cands)
@@ -157,15 +156,15 @@ class Engine:
         abstained = conf < s.abstain_threshold
         draft = Draft("")
         if not abstained:
-            kwargs = {"on_token": on_token} if on_token is not None and self._streams else {}
+            kwargs = {"on_token": on_token} if on_token is not None and self.answerer.streams else {}
             draft = self.answerer.answer(query, sources[:s.top_k], cands, self.retriever, history, **kwargs)
             conf = conf if draft.confidence is None else draft.confidence
         by = draft.answered_by or (self.answerer.name if not draft.fallback else ExtractiveAnswerer.name)
         if abstained:
             by = ""  # nobody answered: not the model, not the extractive reader
         phrase = answer_phrase(q, draft.text) if draft.text else None
-        return Answer(q, draft.text, abstained, sources, conf, (time.perf_counter() - started) * 1000, draft.spans,
-                      english=english, tentative=not abstained and conf < s.tentative_below, answered_by=by,
+        return Answer(question=q, answer=draft.text, abstained=abstained, sources=sources, confidence=conf,
+                      latency_ms=(time.perf_counter() - started) * 1000, answer_spans=draft.spans, english=english, tentative=not abstained and conf < s.tentative_below, answered_by=by,
                       retrieval_query=search_text if search_text != q else "", citations=draft.citations,
                       fallback=draft.fallback, fallback_detail=draft.fallback_detail, phrase=phrase)
 
@@ -174,6 +173,11 @@ class Engine:
         counts = {d: len(rows) for d, rows in self.index.chunk_rows_by_doc.items()}
         return [DocumentInfo(d.id, d.title, d.url, d.date, counts.get(d.id, 0), outlet_of(d))
                 for d in self.index.documents]
+
+    @property
+    def streams(self) -> bool:
+        """Whether ``ask`` calls ``on_token`` as the answer is written (the answerer streams)."""
+        return self.answerer.streams
 
     @property
     def passages(self) -> int:
@@ -188,11 +192,9 @@ class Engine:
     def _with_history(self, question: str, history: Sequence[Turn]) -> str:
         if not history:
             return question
-        rewrite = getattr(self.answerer, "rewrite", None)
-        if rewrite is not None:
-            standalone = rewrite(question, history)
-            if standalone:
-                return standalone
+        standalone = self.answerer.rewrite(question, history)
+        if standalone:
+            return standalone
         terms = content_terms(question)
         if len(terms) > _FOLLOW_UP_WORDS:
             return question
@@ -240,32 +242,22 @@ class Engine:
                       self.index.chunk_ids[c.row], doc.date if doc else None, outlet_of(doc) if doc else None)
 
 
-def outlet_of(doc: Any) -> str | None:
+def outlet_of(doc: Document) -> str | None:
     """Who published a document: its front matter's outlet, else its URL's host."""
     from urllib.parse import urlparse
 
-    outlet = (doc.meta or {}).get("outlet") if getattr(doc, "meta", None) else None
+    outlet = (doc.meta or {}).get("outlet")
     if outlet:
         return outlet
     host = urlparse(doc.url).hostname if doc.url else None
     return host.removeprefix("www.") if host else None
 
 
-def _takes(fn_owner: object, name: str) -> bool:
-    """Whether an answerer's ``answer`` accepts the keyword ``name`` (older answerers need not)."""
-    import inspect
-
-    try:
-        return name in inspect.signature(fn_owner.answer).parameters  # type: ignore[attr-defined]
-    except (TypeError, ValueError):
-        return False
-
-
 # ------------------------------------------------------------------------------------- opening
 
 
 def _load(config: EngineConfig, embedder: Embedder) -> LoadedIndex:
-    return load_index(config.index_dir, config.model, embedder.dim, getattr(embedder, "weights", None))
+    return load_index(config.index_dir, config.model, embedder.dim, embedder.weights)
 
 
 def open_engine(config: EngineConfig, auto_build: bool = True, notify: Callable[[Notice], None] = lambda n: None,
@@ -283,13 +275,13 @@ def open_engine(config: EngineConfig, auto_build: bool = True, notify: Callable[
         if not auto_build:
             raise
         # Say what is wrong (no corpus, an index folder that is not ours), not "building..." and then the error.
-        getattr(source, "check", lambda: None)()
+        source.check()
         check_replaceable(Path(config.index_dir))
         notify(Notice("building", Path(config.index_dir), source.location))
         waiting = Notice("waiting", Path(config.index_dir), source.location)
         _build(config, source, embedder, progress, on_wait=lambda: notify(waiting))
         return _engine(config, _load(config, embedder), embedder)
-    check_compatible(manifest, config.model, embedder.dim, getattr(embedder, "weights", None))
+    check_compatible(manifest, config.model, embedder.dim, embedder.weights)
     loaded = _load(config, embedder)
     if auto_build:
         try:

@@ -95,7 +95,7 @@ def load_qa(path: Path) -> list[QAItem]:
     try:
         lines = Path(path).read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
-        raise QuestionSetError(path, "unreadable", detail=str(getattr(exc, "strerror", None) or exc)) from exc
+        raise QuestionSetError(path, "unreadable", detail=str((exc.strerror if isinstance(exc, OSError) else None) or exc)) from exc
     for n, line in enumerate(lines, 1):
         if not line.strip():
             continue

@@ -1,17 +1,20 @@
 """A registry of implementations by name: how a seam (source, store, answerer, embedder) is chosen in settings.
 
 After simonw/llm's plugin registries: the library registers its own backends under plain names, and a
-user's code (or a future plugin) registers more with the same call; settings name one.
+user's code (or a future plugin) registers more with the same call; settings name one. A registration may
+carry traits, facts about the backend known before one is built (a store's file names and loader, a
+model's tuned search values), so nothing has to be probed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from index.errors import UnknownBackendError
 
 T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class Registry(Generic[T]):
@@ -20,19 +23,28 @@ class Registry(Generic[T]):
     def __init__(self, seam: str) -> None:
         self.seam = seam
         self._factories: dict[str, Callable[..., T]] = {}
+        self._traits: dict[str, dict[str, Any]] = {}
 
-    def register(self, name: str, factory: Callable[..., T] | None = None):
-        """``registry.register("faiss", FaissStore)``, or as a decorator: ``@registry.register("faiss")``."""
+    def register(self, name: str, factory: Callable[..., T] | None = None, **traits: Any) -> Any:
+        """``registry.register("faiss", FaissStore)``, or as a decorator: ``@registry.register("faiss")``.
+
+        ``traits``: facts about this backend that callers look up by name (``traits(name)``)."""
         if factory is None:
-            def deco(f: Callable[..., T]) -> Callable[..., T]:
-                self._factories[name] = f
+            def deco(f: F) -> F:
+                self.register(name, f, **traits)
                 return f
             return deco
         self._factories[name] = factory
+        self._traits[name] = dict(traits)
         return factory
+
+    def declare(self, name: str, **traits: Any) -> None:
+        """Add traits to ``name`` (registered or not yet: a model known only by name still has traits)."""
+        self._traits.setdefault(name, {}).update(traits)
 
     def unregister(self, name: str) -> None:
         self._factories.pop(name, None)
+        self._traits.pop(name, None)
 
     def names(self) -> list[str]:
         return sorted(self._factories)
@@ -43,9 +55,20 @@ class Registry(Generic[T]):
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
 
-    def create(self, name: str, *args, **kwargs) -> T:
+    def lookup(self, name: str) -> Callable[..., T] | None:
+        """The factory registered as ``name``, or None."""
+        return self._factories.get(name)
+
+    def factory(self, name: str) -> Callable[..., T]:
+        """The factory registered as ``name``; an unknown name is UnknownBackendError."""
         try:
-            factory = self._factories[name]
+            return self._factories[name]
         except KeyError:
             raise UnknownBackendError(self.seam, name, self.names()) from None
-        return factory(*args, **kwargs)
+
+    def traits(self, name: str) -> dict[str, Any]:
+        """What ``name``'s registration declared ({} for a name with none)."""
+        return dict(self._traits.get(name, {}))
+
+    def create(self, name: str, *args: Any, **kwargs: Any) -> T:
+        return self.factory(name)(*args, **kwargs)

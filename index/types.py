@@ -36,7 +36,7 @@ class Draft:
 
     ``citations``: the 1-based numbers of the sources the text cites as [n]; ``answered_by``: who wrote
     it when not the answerer's own name (a model's label); ``fallback``: why a model's answer was not
-    used and this is the extractive one instead (index.llm.FALLBACK_REASONS).
+    used and this is the extractive one instead (index.answer.llm.FALLBACK_REASONS).
     """
 
     text: str
@@ -71,7 +71,7 @@ class Answer:
     citations: list[int] = field(default_factory=list)  # 1-based numbers into ``sources`` the answer cites
     fallback: str = ""  # why a language model's answer is not the one given (empty: it is, or none was asked)
     fallback_detail: str = ""
-    phrase: tuple[int, int] | None = None  # [start, end) in ``answer`` of the words that answer (index.phrases)
+    phrase: tuple[int, int] | None = None  # [start, end) in ``answer`` of the words that answer (index/answer/phrases.py)
 
     @property
     def phrase_text(self) -> str:

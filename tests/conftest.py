@@ -37,6 +37,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from index.embed.base import Embedder
+
 TESTS_DIR = Path(__file__).resolve().parent
 REPO_DIR = TESTS_DIR.parent
 ARTICLE_NAME = "euronews-frosty-franco-russian-relations.txt"
@@ -46,7 +48,7 @@ FAKE_MODEL = "test-hash"
 # ----------------------------------------------------------------------------------- fake embedder
 
 
-class HashEmbedder:
+class HashEmbedder(Embedder):
     """Deterministic bag-of-words embedder: stemmed content words hashed into ``dim`` signed buckets.
 
     Texts that share words get similar vectors, which is enough for retrieval tests; it needs no model
@@ -85,16 +87,14 @@ class HashEmbedder:
 
 
 def _unregister(name: str) -> None:
-    from index import embed
+    from index.embed import models as embed
 
-    # index.embed has register_embedder but no unregister; drop the fake so tests cannot leak it.
-    embed._FACTORIES.pop(name, None)
-    embed._CACHE.pop(name, None)
+    embed.unregister_embedder(name)  # drop the fake so tests cannot leak it
 
 
 @pytest.fixture
 def make_embedder() -> Callable[..., HashEmbedder]:
-    from index.embed import register_embedder
+    from index.embed.models import register_embedder
 
     names: list[str] = []
 
@@ -205,7 +205,7 @@ def invoke(tmp_path):
 @pytest.fixture(scope="session")
 def real_engine(tmp_path_factory, real_article):
     """The article indexed with the packaged all-MiniLM-L6-v2 (loads once per test session)."""
-    from index.embed import DEFAULT_MODEL
+    from index.embed.models import DEFAULT_MODEL
     from index import EngineConfig, open_engine
 
     root = tmp_path_factory.mktemp("real-model")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from index.embed import DEFAULT_MODEL
+from index.embed.models import DEFAULT_MODEL
 from index.evaluate import evaluate, load_qa
 from index import EngineConfig, open_engine
 
@@ -38,7 +38,7 @@ FAR_OFF_TOPIC = {
 }
 
 
-E5_MODEL = "multilingual-e5-small-q4"  # the optional extra (index/e5.py)
+E5_MODEL = "multilingual-e5-small-q4"  # the optional extra (index/embed/e5.py)
 
 
 def _evaluate(root: Path, model: str):

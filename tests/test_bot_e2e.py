@@ -24,7 +24,7 @@ from bot_fixtures import TOKEN, StubDoc, StubEngine, WorkingEngine, embed_of, me
 from bot.messages import ABSTAIN_MESSAGE
 from index import Answer, Source
 
-from fakediscord import FLAG_EPHEMERAL, FakeDiscordConfig, Intents, Perm
+from fakes.discord import FLAG_EPHEMERAL, FakeDiscordConfig, Intents, Perm
 
 NO_PINGS = {"parse": [], "replied_user": False}
 
@@ -492,7 +492,7 @@ async def test_rejected_token_exits_with_one_line(fake, invoke, built_index, res
 
 
 async def test_serve_turns_login_failure_into_a_herald_error(fake, built_index, fake_embedder):
-    from bot.discord_app import serve
+    from bot.discord_bot.launcher import serve
     from index.errors import HeraldError
     from index import EngineConfig, open_engine
 
@@ -504,7 +504,7 @@ async def test_serve_turns_login_failure_into_a_herald_error(fake, built_index, 
 
 
 async def test_sigterm_shuts_down_cleanly(fake, bot_settings, herald_logs):
-    from bot.discord_app import serve
+    from bot.discord_bot.launcher import serve
 
     task = asyncio.create_task(serve(bot_settings, StubEngine(stub_answer()), TOKEN, guild_ready_timeout=0.05))
     await fake.wait_until(lambda: any(m.startswith("connected as") for m in herald_logs.messages("herald")),

@@ -1,5 +1,5 @@
 """Herald on Discord with a language model (issue 9, item 5): streamed answers and follow-ups, against the
-fake Discord (tests/fakediscord.py) and the fake OpenAI-compatible server (tests/fake_openai.py).
+fake Discord (tests/fakes/discord/) and the fake OpenAI-compatible server (tests/fakes/llm_server.py).
 
 The engine is the real one over the seed article, indexed with the fast ``test-hash`` embedder; only the
 model's server is fake. A streamed answer must show while it is written (one message, updated at most
@@ -13,13 +13,13 @@ from typing import Any
 
 from bot.format import CITED_MARK, clean_inline, plain_text
 from bot.messages import FALLBACK_NOTES
-from bot.streaming import WRITING_NOTE
+from bot.discord_bot.streaming import WRITING_NOTE
 from bot_fixtures import *  # noqa: F403 - fixtures
 from bot_fixtures import StubEngine, embed_of, mention, replies_to
-from fake_openai import fake_llm_server
-from fakediscord import FakeChannel
+from fakes.discord import FakeChannel
+from fakes.llm_server import fake_llm_server
 from index import Answer, EngineConfig, LLMSettings, Source, Turn, open_engine
-from index.llm import REWRITE_PROMPT
+from index.answer.llm import REWRITE_PROMPT
 
 QUESTION = "Who vetoed the resolution?"
 # Twenty pieces, 0.15 s apart: the model writes for about three seconds, so several previews are due.

@@ -1,5 +1,5 @@
 """News in through Discord (issue 11): /add <url> and the feed watcher, with the real bot code against the
-fake Discord (``tests/fakediscord.py``) and the fake news site (``tests/fake_news.py``), both on 127.0.0.1.
+fake Discord (``tests/fakes/discord/``) and the fake news site (``tests/fakes/news.py``), both on 127.0.0.1.
 
 Retrieval uses the fast ``test-hash`` embedder (conftest) or a slow-building wrapper of it, so a rebuild
 can be caught in the act while a question is answered.
@@ -16,8 +16,8 @@ import pytest
 
 from bot_fixtures import *  # noqa: F403 - fixtures
 from bot_fixtures import embed_of, mention, replies_to
-from fake_news import DATA_DIR, fake_news_server
-from fakediscord import FLAG_EPHEMERAL, Perm
+from fakes.news import DATA_DIR, fake_news_server
+from fakes.discord import FLAG_EPHEMERAL, Perm
 from index import EngineConfig, FetchSettings, open_engine
 
 HARBOUR = "/news/harbour-bridge-closure.html"

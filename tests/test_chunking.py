@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from index.chunking import Chunk, ChunkSettings, chunk_document, document_sentences, split_sentences
-from index.corpus import Document, load_corpus
+from index.ingest.chunking import Chunk, ChunkSettings, chunk_document, document_sentences, split_sentences
+from index.ingest.corpus import Document, load_corpus
 
 
 def sentences_of(text: str) -> list[str]:

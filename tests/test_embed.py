@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from index import bert_numpy, embed
-from index.embed import DEFAULT_MODEL, BertEmbedder, SentenceTransformerEmbedder, resolve_model_path
+from index.embed import bert_numpy, models as embed
+from index.embed.models import DEFAULT_MODEL, BertEmbedder, SentenceTransformerEmbedder, resolve_model_path
 from index.errors import HeraldError
 from conftest import raises_said
 

@@ -8,9 +8,9 @@ import json
 
 import pytest
 
-from fake_openai import fake_llm_server
+from fakes.llm_server import fake_llm_server
 from index import EngineConfig, LLMSettings, Turn, open_engine
-from index.llm import CircuitBreaker, LLMFailure, build_messages, citations_of
+from index.answer.llm import CircuitBreaker, LLMFailure, build_messages, citations_of
 
 QUESTION = "Who vetoed the resolution?"
 
@@ -155,7 +155,7 @@ def test_a_reply_too_long_or_too_slow_ends_in_seconds(built_index, fake_embedder
 def test_a_huge_reply_is_not_read_into_memory():
     import tracemalloc
 
-    from index.llm import ChatClient
+    from index.answer.llm import ChatClient
 
     with fake_llm_server(mode="huge") as fake:
         client = ChatClient(LLMSettings(url=fake.url, model="m", timeout=5.0, max_chars=4000))

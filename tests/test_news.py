@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from fake_news import fake_news_server
+from fakes.news import fake_news_server
 from index import EngineConfig, FetchSettings, add_url, open_engine
-from index.web import article_path, extract
+from index.ingest.web import article_path, extract
 
 
 def opts(paths, model="test-hash"):
@@ -141,7 +141,7 @@ def test_a_wire_story_from_two_outlets_is_one_source_also_reported_by_the_other(
 
 
 def test_html_files_dropped_into_the_corpus_go_through_the_extractor(tmp_path):
-    from index.corpus import load_corpus
+    from index.ingest.corpus import load_corpus
 
     corpus = tmp_path / "corpus"
     corpus.mkdir()

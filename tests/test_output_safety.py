@@ -11,7 +11,7 @@ import pytest
 
 from bot.format import (format_answer, format_sources, fit_content, neutralise, plain_text, answer_markdown,
                         terminal_safe)
-from bot.streaming import preview_text
+from bot.discord_bot.streaming import preview_text
 from index import Answer, Source
 
 # Every one of these came from a page, a file or a model; none may render as a link, a ping or formatting.
@@ -192,7 +192,7 @@ def test_ask_and_info_print_no_escape_sequences_from_files(hostile_index, invoke
 
 
 def test_a_models_escape_sequences_are_not_printed(built_index, fake_embedder, invoke):
-    from fake_openai import fake_llm_server
+    from fakes.llm_server import fake_llm_server
 
     reply = "Russia\x1b]52;c;ZXZpbA==\x07 vetoed\x9b2J it\x1b[2J [1].\x07"
     with fake_llm_server(reply=reply) as fake:
@@ -207,7 +207,7 @@ def test_a_models_escape_sequences_are_not_printed(built_index, fake_embedder, i
 
 
 def test_llm_url_credentials_never_reach_the_log(built_index, fake_embedder, invoke, caplog):
-    from fake_openai import fake_llm_server
+    from fakes.llm_server import fake_llm_server
 
     with fake_llm_server(reply="Russia vetoed it [1].") as fake:
         url = fake.url.replace("http://", "http://herald:s3cretpw@")

@@ -8,7 +8,7 @@ import pytest
 
 from bot.format import answer_markdown, format_answer
 from index import Answer, Source
-from index.phrases import DATE, NAME, NUMBER, answer_phrase, kind_of
+from index.answer.phrases import DATE, NAME, NUMBER, answer_phrase, kind_of
 
 VETO = "Eleven of the council's fifteen members voted for the French draft, but Russia vetoed it."
 TWEET = "Hospital in #Aleppo#Syria in 2 words: Bloody. Hell. — bint AbuBakr (@itsmenanice) October 6, 2016"

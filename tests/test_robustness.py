@@ -113,14 +113,14 @@ def test_ask_answers_from_the_existing_index_when_the_update_fails(built_index, 
 def test_ask_answers_from_the_existing_index_when_the_folder_cannot_be_written(built_index, fake_embedder, invoke,
                                                                            monkeypatch):
     """The same as a read-only folder, for root too: the write fails with the OS's own error."""
-    import index.store
+    import index.store.disk
 
     (built_index.corpus / "new.md").write_text("# New\n\nA new article about harbours and boats.\n", encoding="utf-8")
 
     def no_space(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(index.store, "_fresh_dir", no_space)
+    monkeypatch.setattr(index.store.disk, "_fresh_dir", no_space)
     before = index_bytes(built_index.index)
     r = invoke("ask", *opts(built_index), QUESTION)
     assert r.exit_code == 0 and "Russia" in r.stdout
@@ -328,7 +328,7 @@ def test_info_check_passes_on_a_sound_index(built_index, fake_embedder, invoke):
 
 
 def _load(tmp_path: Path, files: dict[str, bytes | str]):
-    from index.corpus import load_corpus
+    from index.ingest.corpus import load_corpus
 
     corpus = tmp_path / "corpus"
     corpus.mkdir(exist_ok=True)
@@ -410,7 +410,7 @@ def test_slow_steps_report_progress_off_a_terminal(built_index, fake_embedder, c
 def test_an_unknown_model_fails_at_once_offline(monkeypatch):
     from bot.messages import explain
     from index import ModelLoadError
-    from index.embed import _default_factory
+    from index.embed.models import _default_factory
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ModelLoadError) as info:

@@ -11,9 +11,10 @@ import pytest
 from bot.messages import explain
 from index import (ANSWERERS, SOURCES, VECTOR_STORES, Draft, EngineConfig, ExtractiveAnswerer, FolderSource, Turn,
                    UnknownBackendError, open_engine)
-from index.embed import embed_all
-from index.retrieval import SearchSettings, fuse, fuse_scores
-from index.vectors import FaissStore, load_store, new_store
+from index.embed.base import Embedder
+from index.embed.models import embed_all
+from index.search.retrieval import SearchSettings, fuse, fuse_scores
+from index.store.vectors import FaissStore, load_store, new_store
 
 
 def unit_rows(n: int, dim: int, seed: int = 0) -> np.ndarray:
@@ -154,7 +155,7 @@ def test_a_follow_up_borrows_the_previous_questions_words(built_index, fake_embe
 # ----------------------------------------------------------------------------- bulk path and threads
 
 
-class CountingBulk:
+class CountingBulk(Embedder):
     """An embedder with a bulk path: records whether the whole build went through it in one decision."""
 
     name, dim = "counting", 4
@@ -186,7 +187,7 @@ def test_a_build_embeds_all_its_texts_in_one_bulk_call(article_corpus):
 
 def test_bert_embedder_chooses_the_path_by_the_whole_build(monkeypatch):
     """Many small batches of a big build used to each go to NumPy; now the total decides."""
-    from index.embed import BertEmbedder
+    from index.embed.models import BertEmbedder
 
     emb = BertEmbedder.__new__(BertEmbedder)
     emb.numpy_tokens = 100
@@ -229,10 +230,10 @@ def test_thread_budget_leaves_no_more_threads_than_cores():
 
 
 def test_splitting_in_a_child_process_gives_the_same_sentences(monkeypatch):
-    """Bulk builds split sentences in a child process (index/splitter.py) while the model loads."""
+    """Bulk builds split sentences in a child process (index/ingest/splitter.py) while the model loads."""
     from index.build import _split
-    from index.chunking import ChunkSettings, document_sentences
-    from index.corpus import Document
+    from index.ingest.chunking import ChunkSettings, document_sentences
+    from index.ingest.corpus import Document
     from index import threads
 
     monkeypatch.setattr(threads, "cores", lambda: 2)

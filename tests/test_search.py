@@ -10,22 +10,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from index.chunking import ChunkSettings
-from index.embed import get_embedder, register_embedder
+from index.ingest.chunking import ChunkSettings
+from index.embed.base import Embedder
+from index.embed.models import get_embedder, register_embedder
 from bot.messages import explain
-from index.answerers import answer_units as _answer_units
-from index.answerers import trim_residue
+from index.answer.units import answer_units as _answer_units
+from index.answer.answerers import trim_residue
 from index.build import build_index
 from index.engine import Engine
 from index.errors import ModelLoadError
-from index.retrieval import SearchSettings, fuse_scores, load_reranker
+from index.search.retrieval import SearchSettings, fuse_scores, load_reranker
 from index.store import load_index
 from index.text import content_terms
 
 MODEL = "test-search-bow"
 
 
-class BowEmbedder:
+class BowEmbedder(Embedder):
     """Stemmed content words hashed into 128 buckets: texts sharing words get similar vectors."""
 
     name = MODEL
@@ -281,7 +282,7 @@ def test_reranker_scores_are_mixed_in(engine, monkeypatch):
 
 
 def test_answer_type_bonus_prefers_a_sentence_with_a_number(engine):
-    from index.retrieval import answer_type_of
+    from index.search.retrieval import answer_type_of
 
     assert answer_type_of("How many people live there?").search("about 300 people")
     assert answer_type_of("When did it open?").search("It opened in March.")
@@ -342,8 +343,8 @@ def test_the_title_is_searched_but_never_quoted_or_scored_as_a_sentence(titled):
 
 
 def test_a_title_the_chunk_already_begins_with_is_not_searched_twice():
-    from index.chunking import Chunk
-    from index.retrieval import searched_title
+    from index.ingest.chunking import Chunk
+    from index.search.retrieval import searched_title
 
     said = Chunk("a.txt", "Crews stopped work at dawn.", "Crews stopped  work at dawn. The union spoke.", 0, 45)
     assert searched_title(said) == ""

@@ -24,12 +24,12 @@ import time
 from pathlib import Path
 
 import pytest
-from fake_news import fake_news_server
+from fakes.news import fake_news_server
 
 from index import FetchError, FetchSettings, add_url
-from index.corpus import MAX_ARTICLE_BYTES
-from index.feeds import RETRY_AFTER, RETRY_LIMIT, FeedStates, poll_feed
-from index.web import Article, extract, fetch, save_article
+from index.ingest.corpus import MAX_ARTICLE_BYTES
+from index.ingest.feeds import RETRY_AFTER, RETRY_LIMIT, FeedStates, poll_feed
+from index.ingest.web import Article, extract, fetch, save_article
 
 LOCAL = FetchSettings(timeout=5, allow_private="127.0.0.1")
 REPO = Path(__file__).resolve().parent.parent
@@ -247,7 +247,7 @@ import json, resource, sys, tracemalloc
 sys.path.insert(0, {tests!r}); sys.path.insert(0, {repo!r})
 resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))  # a 1 GiB bomb decoded whole cannot fit twice
 from index import FetchError, FetchSettings
-from index.web import fetch
+from index.ingest.web import fetch
 tracemalloc.start()
 try:
     fetch({url!r}, FetchSettings(allow_private="127.0.0.1", timeout=10))
@@ -262,7 +262,7 @@ print(json.dumps({{"problem": problem, "peak": tracemalloc.get_traced_memory()[1
 
 
 def test_a_gzip_gzip_bomb_ends_quickly_with_bounded_memory(site):
-    from fake_news import bomb_body
+    from fakes.news import bomb_body
 
     assert len(bomb_body()) < 2000  # about 1.8 KB on the wire, 1 GiB decoded
     script = BOMB_SCRIPT.format(tests=str(REPO / "tests"), repo=str(REPO), url=site.url("/bomb.html"))

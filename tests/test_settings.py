@@ -10,9 +10,9 @@ import pytest
 from dotenv import dotenv_values
 
 from bot.settings import Settings, SettingsError, load_settings
-from index.chunking import ChunkSettings
-from index.llm import LLMSettings
-from index.retrieval import SearchSettings
+from index.ingest.chunking import ChunkSettings
+from index.answer.llm import LLMSettings
+from index.search.retrieval import SearchSettings
 
 REPO_DIR = Path(__file__).resolve().parents[1]
 
@@ -217,11 +217,12 @@ def test_bm25_mode_abstains_on_an_off_topic_question(built_index, fake_embedder)
 @pytest.fixture
 def tuned_model():
     """A model registered with its own thresholds, as index.retrieval registers e5's."""
-    from index.retrieval import _TUNED, tune_for_model
+    from index.embed.models import unregister_embedder
+    from index.search.retrieval import tune_for_model
 
     tune_for_model("tuned-fake", abstain_threshold=0.62, tentative_below=0.7, dense_weight=0.6)
     yield "tuned-fake"
-    _TUNED.pop("tuned-fake", None)
+    unregister_embedder("tuned-fake")
 
 
 def test_a_model_brings_its_tuned_search_values(tuned_model):
@@ -250,7 +251,7 @@ def test_an_inconsistent_mix_is_a_settings_error(tuned_model):
 
 
 def test_bad_tuned_values_fail_when_registered():
-    from index.retrieval import tune_for_model
+    from index.search.retrieval import tune_for_model
 
     with pytest.raises(ValueError):
         tune_for_model("broken", abstain_threshold=1.5)

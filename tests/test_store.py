@@ -11,12 +11,12 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 import pytest
 
-from index.chunking import ChunkSettings, chunk_document, document_sentences
-from index.corpus import CLEANER_VERSION, fingerprint_bytes, load_corpus
+from index.ingest.chunking import ChunkSettings, chunk_document, document_sentences
+from index.ingest.corpus import CLEANER_VERSION, fingerprint_bytes, load_corpus
 from index.errors import HeraldError, IndexCorruptError, IndexMismatchError, IndexMissingError
 from bot.messages import explain
 from index.build import build_index
-from index.corpus import corpus_fingerprints
+from index.ingest.corpus import corpus_fingerprints
 from index.store import FORMAT_VERSION, MANIFEST, RECORD_FILES, check_compatible, load_index, read_manifest
 from conftest import raises_said
 
@@ -348,7 +348,7 @@ def test_interrupted_first_build_leaves_nothing(three_docs, make_embedder):
 
 @pytest.mark.parametrize("exc", [OSError(28, "No space left on device"), KeyboardInterrupt()])
 def test_failure_while_writing_removes_the_temp_folder(three_docs, fake_embedder, monkeypatch, exc):
-    import index.store
+    import index.store.disk
 
     p = three_docs
     build_index(p.corpus, p.index, fake_embedder)
@@ -360,7 +360,7 @@ def test_failure_while_writing_removes_the_temp_folder(three_docs, fake_embedder
         real_save(path, *args, **kwargs)
         raise exc
 
-    monkeypatch.setattr(index.store.np, "save", failing_save)
+    monkeypatch.setattr(index.store.disk.np, "save", failing_save)
     expected = KeyboardInterrupt if isinstance(exc, KeyboardInterrupt) else HeraldError
     with pytest.raises(expected) as err:
         build_index(p.corpus, p.index, fake_embedder)
@@ -373,7 +373,7 @@ def test_failure_while_writing_removes_the_temp_folder(three_docs, fake_embedder
 
 
 def test_crash_between_the_two_renames_is_recovered(three_docs, fake_embedder, monkeypatch, caplog):
-    import index.store
+    import index.store.disk
 
     p = three_docs
     build_index(p.corpus, p.index, fake_embedder)
@@ -387,7 +387,7 @@ def test_crash_between_the_two_renames_is_recovered(three_docs, fake_embedder, m
             raise KeyboardInterrupt
         return real_replace(src, dst)
 
-    monkeypatch.setattr(index.store.os, "replace", replace)
+    monkeypatch.setattr(index.store.disk.os, "replace", replace)
     with pytest.raises(KeyboardInterrupt):
         build_index(p.corpus, p.index, fake_embedder)
     monkeypatch.undo()
@@ -455,12 +455,12 @@ def test_build_into_an_empty_folder_or_a_damaged_index(three_docs, fake_embedder
 
 
 def test_unwritable_index_location_is_a_clear_error(three_docs, fake_embedder, monkeypatch):
-    import index.store
+    import index.store.disk
 
     def no_mkdir(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(index.store, "_fresh_dir", no_mkdir)
+    monkeypatch.setattr(index.store.disk, "_fresh_dir", no_mkdir)
     with raises_said(HeraldError, "cannot write the index at .*: Permission denied; check"):
         build_index(three_docs.corpus, three_docs.index, fake_embedder)
 
@@ -487,8 +487,8 @@ def test_a_model_folder_retrained_under_the_same_name_is_refused_then_rebuilt(tm
     import shutil
 
     from index import EngineConfig, open_engine, rebuild
-    from index import embed
-    from index.embed import resolve_model_path
+    from index.embed import models as embed
+    from index.embed.models import resolve_model_path
 
     folder = tmp_path / "my-model"
     shutil.copytree(resolve_model_path("all-MiniLM-L6-v2"), folder)

@@ -32,11 +32,10 @@ from typing import Any
 
 import numpy as np
 
-from index.chunking import Chunk
-from index.e5 import E5_MODEL
-from index.embed import Embedder, query_encoder
+from index.ingest.chunking import Chunk
+from index.embed.base import EMBEDDERS, Embedder, search_values
 from index.errors import ModelLoadError, describe
-from index.lexical import BM25Index, top
+from index.search.lexical import BM25Index, top
 from index.store import LoadedIndex
 from index.text import content_terms
 
@@ -118,39 +117,27 @@ class SearchSettings:
             raise ValueError("bm25_saturation must be positive")
 
 
-# SearchSettings values tuned for a model other than the one the defaults were tuned for (all-MiniLM-L6-v2).
-# Another model's cosines live in another range (multilingual-e5's sit at 0.6-0.9 for everything), so
-# the threshold that separates answers from non-answers, and the weight cosine deserves against word
-# overlap, move with the model. Registered by model name; benchmarks/tune.py measures them on SQuAD only.
-_TUNED: dict[str, dict[str, Any]] = {}
-
-
 def tune_for_model(model: str, **values: Any) -> None:
-    """Record SearchSettings ``values`` tuned for ``model`` (checked now: a bad value fails at import)."""
+    """Record SearchSettings ``values`` tuned for ``model`` (checked now: a bad value fails here).
+
+    A model's own registration usually carries them (``search=`` in index/embed/e5.py); this is for a
+    model registered elsewhere."""
     dataclasses.replace(SearchSettings(), **values)
-    _TUNED[model] = dict(values)
+    EMBEDDERS.declare(model, search=dict(values))
 
 
 def tuned_values(model: str) -> dict[str, Any]:
-    """The SearchSettings values tuned for ``model`` ({} when the defaults are its own)."""
-    return dict(_TUNED.get(model, {}))
+    """The SearchSettings values tuned for ``model`` ({} when the defaults are its own), from its registration."""
+    return search_values(model)
 
 
 def search_for(model: str, search: SearchSettings | None = None, keep: Iterable[str] = ()) -> SearchSettings:
     """``search`` (default: the defaults) with ``model``'s tuned values, except in the fields named in
     ``keep`` (the ones a user set). Raises ValueError when the mix is inconsistent."""
     kept = set(keep)
-    tuned = {k: v for k, v in _TUNED.get(model, {}).items() if k not in kept}
+    tuned = {k: v for k, v in search_values(model).items() if k not in kept}
     base = search if search is not None else SearchSettings()
     return dataclasses.replace(base, **tuned) if tuned else base
-
-
-# multilingual-e5-small-q4 (index/e5.py), tuned on the 2,910 SQuAD-half questions only (benchmarks/tune.py,
-# docs/models.md): e5's cosines separate answerable from unanswerable questions on their own, so they get
-# more weight in fusion and sentence scoring and word coverage less in the confidence; the thresholds leave
-# the same share of SQuAD's answerable questions below them as MiniLM's 0.4 and 0.55 do (1.9% and 15.4%).
-tune_for_model(E5_MODEL, dense_weight=0.8, sentence_lexical_weight=0.1, coverage_weight=0.15,
-               abstain_threshold=0.758, tentative_below=0.808)
 
 
 @dataclass
@@ -299,20 +286,26 @@ class Retriever:
     def query(self, text: str, vector: np.ndarray | None = None, mode: str | None = None) -> Query:
         mode = mode or self.settings.mode
         if vector is None and mode != "bm25":
-            # A model with separate question and passage embeddings (E5's prefixes) embeds questions apart:
-            # its encode_queries when it has one, else encode.
-            vector = query_encoder(self.embedder)([text])[0]
+            # A model with separate question and passage embeddings (E5's prefixes) embeds questions apart.
+            vector = self.embedder.encode_queries([text])[0]
         return Query(text, content_terms(text), vector, answer_type_of(text))
 
     def dense_hits(self, q_vec: np.ndarray, k: int) -> list[tuple[int, float]]:
         """The store's top-k as (row, cosine); subclasses in benchmarks/ablations.py change it."""
         return [(self.index.row_of_id[i], s) for i, s in self.store.search(q_vec, k)]
 
+    @staticmethod
+    def _vector(query: Query) -> np.ndarray:
+        """The question's vector (made by ``query`` for every mode but bm25)."""
+        if query.vector is None:
+            raise ValueError("this query was made for bm25 only: it has no vector")
+        return query.vector
+
     def _dense_of(self, q_vec: np.ndarray):
-        score = getattr(self.store, "score", None)
-        if score is None:
+        store = self.store
+        if not store.scores:
             return None
-        return lambda rows: score(q_vec, [self.index.chunk_ids[r] for r in rows])
+        return lambda rows: store.score(q_vec, [self.index.chunk_ids[r] for r in rows])
 
     def retrieve(self, question: str, q_vec: np.ndarray | None = None, mode: str | None = None,
                  k: int | None = None, query: Query | None = None) -> list[Candidate]:
@@ -327,13 +320,14 @@ class Retriever:
             return []
         query = query or self.query(question, q_vec, mode)
         if mode == "dense":
-            return [Candidate(r, d, 0.0, d, score=d) for r, d in self.dense_hits(query.vector, k)]
+            return [Candidate(r, d, 0.0, d, score=d) for r, d in self.dense_hits(self._vector(query), k)]
         if mode == "bm25":
             return [Candidate(r, 0.0, b, b, score=b) for r, b in self.lexical.search(query.terms, k)]
         pool = min(len(self.index.chunks), s.candidates)
         lex_all = self.lexical.scores(query.terms) if query.terms else None  # once: the list and the fill
         lexical_hits = self.lexical.hits(lex_all, pool) if lex_all is not None else []
-        fused = fuse(self.dense_hits(query.vector, pool), lexical_hits, s, self._dense_of(query.vector),
+        q_vec = self._vector(query)
+        fused = fuse(self.dense_hits(q_vec, pool), lexical_hits, s, self._dense_of(q_vec),
                      (lambda rows: lex_all[rows]) if lex_all is not None else (lambda rows: [0.0] * len(rows)))
         cands = [Candidate(r, d, b, f) for r, d, b, f in fused][:max(k, s.rescore_candidates)]
         self.rescore(cands, query)
@@ -363,7 +357,9 @@ class Retriever:
         head = cands[:s.reranker_candidates]
         if not head:
             return
-        logits = np.asarray(self._reranker.predict([(question, self.index.chunks[c.row].text) for c in head]),
+        reranker = self._reranker
+        assert reranker is not None  # called only when a reranker is set
+        logits = np.asarray(reranker.predict([(question, self.index.chunks[c.row].text) for c in head]),
                             dtype=np.float64).reshape(-1)
         probs = 1.0 / (1.0 + np.exp(-logits))
         for c, p in zip(head, probs):

@@ -17,6 +17,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 from index.errors import CorpusError
+from index.ingest.web import MAX_ARTICLE_BYTES, FetchError, extract
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +58,6 @@ _META_LINE_RE = re.compile(r"^[A-Za-z_][\w-]*:(?:\s|$)")
 # A first line ending like a statement ("The mayor resigned."), not a question headline ("What now for Kelly?").
 _SENTENCE_END_RE = re.compile(r"\w[.!][”’\"')]?$")
 _MD_SUBHEADING_RE = re.compile(r"^#{2,6}\s+.*$", re.MULTILINE)
-#: Larger files are not news articles (a 20 MB file took minutes to split, then hours to embed).
-MAX_ARTICLE_BYTES = 2_000_000
 
 
 @dataclass
@@ -315,7 +314,7 @@ def _decode_legacy(raw: bytes, path: Path, exc: UnicodeDecodeError) -> str | Non
 
 
 def _extracted(html_text: str, url: str | None):
-    """The article on a saved HTML page, by the same extractor as `herald add` (index/web.py), or None.
+    """The article on a saved HTML page, by the same extractor as `herald add` (index/ingest/web.py), or None.
 
     benchmarks/extraction.py measured both on the saved pages in tests/data/news: trafilatura kept 93% of
     the article's paragraphs (it drops the standfirst under the headline) and let no page furniture
@@ -323,8 +322,6 @@ def _extracted(html_text: str, url: str | None):
     share widgets, cookie banners, related links), which then get quoted as answers (docs/news.md).
     Plain-text and markdown files keep the hand-written cleaning, made for scraped text like the seed.
     """
-    from index.web import FetchError, extract
-
     try:
         return extract(html_text, url or "")
     except FetchError:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -21,7 +21,7 @@ _SUPPORTED_MODULES = ("sentence_transformers.models.Transformer", "sentence_tran
                       "sentence_transformers.models.Normalize")
 
 
-def _read_json(path: Path) -> dict | list | None:
+def _read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -182,9 +182,9 @@ class NumpyBertEmbedder:
         n, length = len(batch), max(len(x) for x in batch)
         ids = np.zeros((n, length), dtype=np.int64)
         mask = np.zeros((n, length), dtype=np.float32)
-        for i, x in enumerate(batch):
-            ids[i, :len(x)] = x
-            mask[i, :len(x)] = 1.0
+        for i, row in enumerate(batch):
+            ids[i, :len(row)] = row
+            mask[i, :len(row)] = 1.0
         x = self._word[ids] + self._pos[:length] + self._type0
         x = _layer_norm(x, *self._emb_ln, self._eps)
         h, d = self._heads, self.dim // self._heads
@@ -252,9 +252,9 @@ class TorchBertEmbedder:
         n, length = len(batch), max(len(x) for x in batch)
         ids = torch.zeros((n, length), dtype=torch.long)
         mask = torch.zeros((n, length), dtype=torch.bool)
-        for i, x in enumerate(batch):
-            ids[i, :len(x)] = torch.tensor(x, dtype=torch.long)
-            mask[i, :len(x)] = True
+        for i, row in enumerate(batch):
+            ids[i, :len(row)] = torch.tensor(row, dtype=torch.long)
+            mask[i, :len(row)] = True
         e = self._np
         x = self._word[ids] + self._pos[:length] + self._type0
         x = F.layer_norm(x, (self.dim,), *self._emb_ln, eps=e._eps)

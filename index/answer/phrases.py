@@ -138,7 +138,7 @@ def answer_phrase(question: str, text: str) -> tuple[int, int] | None:
         if i:
             before = max(a - ends[i - 1], 0)  # ends ascend: the (i-1)th ends latest among those before b
             best = before if best is None else min(best, before)
-        return best  # type: ignore[return-value] - anchors is not empty, so one side exists
+        return best  # type: ignore[return-value]  # anchors is not empty, so one side exists
 
     return min(cands, key=distance)
 

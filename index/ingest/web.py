@@ -1,4 +1,4 @@
-"""News in: an article fetched by URL, saved into the corpus folder (feeds: index/feeds.py).
+"""News in: an article fetched by URL, saved into the corpus folder (feeds: index/ingest/feeds.py).
 
 A fetched page goes through trafilatura, which keeps the article's text and drops navigation, ads,
 share widgets, related links and comments, and reads the title, author, date and site name from the
@@ -42,8 +42,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlparse, urlsplit
 
-from index.corpus import MAX_ARTICLE_BYTES
 from index.errors import HeraldError
+
+#: Larger files are not news articles (a 20 MB file took minutes to split, then hours to embed); the corpus
+#: reader skips them (index/ingest/corpus.py) and ``add_url`` refuses to save one.
+MAX_ARTICLE_BYTES = 2_000_000
 
 log = logging.getLogger(__name__)
 
@@ -483,7 +486,7 @@ def extract(html: bytes | str, url: str) -> Article:
     """The article on a page (trafilatura), or FetchError ``not_article`` for a listing, a stub, a form."""
     import trafilatura
 
-    found = trafilatura.bare_extraction(html, url=url, with_metadata=True, include_comments=False,
+    found: Any = trafilatura.bare_extraction(html, url=url, with_metadata=True, include_comments=False,
                                         include_tables=False, include_images=False, include_links=False,
                                         favor_recall=True, favor_precision=False)
     doc = found.as_dict() if hasattr(found, "as_dict") else (found or {})
@@ -533,7 +536,7 @@ class AddResult:
 
 def save_article(corpus_dir: Path, art: Article) -> AddResult:
     """Write the article's markdown (atomically) unless the same text is already there. An article larger
-    than the index reads (``MAX_ARTICLE_BYTES``, index/corpus.py) is FetchError ``too_large``: saving it
+    than the index reads (``MAX_ARTICLE_BYTES``) is FetchError ``too_large``: saving it
     would say "added" for a file the index then skips."""
     path = article_path(corpus_dir, art.url)
     text = article_markdown(art)
@@ -545,7 +548,7 @@ def save_article(corpus_dir: Path, art: Article) -> AddResult:
             return AddResult(art.url, "unchanged", path, art.title, art.outlet or "", art.date)
         status = "updated"
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")  # one per saving thread
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
     return AddResult(art.url, status, path, art.title, art.outlet or "", art.date)

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from collections.abc import Callable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -27,10 +28,17 @@ Hits = list[tuple[int, float]]
 
 @runtime_checkable
 class VectorStore(Protocol):
-    """What retrieval and builds need of a vector store."""
+    """What retrieval and builds need of a vector store; a store class subclasses it for the defaults.
+
+    Declared capabilities: ``files`` (the names ``save`` writes, so a build knows an index folder's own
+    files), ``scores`` (``score(vector, ids)`` gives exact inner products for chosen ids; hybrid fusion
+    uses them for chunks only the lexical side found).
+    """
 
     kind: str  # the registry name, saved in the manifest
     dim: int
+    files: ClassVar[tuple[str, ...]] = ()
+    scores: ClassVar[bool] = False
 
     def add(self, ids: Sequence[int], vectors: np.ndarray) -> None:
         """Store ``vectors`` (rows, unit length) under ``ids`` (new ids)."""
@@ -46,6 +54,19 @@ class VectorStore(Protocol):
 
     def __len__(self) -> int: ...
 
+    def score(self, vector: np.ndarray, ids: Sequence[int]) -> np.ndarray:
+        """Exact inner products of ``vector`` with the stored vectors of ``ids`` (stores with ``scores``)."""
+        raise TypeError(f"the {self.kind} store cannot score chosen ids")
+
+    def get(self, ids: Sequence[int]) -> np.ndarray:
+        """The stored vectors of ``ids`` (tests and benchmarks read them back)."""
+        raise TypeError(f"the {self.kind} store cannot return stored vectors")
+
+    @classmethod
+    def load(cls, folder: Path, dim: int, **options: Any) -> "VectorStore":
+        """The store saved in ``folder`` by ``save``."""
+        raise NotImplementedError(f"{cls.__name__} cannot load a saved store")
+
 
 VECTOR_STORES: Registry[VectorStore] = Registry("vector store")
 
@@ -57,7 +78,7 @@ def _sorted_hits(ids: np.ndarray, scores: np.ndarray, k: int) -> Hits:
     return [(int(ids[i]), float(scores[i])) for i in order]
 
 
-class FaissStore:
+class FaissStore(VectorStore):
     """FAISS: exact inner product (``IndexFlatIP``) up to ``hnsw_above`` vectors, HNSW above.
 
     Ids go through ``IndexIDMap2`` so deletes and incremental builds keep them stable. HNSW cannot delete
@@ -68,6 +89,8 @@ class FaissStore:
 
     kind = "faiss"
     FILE = "index.faiss"
+    files = (FILE,)
+    scores = True
 
     def __init__(self, dim: int, hnsw_above: int = 50_000, hnsw_m: int = 32, ef_search: int = 128,
                  ef_construction: int = 80, index=None) -> None:
@@ -110,7 +133,7 @@ class FaissStore:
         import faiss
 
         if len(ids) > self.hnsw_above:
-            inner = faiss.IndexHNSWFlat(self.dim, self.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+            inner: Any = faiss.IndexHNSWFlat(self.dim, self.hnsw_m, faiss.METRIC_INNER_PRODUCT)
             inner.hnsw.efConstruction = self.ef_construction
         else:
             inner = faiss.IndexFlatIP(self.dim)
@@ -178,7 +201,7 @@ class FaissStore:
     def load(cls, folder: Path, dim: int, **options) -> "FaissStore":
         import faiss
 
-        index = faiss.read_index(str(Path(folder) / cls.FILE))
+        index: Any = faiss.read_index(str(Path(folder) / cls.FILE))
         if not isinstance(index, faiss.IndexIDMap2):  # a pre-seam index: a bare flat index, rows as ids
             index = faiss.IndexIDMap2(index) if index.ntotal == 0 else _with_row_ids(index)
         if index.d != dim:
@@ -194,11 +217,13 @@ def _with_row_ids(flat) -> object:
     return out
 
 
-class NumpyStore:
+class NumpyStore(VectorStore):
     """Exact search with one matrix product: the reference the FAISS store is tested against."""
 
     kind = "numpy"
     FILE = "vectors.npz"
+    files = (FILE,)
+    scores = True
 
     def __init__(self, dim: int, **_options) -> None:
         self.dim = int(dim)
@@ -246,8 +271,14 @@ class NumpyStore:
         return store
 
 
-VECTOR_STORES.register("faiss", FaissStore)
-VECTOR_STORES.register("numpy", NumpyStore)
+def register_store(cls: type[VectorStore], name: str | None = None) -> None:
+    """Register a store class: ``cls(dim, **options)`` makes an empty one, ``cls.load(folder, dim, **options)``
+    reads a saved one, ``cls.files`` names its files."""
+    VECTOR_STORES.register(name or cls.kind, cls, files=tuple(cls.files), load=cls.load)
+
+
+register_store(FaissStore)
+register_store(NumpyStore)
 
 
 def new_store(kind: str, dim: int, **options) -> VectorStore:
@@ -256,8 +287,12 @@ def new_store(kind: str, dim: int, **options) -> VectorStore:
 
 
 def load_store(kind: str, folder: Path, dim: int, **options) -> VectorStore:
-    """The store of ``kind`` saved in ``folder`` (the registered factory's ``load``)."""
-    factory = VECTOR_STORES._factories.get(kind)
-    if factory is None:
-        VECTOR_STORES.create(kind, dim)  # raises the typed "unknown backend" error
-    return factory.load(folder, dim, **options)  # type: ignore[union-attr]
+    """The store of ``kind`` saved in ``folder`` (the registered class's ``load``)."""
+    VECTOR_STORES.factory(kind)  # an unknown kind: the typed "unknown backend" error
+    load: Callable[..., VectorStore] = VECTOR_STORES.traits(kind)["load"]
+    return load(folder, dim, **options)
+
+
+def store_files() -> dict[str, tuple[str, ...]]:
+    """Every registered store's file names, by kind."""
+    return {kind: VECTOR_STORES.traits(kind).get("files", ()) for kind in VECTOR_STORES}

@@ -27,11 +27,11 @@ from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse, urlsplit, urlunsplit
 
-from index.answerers import ANSWERERS, ExtractiveAnswerer
+from index.answer.answerers import ANSWERERS, Answerer, ExtractiveAnswerer
 from index.types import Draft, Source, Turn
 
 if TYPE_CHECKING:
-    from index.retrieval import Candidate, Query, Retriever, SearchSettings
+    from index.search.retrieval import Candidate, Query, Retriever, SearchSettings
 
 # Reasons a model's answer was not used (Draft.fallback); the application words them.
 FALLBACK_REASONS = ("unreachable", "timeout", "http_error", "rate_limited", "malformed", "empty", "no_citation",
@@ -220,10 +220,11 @@ class ChatClient:
         return LLMFailure("malformed", type(exc).__name__)
 
 
-class LLMAnswerer:
+class LLMAnswerer(Answerer):
     """The language-model answerer, registered as ``llm`` (the application chooses it when a model URL is set)."""
 
     name = "llm"
+    streams = True  # answer() takes on_token: the application can show the answer as it is written
 
     def __init__(self, settings: "SearchSettings", llm: LLMSettings | None = None, client: Any = None,
                  **_options: Any) -> None:
@@ -308,7 +309,7 @@ class _Call:
         s = self.chat.settings
         try:
             with self.chat._client.chat.completions.with_streaming_response.create(
-                    model=s.model, messages=self.messages, stream=self.on_token is not None,
+                    model=s.model, messages=self.messages, stream=self.on_token is not None,  # type: ignore[arg-type]
                     temperature=s.temperature, max_tokens=self.max_tokens,
                     extra_headers={"Accept-Encoding": "identity"}) as response:
                 raw = response.http_response

@@ -1,7 +1,7 @@
 """Document sources: where articles come from. Each yields ``Document``s (id, title, text, url, date,
 fingerprint) and, cheaply, the fingerprints alone, so staleness is checked without parsing anything.
 
-``folder`` (the default) reads .txt, .md and .html files under the corpus folder (index/corpus.py does the
+``folder`` (the default) reads .txt, .md and .html files under the corpus folder (index/ingest/corpus.py does the
 cleaning). Fetching by URL and following feeds are more classes registered in ``SOURCES`` and named in
 settings.
 """
@@ -12,13 +12,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from index.corpus import Document, corpus_files, corpus_fingerprints, load_corpus
+from index.ingest.corpus import Document, corpus_files, corpus_fingerprints, load_corpus
 from index.registry import Registry
 
 
 @runtime_checkable
 class DocumentSource(Protocol):
-    """What builds and staleness checks need of a source of articles."""
+    """What builds and staleness checks need of a source of articles; a source class subclasses it for
+    the defaults (``check``)."""
 
     kind: str
     location: str  # what the manifest records as the corpus (a folder, a feed URL, ...)
@@ -29,11 +30,15 @@ class DocumentSource(Protocol):
     def documents(self) -> Iterator[Document]:
         """Every usable document, parsed and cleaned (raises CorpusError when there is none)."""
 
+    def check(self) -> None:
+        """Raise the error a build would, before any work (by default: nothing to check cheaply)."""
+        return None
+
 
 SOURCES: Registry[DocumentSource] = Registry("document source")
 
 
-class FolderSource:
+class FolderSource(DocumentSource):
     """Article files under a folder (hidden files and folders are skipped); ids are relative paths."""
 
     kind = "folder"

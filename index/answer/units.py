@@ -1,0 +1,56 @@
+"""Answer units: a sentence with the fragments that belong to it, what the extractive answerer quotes.
+
+Computed per loaded index on first use and kept beside it (not on it: the store knows nothing of answers).
+"""
+
+from __future__ import annotations
+
+import re
+import weakref
+
+from index.store.records import LoadedIndex
+
+# A "sentence" that is really part of its neighbour: a tweet's attribution line ("— Name (@handle) date"),
+# an exclamation fragment ("Bloody." "Hell."), a caption/byline with no full stop before a quote.
+_ATTRIBUTION_RE = re.compile(r"^\s*[—–-]\s")
+_TERMINAL_RE = re.compile(r"[.!?…”\"’')\]]\s*$")
+
+_CACHE: "weakref.WeakKeyDictionary[LoadedIndex, dict[int, list[tuple[int, int]]]]" = weakref.WeakKeyDictionary()
+
+
+def units_of(index: LoadedIndex, fragment_chars: int) -> list[tuple[int, int]]:
+    """(first, last) sentence of the answer unit of every sentence of ``index``, computed once per index."""
+    per_index = _CACHE.setdefault(index, {})
+    units = per_index.get(fragment_chars)
+    if units is None:
+        units = []
+        for doc in index.documents:
+            spans = index.doc_sentences[doc.id]
+            units.extend(answer_units([doc.text[a:b] for a, b in spans], len(units), fragment_chars))
+        per_index[fragment_chars] = units
+    return units
+
+
+def answer_units(texts: list[str], base: int, fragment_chars: int) -> list[tuple[int, int]]:
+    """(first, last) sentence id of the answer unit of each sentence of one document.
+
+    A sentence joins the one before it when it is a tweet's attribution line ("— Name (@handle) date"),
+    a fragment shorter than ``fragment_chars`` ("Bloody." "Hell."), or follows a sentence ending in ":";
+    a short label with no closing punctuation (a byline before a quote) joins the sentence after it.
+    """
+    n = len(texts)
+    group = list(range(n))
+    for i in range(1, n):
+        t, prev = texts[i].strip(), texts[i - 1].rstrip()
+        if (_ATTRIBUTION_RE.match(t) or (len(t) < fragment_chars and _TERMINAL_RE.search(t)) or prev.endswith(":")
+                or (len(prev) < 60 and not _TERMINAL_RE.search(prev) and not _ATTRIBUTION_RE.match(prev))):
+            group[i] = group[i - 1]
+    units: list[tuple[int, int]] = []
+    i = 0
+    while i < n:
+        j = i
+        while j + 1 < n and group[j + 1] == group[i]:
+            j += 1
+        units.extend([(base + i, base + j)] * (j - i + 1))
+        i = j + 1
+    return units

@@ -1,0 +1,140 @@
+"""The index's records in memory: the manifest's constants, a loaded index's documents, chunks, vectors and
+per-sentence tables, and how the corpus differs from what an index was built from.
+
+Text to vectors (the embedder), vectors to ids (the vector store) and ids to documents (JSONL records)
+are kept apart, as in txtai, and the manifest beside them says which model, vector store, chunking and
+corpus made them, so an index is self-describing and a mismatched one is refused (index/store/load.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from index.ingest.chunking import Chunk
+from index.ingest.corpus import Document
+from index.ingest.dedup import groups, simhash
+from index.store.vectors import VectorStore, store_files
+from index.text import content_terms
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+RECORD_FILES = ("manifest.json", "documents.jsonl", "chunks.jsonl", "sentences.npy")
+DEFAULT_STORE = "faiss"
+
+
+def index_files() -> set[str]:
+    """Every file name an index folder may hold (records plus any registered store's files)."""
+    names = set(RECORD_FILES)
+    for files in store_files().values():
+        names.update(files)
+    return names
+
+
+
+@dataclass
+class Staleness:
+    """How the corpus differs from what the index was built from (document ids)."""
+
+    added: list[str]
+    changed: list[str]
+    removed: list[str]
+
+    @property
+    def stale(self) -> bool:
+        return bool(self.added or self.changed or self.removed)
+
+
+class LoadedIndex:
+    """An index in memory: manifest, documents, chunks (with their store ids), the vector store and the
+    sentence vectors, plus the per-sentence tables retrieval and answerers read."""
+
+    def __init__(self, path: Path, manifest: dict, documents: list[Document], doc_sentences: dict[str, list],
+                 chunks: list[Chunk], chunk_sentence_ids: list[list[int]], store: VectorStore,
+                 sentence_vectors: np.ndarray, chunk_ids: list[int] | None = None) -> None:
+        self.path = path
+        self.manifest = manifest
+        self.documents = documents
+        self.doc_sentences = doc_sentences
+        self.chunks = chunks
+        self.chunk_sentence_ids = chunk_sentence_ids
+        self.store = store
+        self.sentence_vectors = sentence_vectors
+        self.chunk_ids = list(chunk_ids) if chunk_ids is not None else list(range(len(chunks)))
+        self.row_of_id = {cid: row for row, cid in enumerate(self.chunk_ids)}
+        self.doc_by_id = {d.id: d for d in documents}
+        # Sentences of every document in index order: text and (doc, start, end).
+        self.sentence_text: list[str] = []
+        self.sentence_doc: list[tuple[str, int, int]] = []
+        for doc in documents:
+            for a, b in doc_sentences[doc.id]:
+                self.sentence_text.append(doc.text[a:b])
+                self.sentence_doc.append((doc.id, a, b))
+        self._termsets: list[frozenset[str] | None] = [None] * len(self.sentence_text)
+
+    @property
+    def model(self) -> str:
+        return self.manifest["model"]
+
+    @property
+    def dim(self) -> int:
+        return int(self.manifest["dim"])
+
+    def chunk_vectors(self) -> np.ndarray:
+        """Every chunk's vector in row order, read back from the store (tests and benchmarks)."""
+        return self.store.get(self.chunk_ids)
+
+    def sentence_termset(self, sid: int) -> frozenset[str]:
+        """Content words of one sentence, computed on first use (most sentences are never candidates)."""
+        ts = self._termsets[sid]
+        if ts is None:
+            ts = frozenset(content_terms(self.sentence_text[sid]))
+            self._termsets[sid] = ts
+        return ts
+
+    @cached_property
+    def duplicate_of(self) -> dict[str, str]:
+        """``{document id: the first document of its near-duplicate group}`` (index/ingest/dedup.py)."""
+        recorded = self.manifest.get("documents", {})
+        hashes = {}
+        for d in self.documents:
+            h = (recorded.get(d.id) or {}).get("simhash")
+            hashes[d.id] = int(h, 16) if isinstance(h, str) else simhash(d.text)  # older indexes: computed now
+        return groups(hashes)
+
+    @cached_property
+    def chunk_rows_by_doc(self) -> dict[str, list[int]]:
+        out: dict[str, list[int]] = {}
+        for row, chunk in enumerate(self.chunks):
+            out.setdefault(chunk.doc_id, []).append(row)
+        return out
+
+    @cached_property
+    def sentence_rows_by_doc(self) -> dict[str, list[int]]:
+        out: dict[str, list[int]] = {}
+        offset = 0
+        for d in self.documents:
+            n = len(self.doc_sentences[d.id])
+            out[d.id] = list(range(offset, offset + n))
+            offset += n
+        return out
+
+    def staleness(self, fingerprints: dict[str, str]) -> Staleness:
+        """Compare a source's fingerprints now with the ones the manifest recorded."""
+        return compare_fingerprints(built_fingerprints(self.manifest), fingerprints, self.manifest.get("skipped", {}))
+
+
+def built_fingerprints(manifest: dict) -> dict[str, str]:
+    return {k: v["fingerprint"] for k, v in manifest.get("documents", {}).items()}
+
+
+def compare_fingerprints(built: dict[str, str], now: dict[str, str], skipped: dict[str, str] | None = None) -> Staleness:
+    skipped = skipped or {}
+    # Files skipped at build time (empty, binary) are not "new" until their bytes change.
+    added = sorted(k for k in now if k not in built and skipped.get(k) != now[k])
+    changed = sorted(k for k in now if k in built and built[k] != now[k])
+    removed = sorted(k for k in built if k not in now)
+    return Staleness(added, changed, removed)
