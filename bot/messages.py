@@ -69,17 +69,13 @@ def human_date(date: str | None) -> str:
 
 
 def changed(res: AddResult) -> bool:
-    """The URL's article is new or its text changed, so the index needs updating.
-
-    The one place ``AddResult.status`` is compared for it; once the library's ``AddResult`` has a
-    ``changed`` property, this body becomes ``return res.changed``.
-    """
-    return res.status in ("added", "updated")
+    """The URL's article is new or its text changed, so the index needs updating."""
+    return res.changed
 
 
 def failed(res: AddResult) -> bool:
     """The URL could not be added (``res.error`` says why)."""
-    return res.status == "failed"
+    return res.failed
 
 
 def _why_not(res: AddResult) -> str:

@@ -168,7 +168,7 @@ def _worth_retrying(error: FetchError | None) -> bool:
 
 def _record(state: FeedState, key: str, item: AddResult, clock: float, result: FeedResult) -> None:
     """Remember what happened to one item: added (seen), failed (a retry later) or given up (seen)."""
-    if item.status != "failed":
+    if not item.failed:
         state.failed.pop(key, None)
         state.seen.append(key)
         return

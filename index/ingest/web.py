@@ -533,6 +533,15 @@ class AddResult:
     date: str | None = None
     error: FetchError | None = None
 
+    @property
+    def changed(self) -> bool:
+        """The article is new or its text changed: the index needs updating."""
+        return self.status in ("added", "updated")
+
+    @property
+    def failed(self) -> bool:
+        return self.status == "failed"
+
 
 def save_article(corpus_dir: Path, art: Article) -> AddResult:
     """Write the article's markdown (atomically) unless the same text is already there. An article larger
