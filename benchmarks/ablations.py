@@ -27,14 +27,23 @@ from pathlib import Path
 import numpy as np
 
 from index.answer.units import units_of
-from index.ingest.chunking import ChunkSettings
 from index.embed.models import DEFAULT_MODEL, SentenceTransformerEmbedder, get_embedder
 from index.engine import Engine
+from index.ingest.chunking import ChunkSettings
 from index.search.retrieval import Retriever, SearchSettings, answer_type_of
 from index.text import STOPWORDS, _stemmer, clean_question, content_terms
 
-from .common import (ARTICLE_QA, CORPUS, SQUAD_IN_CORPUS, contains_answer, is_gold, map_gold, md_table,
-                     squad_doc_id, squad_questions)
+from .common import (
+    ARTICLE_QA,
+    CORPUS,
+    SQUAD_IN_CORPUS,
+    contains_answer,
+    is_gold,
+    map_gold,
+    md_table,
+    squad_doc_id,
+    squad_questions,
+)
 from .quality import prepare_squad
 
 log = logging.getLogger("ablations")

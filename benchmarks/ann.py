@@ -33,7 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import ROOT as REPO, md_table, percentile
+from .common import ROOT as REPO
+from .common import md_table, percentile
 
 MODEL = "all-MiniLM-L6-v2"
 # A sentence ends at . ! or ? (optionally closed by a quote or bracket) followed by space and a capital.

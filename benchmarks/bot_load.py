@@ -45,9 +45,9 @@ async def run(args: argparse.Namespace) -> int:
 
     from bot.discord_bot.client import HeraldBot
     from bot.settings import Settings
-    from tests.fakes.discord import FakeDiscord, FakeDiscordConfig, running_bot
-    from index.embed.models import DEFAULT_MODEL
     from index import EngineConfig, open_engine
+    from index.embed.models import DEFAULT_MODEL
+    from tests.fakes.discord import FakeDiscord, FakeDiscordConfig, running_bot
 
     tmp = Path(tempfile.mkdtemp(prefix="herald-bot-load-"))
     try:

@@ -2,9 +2,10 @@
 
 For each saved page (default: tests/data/news/*.html, real page structure: navigation, scripts, share
 widgets, cookie banners, related-article lists, comments), the gold article is the text of the <p>
-elements inside <article> (less the byline: both keep the author apart); page furniture is the text of <nav>, <header>, <footer>, <aside>, <form>
-and elements whose class or id says cookie, share, related, newsletter or comment. For each cleaner:
-recall = share of gold paragraphs found in its output; leak = share of furniture blocks found in it.
+elements inside <article> (less the byline: both keep the author apart); page furniture is the text of
+<nav>, <header>, <footer>, <aside>, <form> and elements whose class or id says cookie, share, related,
+newsletter or comment. For each cleaner: recall = share of gold paragraphs found in its output; leak =
+share of furniture blocks found in it.
 
     .venv/bin/python -m benchmarks.extraction
 """
@@ -31,7 +32,8 @@ def gold_and_furniture(html: str) -> tuple[list[str], list[str]]:
     gold = [norm(p.text_content()) for p in tree.xpath("//article//p") if len(norm(p.text_content())) > 40]
     gold = [g for g in gold if not (g.startswith("by ") and len(g) < 80)]  # a byline is metadata, not text
     furniture_nodes = tree.xpath("//nav|//header|//footer|//aside|//form") + [
-        e for e in tree.iter() if isinstance(e.tag, str) and _FURNITURE.search(f"{e.get('class', '')} {e.get('id', '')}")]
+        e for e in tree.iter()
+        if isinstance(e.tag, str) and _FURNITURE.search(f"{e.get('class', '')} {e.get('id', '')}")]
     furniture = []
     for node in furniture_nodes:
         t = norm(node.text_content())

@@ -80,13 +80,23 @@ from pathlib import Path
 
 import numpy as np
 
-from index.ingest.chunking import ChunkSettings, split_sentences
 from index.embed.models import DEFAULT_MODEL, get_embedder, query_encoder, resolve_model_path
+from index.ingest.chunking import ChunkSettings, split_sentences
 from index.search.retrieval import search_for
 
 from . import quality
-from .common import (ROOT, ROW_COLUMNS, SQUAD, map_gold, md_row, md_table, row_cells, squad_articles, squad_questions,
-                     write_squad)
+from .common import (
+    ROOT,
+    ROW_COLUMNS,
+    SQUAD,
+    map_gold,
+    md_row,
+    md_table,
+    row_cells,
+    squad_articles,
+    squad_questions,
+    write_squad,
+)
 
 log = logging.getLogger("finetune")
 

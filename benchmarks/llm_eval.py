@@ -46,8 +46,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .common import ARTICLE_QA as DEFAULT_QA, CORPUS, ROOT as REPO, md_table, question_texts
-
+from .common import ARTICLE_QA as DEFAULT_QA
+from .common import CORPUS, md_table, question_texts
+from .common import ROOT as REPO
 
 # ------------------------------------------------------------------------------------- the server
 
@@ -239,7 +240,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="index folder (built by herald on first use)")
     p.add_argument("--model", default=None, help="embedding model (default: Herald's)")
     p.add_argument("--n-ctx", type=int, default=4096, help="the server's context size in tokens")
-    p.add_argument("--threads", type=int, default=None, help="the server's threads, for prompts and generation alike (default: llama-cpp-python's, "
+    p.add_argument("--threads", type=int, default=None,
+                   help="the server's threads, for prompts and generation alike (default: llama-cpp-python's, "
                    "half the cores for generation and all of them for prompts)")
     p.add_argument("--timeout", type=float, default=60.0, help="HERALD_LLM_TIMEOUT, seconds per answer")
     p.add_argument("--startup-timeout", type=float, default=120.0, help="seconds to wait for the server")

@@ -25,7 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from .common import ARTICLE_QA, CORPUS, ROOT as REPO, md_table, percentile, question_texts
+from .common import ARTICLE_QA, CORPUS, md_table, percentile, question_texts
+from .common import ROOT as REPO
 
 
 def herald_cmd() -> list[str]:

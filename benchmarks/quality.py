@@ -11,8 +11,8 @@ fingerprint, so a rerun re-embeds nothing). Rows, measured on the same questions
 - ``bm25``: BM25 alone over the same chunks (Engine.retrieve(mode="bm25"));
 - ``dense``: the embedding model alone, nearest chunks by cosine (Engine.retrieve(mode="dense"));
 - ``herald``: the full pipeline exactly as the CLI and the bot use it, Engine.ask with default
-  SearchSettings tuned for the model (index.search_for; top_k raised to 5 so recall@5 can be read off its sources; top_k only sets how
-  many sources are listed, not the ranking).
+  SearchSettings tuned for the model (index.search_for; top_k raised to 5 so recall@5 can be read off its
+  sources; top_k only sets how many sources are listed, not the ranking).
 
 Columns: recall@1/@5 (a chunk whose [start, end) holds a gold answer's span, mapped into the cleaned
 document text, is among the first k); answer hit (a gold answer string is in Herald's short answer; for
@@ -36,17 +36,36 @@ from pathlib import Path
 
 import numpy as np
 
-from index.ingest.chunking import ChunkSettings
-from index.embed.models import DEFAULT_MODEL, get_embedder, query_encoder
+from index.answer.phrases import kind_of
 from index.build import build_index
+from index.embed.models import DEFAULT_MODEL, get_embedder, query_encoder
 from index.engine import Engine
+from index.ingest.chunking import ChunkSettings
 from index.search.retrieval import SearchSettings, search_for
 from index.store import load_index
-from index.answer.phrases import kind_of
 
-from .common import (ARTICLE_QA, CORPUS, ROOT, ROW_COLUMNS, SQUAD_IN_CORPUS, Question, Row, article_questions,
-                     contains_answer, is_gold, link_bbc, map_gold, md_table, normalise, row_cells,
-                     source_is_gold, squad_articles, squad_doc_id, squad_questions, write_squad)
+from .common import (
+    ARTICLE_QA,
+    CORPUS,
+    ROOT,
+    ROW_COLUMNS,
+    SQUAD_IN_CORPUS,
+    Question,
+    Row,
+    article_questions,
+    contains_answer,
+    is_gold,
+    link_bbc,
+    map_gold,
+    md_table,
+    normalise,
+    row_cells,
+    source_is_gold,
+    squad_articles,
+    squad_doc_id,
+    squad_questions,
+    write_squad,
+)
 
 log = logging.getLogger("quality")
 
@@ -326,8 +345,9 @@ def main(argv: list[str] | None = None) -> int:
     print(md)
     log.info("done in %.0f s", time.perf_counter() - started)
     if str(args.out) != "-":
+        given = argv if argv is not None else sys.argv[1:]
         cmd = "python -m benchmarks.quality " + " ".join(
-            a if not a.startswith("/") else os.path.relpath(a, ROOT) for a in (argv if argv is not None else sys.argv[1:]))
+            a if not a.startswith("/") else os.path.relpath(a, ROOT) for a in given)
         changed = {f.name: getattr(settings, f.name) for f in dataclasses.fields(settings)
                    if getattr(settings, f.name) != f.default}
         args.out.parent.mkdir(parents=True, exist_ok=True)

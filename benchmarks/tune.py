@@ -39,14 +39,26 @@ from pathlib import Path
 
 import numpy as np
 
-from index.ingest.chunking import ChunkSettings
 from index.embed.models import DEFAULT_MODEL, Embedder, get_embedder, query_encoder
 from index.engine import Engine
+from index.ingest.chunking import ChunkSettings
 from index.search.retrieval import SearchSettings
 
 from . import quality
-from .common import (SQUAD, SQUAD_IN_CORPUS, Question, Row, contains_answer, map_gold, md_row, md_table, percentile,
-                     source_is_gold, squad_doc_id, squad_questions)
+from .common import (
+    SQUAD,
+    SQUAD_IN_CORPUS,
+    Question,
+    Row,
+    contains_answer,
+    map_gold,
+    md_row,
+    md_table,
+    percentile,
+    source_is_gold,
+    squad_doc_id,
+    squad_questions,
+)
 
 log = logging.getLogger("tune")
 
@@ -326,7 +338,8 @@ def article(argv: list[str], out: Path) -> None:
     t, tent = settings.abstain_threshold, settings.tentative_below
     text = (f"at abstain_threshold {t:g}: answerable abstained {int((ins < t).sum())}/{len(ins)}, off-topic "
             f"abstained {int((outs < t).sum())}/{len(outs)}; answered but tentative (below {tent:g}): "
-            f"{int(((ins >= t) & (ins < tent)).sum())} answerable, {int(((outs >= t) & (outs < tent)).sum())} off-topic")
+            f"{int(((ins >= t) & (ins < tent)).sum())} answerable, "
+            f"{int(((outs >= t) & (outs < tent)).sum())} off-topic")
     print(text)
     (out / "article-counts.txt").write_text(text + "\n", encoding="utf-8")
 

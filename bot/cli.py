@@ -404,8 +404,8 @@ def _print_info(d: Any, summary: dict[str, Any], damage: str, check: bool) -> No
     elif d.checksums_verified:
         click.echo("Checksums: every file matches its checksum.")
     elif d.index_bytes:
-        click.echo(f"Checksums: not verified (only file sizes were compared: the index is {d.index_bytes / 1e6:.0f} MB); "
-                   "run `herald info --check` to verify them.")
+        click.echo("Checksums: not verified (only file sizes were compared: "
+                   f"the index is {d.index_bytes / 1e6:.0f} MB); run `herald info --check` to verify them.")
     else:
         click.echo("Checksums: not verified (this index records none; `herald build --full` writes them).")
 
@@ -450,20 +450,21 @@ def _echo_added(item: Any) -> None:
 
 
 def _echo_feed(res: Any, *, watching: bool = False) -> Any:
-    """One poll of one feed as `herald add --feed` prints it (``bot.messages.feed_report``); its ``FeedCounts``.
+    """One poll of one feed as `herald add --feed` prints it (``bot.messages.feed_report``); the result, whose
+    ``changed`` and ``failed`` count what the poll did.
 
     ``watching`` (`herald watch`, which runs for hours): a feed that failed is reported on stderr, and the
     feed's own line is left out when its poll went through (only its items are printed).
     """
     from bot.format import terminal_safe
-    from bot.messages import feed_counts, feed_report
+    from bot.messages import feed_report
 
     head, *items = feed_report(res, terminal=True)
     if not (watching and res.error is None):
         click.echo(terminal_safe(head.text), err=watching)
     for line in items:
         click.echo(terminal_safe(line.text))
-    return feed_counts(res)
+    return res
 
 
 def _update_index(settings: Any) -> None:

@@ -378,7 +378,9 @@ def format_notice(text: str) -> OutgoingMessage:
     return OutgoingMessage(content=fit_content(text))
 
 
-def format_sources(titles_and_urls: list[tuple[str, str | None]] | list[tuple[str, str | None, str]]) -> OutgoingMessage:
+def format_sources(
+    titles_and_urls: list[tuple[str, str | None]] | list[tuple[str, str | None, str]],
+) -> OutgoingMessage:
     """The `/sources` list: one numbered line per indexed article (with its outlet and date when a third
     item gives them), cut to fit with a count of the rest."""
     if not titles_and_urls:

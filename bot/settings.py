@@ -18,8 +18,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from index import (ANSWERERS, DEFAULT_MODEL, SOURCES, VECTOR_STORES, ChunkSettings, EngineConfig, HeraldError,
-                   FetchSettings, LLMSettings, SearchSettings, search_for, tuned_values)
+from index import (
+    ANSWERERS,
+    DEFAULT_MODEL,
+    SOURCES,
+    VECTOR_STORES,
+    ChunkSettings,
+    EngineConfig,
+    FetchSettings,
+    HeraldError,
+    LLMSettings,
+    SearchSettings,
+    search_for,
+    tuned_values,
+)
 
 
 class SettingsError(HeraldError):
@@ -83,7 +95,7 @@ class Settings:
                             chunking=self.chunking, workers=self.max_concurrency,
                             answerer_options={"llm": self.llm} if self.answerer == "llm" else {})
 
-    def with_overrides(self, **changes: Any) -> "Settings":
+    def with_overrides(self, **changes: Any) -> Settings:
         """A copy with the flags the user gave (None means "not given")."""
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 

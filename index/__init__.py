@@ -19,11 +19,21 @@ from index.answer.answerers import ANSWERERS, Answerer, ExtractiveAnswerer
 from index.answer.llm import FALLBACK_REASONS, LLMAnswerer, LLMSettings
 from index.build import BuildProgress, BuildReport
 from index.embed.models import DEFAULT_MODEL, EMBEDDERS, Embedder, register_embedder
-from index.engine import (DocumentInfo, Engine, EngineConfig, IndexInfo, Notice, describe_index, open_engine,
-                          rebuild)
-from index.errors import (BuildBusyError, CorpusError, HeraldError, IndexCorruptError, IndexMismatchError,
-                          IndexMissingError, IndexPathError, IndexWriteError, ModelLoadError, QuestionError,
-                          QuestionSetError, UnknownBackendError)
+from index.engine import DocumentInfo, Engine, EngineConfig, IndexInfo, Notice, describe_index, open_engine, rebuild
+from index.errors import (
+    BuildBusyError,
+    CorpusError,
+    HeraldError,
+    IndexCorruptError,
+    IndexMismatchError,
+    IndexMissingError,
+    IndexPathError,
+    IndexWriteError,
+    ModelLoadError,
+    QuestionError,
+    QuestionSetError,
+    UnknownBackendError,
+)
 from index.evaluate import EvalResult, QAItem, evaluate, load_qa
 from index.ingest.chunking import ChunkSettings
 from index.ingest.corpus import Document

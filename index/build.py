@@ -10,22 +10,32 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
+from index import threads
+from index.embed.models import Embedder, embed_all
+from index.errors import CorpusError, IndexCorruptError, IndexMismatchError, IndexMissingError
 from index.ingest.chunking import Chunk, ChunkSettings, chunk_sections, document_sentences
 from index.ingest.corpus import CLEANER_VERSION, Document
 from index.ingest.dedup import simhash
-from index.embed.models import Embedder, embed_all
-from index.errors import CorpusError, IndexCorruptError, IndexMismatchError, IndexMissingError
 from index.ingest.sources import DocumentSource, FolderSource
-from index.store import (DEFAULT_STORE, FORMAT_VERSION, MANIFEST, LoadedIndex, build_lock, built_fingerprints,
-                         check_replaceable, clean_leftovers, load_index, write_index)
-from index import threads
-from index.threads import build_threads
+from index.store import (
+    DEFAULT_STORE,
+    FORMAT_VERSION,
+    MANIFEST,
+    LoadedIndex,
+    build_lock,
+    built_fingerprints,
+    check_replaceable,
+    clean_leftovers,
+    load_index,
+    write_index,
+)
 from index.store.vectors import VectorStore, new_store
+from index.threads import build_threads
 
 # Called with (texts embedded, texts to embed); a BuildProgress also hears about sentence splitting (the CLI
 # shows both).
@@ -252,8 +262,8 @@ def build_index(source: DocumentSource | Path | str, index_dir: Path, embedder: 
     Documents whose fingerprint is unchanged keep their vectors (no re-embedding); changed and new ones
     are embedded, all in one call so the embedder can take its bulk path; removed ones are dropped; when
     nothing changed, nothing is written. One build at a time per index: a second one calls ``on_wait``
-    and waits for the lock (with ``wait=False`` it raises BuildBusyError instead). ``busy_threads``: threads of this process that keep answering meanwhile
-    (the bot's workers), left their cores.
+    and waits for the lock (with ``wait=False`` it raises BuildBusyError instead). ``busy_threads``: threads
+    of this process that keep answering meanwhile (the bot's workers), left their cores.
     """
     if isinstance(source, (str, Path)):
         source = FolderSource(source)
@@ -334,7 +344,7 @@ def _manifest(source: DocumentSource, embedder: Embedder, chunking: ChunkSetting
         "documents": manifest_docs,
         "skipped": skipped,
         "counts": {"documents": n_docs, "chunks": report.chunks, "sentences": n_sentences},
-        "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "build_seconds": round(report.seconds, 3),
         "corpus": source.location,
         "source": source.kind,

@@ -15,20 +15,29 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from index import threads
 from index.answer.answerers import ANSWERERS, Answerer, ExtractiveAnswerer
+from index.answer.phrases import answer_phrase
 from index.build import BuildReport, Progress, build_index
-from index.ingest.chunking import ChunkSettings
-from index.ingest.corpus import CLEANER_VERSION, Document
 from index.embed.models import DEFAULT_MODEL, Embedder, get_embedder
 from index.errors import BuildBusyError, HeraldError, IndexMissingError
-from index.answer.phrases import answer_phrase
-from index.search.retrieval import Candidate, Retriever, SearchSettings, answer_type_of, search_for
+from index.ingest.chunking import ChunkSettings
+from index.ingest.corpus import CLEANER_VERSION, Document
 from index.ingest.sources import DocumentSource, open_source
-from index.store import (DEFAULT_STORE, LoadedIndex, Staleness, built_fingerprints, check_compatible,
-                         check_replaceable, compare_fingerprints, load_index, read_manifest, verify_files)
+from index.search.retrieval import Candidate, Retriever, SearchSettings, answer_type_of, search_for
+from index.store import (
+    DEFAULT_STORE,
+    LoadedIndex,
+    Staleness,
+    built_fingerprints,
+    check_compatible,
+    check_replaceable,
+    compare_fingerprints,
+    load_index,
+    read_manifest,
+    verify_files,
+)
 from index.text import clean_question, content_terms, looks_english
 from index.types import Answer, Draft, Source, Turn
 
@@ -164,7 +173,8 @@ class Engine:
             by = ""  # nobody answered: not the model, not the extractive reader
         phrase = answer_phrase(q, draft.text) if draft.text else None
         return Answer(question=q, answer=draft.text, abstained=abstained, sources=sources, confidence=conf,
-                      latency_ms=(time.perf_counter() - started) * 1000, answer_spans=draft.spans, english=english, tentative=not abstained and conf < s.tentative_below, answered_by=by,
+                      latency_ms=(time.perf_counter() - started) * 1000, answer_spans=draft.spans, english=english,
+                      tentative=not abstained and conf < s.tentative_below, answered_by=by,
                       retrieval_query=search_text if search_text != q else "", citations=draft.citations,
                       fallback=draft.fallback, fallback_detail=draft.fallback_detail, phrase=phrase)
 

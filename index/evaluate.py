@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-
-from typing import TYPE_CHECKING
 
 from index.errors import QuestionError, QuestionSetError
 from index.types import Answer
@@ -81,7 +80,8 @@ class EvalResult:
         out = []
         for item, ans in self.items:
             if item.answerable and (ans.abstained or not self.answer_hit(item, ans)):
-                why = "abstained" if ans.abstained else f"answer {ans.answer[:80]!r}" + (" [tentative]" if ans.tentative else "")
+                label = " [tentative]" if ans.tentative else ""
+                why = "abstained" if ans.abstained else f"answer {ans.answer[:80]!r}{label}"
                 out.append(f"MISS {item.question!r}: {why} (conf {ans.confidence:.3f})")
             elif not item.answerable and not ans.abstained:
                 label = " [tentative]" if ans.tentative else ""
@@ -95,7 +95,8 @@ def load_qa(path: Path) -> list[QAItem]:
     try:
         lines = Path(path).read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
-        raise QuestionSetError(path, "unreadable", detail=str((exc.strerror if isinstance(exc, OSError) else None) or exc)) from exc
+        why = (exc.strerror if isinstance(exc, OSError) else None) or exc
+        raise QuestionSetError(path, "unreadable", detail=str(why)) from exc
     for n, line in enumerate(lines, 1):
         if not line.strip():
             continue
@@ -113,7 +114,7 @@ def load_qa(path: Path) -> list[QAItem]:
     return items
 
 
-def evaluate(engine: "Engine", items: list[QAItem], list_sources: int = 5) -> EvalResult:
+def evaluate(engine: Engine, items: list[QAItem], list_sources: int = 5) -> EvalResult:
     """Ask every question; ``list_sources`` sources are listed for recall@5 (the answer is made from the
     usual ``top_k``, so a language model is scored on what users get)."""
     result = EvalResult()

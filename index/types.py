@@ -71,7 +71,8 @@ class Answer:
     citations: list[int] = field(default_factory=list)  # 1-based numbers into ``sources`` the answer cites
     fallback: str = ""  # why a language model's answer is not the one given (empty: it is, or none was asked)
     fallback_detail: str = ""
-    phrase: tuple[int, int] | None = None  # [start, end) in ``answer`` of the words that answer (index/answer/phrases.py)
+    # [start, end) in ``answer`` of the words that answer (index/answer/phrases.py)
+    phrase: tuple[int, int] | None = None
 
     @property
     def phrase_text(self) -> str:

@@ -21,15 +21,20 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from index.embed.base import Embedder
-
+from bot.settings import Settings
 from fakes.discord import (
-    DiscordErrorCollector, FakeDiscord, FakeDiscordConfig, NetworkGuard, assert_no_leaked_tasks,
-    block_external_network, patch_discord, running_bot, task_snapshot,
+    DiscordErrorCollector,
+    FakeDiscord,
+    FakeDiscordConfig,
+    NetworkGuard,
+    assert_no_leaked_tasks,
+    block_external_network,
+    patch_discord,
+    running_bot,
+    task_snapshot,
 )
 from fakes.engine import WorkingEngine  # noqa: F401 - re-exported for the bot tests
-
-from bot.settings import Settings
+from index.embed.base import Embedder
 
 TOKEN = "fake-bot-token"
 HERALD_LOGGER = "herald"

@@ -205,8 +205,8 @@ def invoke(tmp_path):
 @pytest.fixture(scope="session")
 def real_engine(tmp_path_factory, real_article):
     """The article indexed with the packaged all-MiniLM-L6-v2 (loads once per test session)."""
-    from index.embed.models import DEFAULT_MODEL
     from index import EngineConfig, open_engine
+    from index.embed.models import DEFAULT_MODEL
 
     root = tmp_path_factory.mktemp("real-model")
     corpus = root / "corpus"

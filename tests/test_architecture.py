@@ -320,9 +320,10 @@ def long_functions(folder: Path) -> set[str]:
     out = set()
     for path in sorted(folder.rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-                if node.end_lineno is not None and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES:
-                    out.add(f"{path.relative_to(folder.parent)}:{node.name}")
+            if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) or node.end_lineno is None:
+                continue
+            if node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES:
+                out.add(f"{path.relative_to(folder.parent)}:{node.name}")
     return out
 
 

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
+from index import EngineConfig, open_engine
 from index.embed.models import DEFAULT_MODEL
 from index.evaluate import evaluate, load_qa
-from index import EngineConfig, open_engine
 
 pytestmark = pytest.mark.model
 

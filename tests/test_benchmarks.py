@@ -82,7 +82,8 @@ def test_a_source_is_matched_to_its_chunk_by_id_not_by_row():
 
     from benchmarks.common import Question, source_is_gold
 
-    chunks = [SimpleNamespace(doc_id="a", start=0, end=50, text="x"), SimpleNamespace(doc_id="b", start=0, end=50, text="y")]
+    chunks = [SimpleNamespace(doc_id="a", start=0, end=50, text="x"),
+              SimpleNamespace(doc_id="b", start=0, end=50, text="y")]
     engine = SimpleNamespace(index=SimpleNamespace(chunks=chunks, row_of_id={7: 0, 3: 1}))
     q = Question("who?", ["an answer"], "b", gold_spans=[(10, 20)])  # in b, inside either chunk's span
     assert source_is_gold(engine, SimpleNamespace(chunk_id=3), q)

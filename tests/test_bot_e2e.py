@@ -12,19 +12,17 @@ import asyncio
 import json
 import logging
 import os
-import shutil
 import signal
 import time
 
 import pytest
 
+from bot.messages import ABSTAIN_MESSAGE
 from bot.settings import Settings
 from bot_fixtures import *  # noqa: F403 - fixtures
 from bot_fixtures import TOKEN, StubDoc, StubEngine, WorkingEngine, embed_of, mention, replies_to
-from bot.messages import ABSTAIN_MESSAGE
-from index import Answer, Source
-
 from fakes.discord import FLAG_EPHEMERAL, FakeDiscordConfig, Intents, Perm
+from index import Answer, Source
 
 NO_PINGS = {"parse": [], "replied_user": False}
 
@@ -309,12 +307,13 @@ async def test_reindex_is_for_manage_server_only_and_swaps_while_answering(fake,
 async def test_mentions_in_the_question_ping_nobody(fake, start_herald):
     role = fake.config.moderator_role_id
     engine = StubEngine(lambda q: Answer(q, f"You asked: {q}", False, [
-        Source("Text with @everyone and <@&%d> inside." % role, "T @here", "a", 0.9, 0, 1, None, 0)], 0.9, 1.0))
+        Source(f"Text with @everyone and <@&{role}> inside.", "T @here", "a", 0.9, 0, 1, None, 0)], 0.9, 1.0))
     await start_herald(engine)
     text = f"@everyone <@&{role}> who vetoed the resolution?"
     q = await fake.send_message(mention(fake, text))
     reply = await fake.wait_for_bot_message(replies_to(q))
-    post = [r for r in posted_messages(fake) if str(r.json.get("message_reference", {}).get("message_id")) == q["id"]][0]
+    post = [r for r in posted_messages(fake)
+            if str(r.json.get("message_reference", {}).get("message_id")) == q["id"]][0]
     assert post.json["allowed_mentions"] == NO_PINGS
     assert reply["mentions"] == [] and reply["mention_everyone"] is False and reply["mention_roles"] == []
     e = embed_of(reply)
@@ -449,7 +448,8 @@ async def test_twenty_questions_at_once_while_heartbeats_flow(fake, start_herald
         assert gap > fake.heartbeat_interval * 1.5, f"the control did not block: gap {gap:.3f}s"
         return
     # discord.py beats every interval (plus a few ms of scheduling jitter).
-    assert gap < fake.heartbeat_interval * 1.25, f"longest heartbeat gap {gap:.3f}s (interval {fake.heartbeat_interval}s)"
+    assert gap < fake.heartbeat_interval * 1.25, (
+        f"longest heartbeat gap {gap:.3f}s (interval {fake.heartbeat_interval}s)")
     assert not [w for w in discord_errors.warnings if "behind" in w.getMessage() or "blocked" in w.getMessage()]
     # Not asserted: bot.latency, which discord.py can read as a whole interval when the ACK is handled
     # before the heartbeat thread records its send time (a race in discord.py, not in Herald).
@@ -493,8 +493,8 @@ async def test_rejected_token_exits_with_one_line(fake, invoke, built_index, res
 
 async def test_serve_turns_login_failure_into_a_herald_error(fake, built_index, fake_embedder):
     from bot.discord_bot.launcher import serve
-    from index.errors import HeraldError
     from index import EngineConfig, open_engine
+    from index.errors import HeraldError
 
     engine = open_engine(EngineConfig(corpus=built_index.corpus, index_dir=built_index.index, model="test-hash"))
     settings = Settings(discord_token="bad-token", model="test-hash")

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from bot.discord_bot.streaming import WRITING_NOTE
 from bot.format import CITED_MARK, clean_inline, plain_text
 from bot.messages import FALLBACK_NOTES
-from bot.discord_bot.streaming import WRITING_NOTE
 from bot_fixtures import *  # noqa: F403 - fixtures
 from bot_fixtures import StubEngine, embed_of, mention, replies_to
 from fakes.discord import FakeChannel

@@ -16,8 +16,8 @@ import pytest
 
 from bot_fixtures import *  # noqa: F403 - fixtures
 from bot_fixtures import embed_of, mention, replies_to
-from fakes.news import DATA_DIR, fake_news_server
 from fakes.discord import FLAG_EPHEMERAL, Perm
+from fakes.news import DATA_DIR, fake_news_server
 from index import EngineConfig, FetchSettings, open_engine
 
 HARBOUR = "/news/harbour-bridge-closure.html"

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from index.build import build_index
 from index.ingest.chunking import chunk_document
 from index.ingest.corpus import load_corpus
-from index.build import build_index
 from index.store import MANIFEST
 
 QUESTION = "Who vetoed the resolution?"
@@ -407,7 +407,7 @@ def test_eval_prints_the_figures(built_index, fake_embedder, invoke, small_qa):
     out = r.stdout
     assert "Questions: 5 (3 answerable, 2 should abstain)" in out
     for key in ("answer_hit", "recall@1", "recall@3", "recall@5", "abstention_accuracy"):
-        line = next(l for l in out.splitlines() if l.strip().startswith(key + " "))
+        line = next(ln for ln in out.splitlines() if ln.strip().startswith(key + " "))
         assert 0.0 <= float(line.split()[-1]) <= 1.0
     assert "latency p50/p95" in out and out.rstrip().endswith("ms")
 

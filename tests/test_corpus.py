@@ -7,9 +7,9 @@ import os
 
 import pytest
 
-from index.ingest.corpus import clean_text, corpus_fingerprints, load_corpus, parse_document
-from index.errors import CorpusError
 from conftest import raises_said
+from index.errors import CorpusError
+from index.ingest.corpus import clean_text, corpus_fingerprints, load_corpus, parse_document
 
 
 @pytest.fixture(scope="module")
@@ -252,7 +252,8 @@ def test_tweet_signature_and_colon_lead_in_join_their_tweet():
 
 
 def test_caption_above_a_quotation_becomes_its_speaker_label():
-    raw = "Jean-Marc Ayrault\n\n“There are war crimes, and it’s obvious.”\n\nA caption of a photo\n\nPlain text follows."
+    raw = ("Jean-Marc Ayrault\n\n“There are war crimes, and it’s obvious.”"
+           "\n\nA caption of a photo\n\nPlain text follows.")
     paras = clean_text(raw).split("\n\n")
     assert paras[0] == "Jean-Marc Ayrault: “There are war crimes, and it’s obvious.”"
     assert paras[1:] == ["A caption of a photo", "Plain text follows."]  # no quotation: left alone
@@ -263,4 +264,5 @@ def test_an_embedded_tweet_is_one_sentence_unit(real_article):
 
     doc = load_corpus(real_article.parent)[0]
     sentences = [doc.text[a:b] for sec in document_sentences(doc, ChunkSettings()) for a, b in sec]
-    assert "Hospital in #Aleppo#Syria in 2 words: Bloody. Hell. — bint AbuBakr (@itsmenanice) October 6, 2016" in sentences
+    tweet = "Hospital in #Aleppo#Syria in 2 words: Bloody. Hell. — bint AbuBakr (@itsmenanice) October 6, 2016"
+    assert tweet in sentences

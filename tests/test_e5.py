@@ -15,8 +15,7 @@ import numpy as np
 import pytest
 
 from bot.messages import explain
-from index import EngineConfig, open_engine
-from index import threads
+from index import EngineConfig, open_engine, threads
 from index.embed import models as embed
 from index.embed.e5 import E5_DIM, E5_MODEL, E5Embedder
 from index.embed.models import DEFAULT_MODEL, get_embedder, query_encoder
@@ -28,7 +27,8 @@ DOCS = {
                  "Russia vetoed a French draft resolution on Syria at the UN Security Council on Saturday.",
                  "The draft called for an end to the bombing of Aleppo."),
     "visit.txt": ("Putin cancels Paris visit",
-                  "Vladimir Putin cancelled a visit to Paris after President Hollande said he would only discuss Syria.",
+                  "Vladimir Putin cancelled a visit to Paris after President Hollande said he would only "
+                  "discuss Syria.",
                   "The Kremlin said the trip could take place when Hollande was ready."),
     "hospitals.txt": ("Hospitals hit in Aleppo",
                       "Medical facilities in eastern Aleppo were struck by air raids for the third time this week.",

@@ -12,10 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from index.embed import bert_numpy, models as embed
+from conftest import raises_said
+from index.embed import bert_numpy
+from index.embed import models as embed
 from index.embed.models import DEFAULT_MODEL, BertEmbedder, SentenceTransformerEmbedder, resolve_model_path
 from index.errors import HeraldError
-from conftest import raises_said
 
 pytestmark = pytest.mark.model
 

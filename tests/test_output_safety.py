@@ -9,9 +9,16 @@ import re
 
 import pytest
 
-from bot.format import (format_answer, format_sources, fit_content, neutralise, plain_text, answer_markdown,
-                        terminal_safe)
 from bot.discord_bot.streaming import preview_text
+from bot.format import (
+    answer_markdown,
+    fit_content,
+    format_answer,
+    format_sources,
+    neutralise,
+    plain_text,
+    terminal_safe,
+)
 from index import Answer, Source
 
 # Every one of these came from a page, a file or a model; none may render as a link, a ping or formatting.
@@ -146,7 +153,8 @@ def test_control_characters_never_reach_discord():
 
 # -------------------------------------------------------------------------------------- terminal
 
-TERMINAL_HOSTILE = "Title\x1b]0;pwned\x07 \x1b[2J\x1b[31mred\x9b31m \x1bPdcs\x1b\\ bell\x07 back\x08 nul\x00 del\x7f end"
+TERMINAL_HOSTILE = ("Title\x1b]0;pwned\x07 \x1b[2J\x1b[31mred\x9b31m \x1bPdcs\x1b\\ bell\x07 "
+                    "back\x08 nul\x00 del\x7f end")
 FILE_HOSTILE = TERMINAL_HOSTILE.replace("\x00", "")  # a NUL would make it a binary file
 
 

@@ -9,8 +9,18 @@ import numpy as np
 import pytest
 
 from bot.messages import explain
-from index import (ANSWERERS, SOURCES, VECTOR_STORES, Draft, EngineConfig, ExtractiveAnswerer, FolderSource, Turn,
-                   UnknownBackendError, open_engine)
+from index import (
+    ANSWERERS,
+    SOURCES,
+    VECTOR_STORES,
+    Draft,
+    EngineConfig,
+    ExtractiveAnswerer,
+    FolderSource,
+    Turn,
+    UnknownBackendError,
+    open_engine,
+)
 from index.embed.base import Embedder
 from index.embed.models import embed_all
 from index.search.retrieval import SearchSettings, fuse, fuse_scores
@@ -231,10 +241,10 @@ def test_thread_budget_leaves_no_more_threads_than_cores():
 
 def test_splitting_in_a_child_process_gives_the_same_sentences(monkeypatch):
     """Bulk builds split sentences in a child process (index/ingest/splitter.py) while the model loads."""
+    from index import threads
     from index.build import _split
     from index.ingest.chunking import ChunkSettings, document_sentences
     from index.ingest.corpus import Document
-    from index import threads
 
     monkeypatch.setattr(threads, "cores", lambda: 2)
     docs = [Document(f"d{i}", f"T{i}", f"Story {i} begins here. The mayor spoke at length about it. "

@@ -24,8 +24,8 @@ import time
 from pathlib import Path
 
 import pytest
-from fakes.news import fake_news_server
 
+from fakes.news import fake_news_server
 from index import FetchError, FetchSettings, add_url
 from index.ingest.corpus import MAX_ARTICLE_BYTES
 from index.ingest.feeds import RETRY_AFTER, RETRY_LIMIT, FeedStates, poll_feed

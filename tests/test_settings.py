@@ -10,8 +10,8 @@ import pytest
 from dotenv import dotenv_values
 
 from bot.settings import Settings, SettingsError, load_settings
-from index.ingest.chunking import ChunkSettings
 from index.answer.llm import LLMSettings
+from index.ingest.chunking import ChunkSettings
 from index.search.retrieval import SearchSettings
 
 REPO_DIR = Path(__file__).resolve().parents[1]
@@ -241,7 +241,8 @@ def test_a_value_the_user_set_wins_over_the_models(tuned_model):
     copied = load_settings(ENV_EXAMPLE, environ={"HERALD_MODEL": tuned_model}).engine_config().search
     assert copied.abstain_threshold == 0.62
     # --model on the command line changes the model after the environment was read: the values follow it
-    assert s.with_overrides(model="all-MiniLM-L6-v2").engine_config().search.dense_weight == SearchSettings().dense_weight
+    minilm = s.with_overrides(model="all-MiniLM-L6-v2").engine_config()
+    assert minilm.search.dense_weight == SearchSettings().dense_weight
 
 
 def test_an_inconsistent_mix_is_a_settings_error(tuned_model):

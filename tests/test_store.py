@@ -6,19 +6,18 @@ from __future__ import annotations
 import json
 import logging
 import os
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
 
-from index.ingest.chunking import ChunkSettings, chunk_document, document_sentences
-from index.ingest.corpus import CLEANER_VERSION, fingerprint_bytes, load_corpus
-from index.errors import HeraldError, IndexCorruptError, IndexMismatchError, IndexMissingError
 from bot.messages import explain
-from index.build import build_index
-from index.ingest.corpus import corpus_fingerprints
-from index.store import FORMAT_VERSION, MANIFEST, RECORD_FILES, check_compatible, load_index, read_manifest
 from conftest import raises_said
+from index.build import build_index
+from index.errors import HeraldError, IndexCorruptError, IndexMismatchError, IndexMissingError
+from index.ingest.chunking import ChunkSettings, chunk_document, document_sentences
+from index.ingest.corpus import CLEANER_VERSION, corpus_fingerprints, fingerprint_bytes, load_corpus
+from index.store import FORMAT_VERSION, MANIFEST, RECORD_FILES, check_compatible, load_index, read_manifest
 
 
 def leftovers(index_dir):
@@ -104,7 +103,7 @@ def test_manifest_contents(built_index, real_article):
     assert manifest["counts"]["sentences"] > n_chunks
     built = datetime.fromisoformat(manifest["built_at"])
     assert built.tzinfo is not None
-    assert abs(datetime.now(timezone.utc) - built) < timedelta(minutes=5)
+    assert abs(datetime.now(UTC) - built) < timedelta(minutes=5)
     assert manifest["build_seconds"] >= 0
 
 

@@ -12,7 +12,7 @@ import secrets
 import threading
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ class AnswerRecord:
     tentative: bool = False  # shown with "Not sure the articles answer this": votes on these calibrate it
 
     @classmethod
-    def from_answer(cls, ans: Answer) -> "AnswerRecord":
+    def from_answer(cls, ans: Answer) -> AnswerRecord:
         return cls(ans.question, ans.answer, ans.abstained,
                    [f"{s.doc_id}#{s.chunk_id}" for s in ans.sources], round(float(ans.confidence), 4),
                    ans.tentative)
@@ -69,7 +69,7 @@ class FeedbackLog:
                guild_id: int | None = None, message_id: int | None = None) -> dict[str, Any]:
         """Write one vote line (blocking: call it in a worker thread from async code)."""
         line = {
-            "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
             "vote": vote,
             "user_id": user_id,
             **asdict(record),

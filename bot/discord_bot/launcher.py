@@ -46,7 +46,8 @@ class _RedactToken(logging.Filter):
         if self.token in text:
             record.msg, record.args = text.replace(self.token, "[DISCORD_TOKEN]"), None
         if record.exc_info and not record.exc_text:
-            record.exc_text = logging.Formatter().formatException(record.exc_info).replace(self.token, "[DISCORD_TOKEN]")
+            formatted = logging.Formatter().formatException(record.exc_info)
+            record.exc_text = formatted.replace(self.token, "[DISCORD_TOKEN]")
         elif record.exc_text and self.token in record.exc_text:
             record.exc_text = record.exc_text.replace(self.token, "[DISCORD_TOKEN]")
         return True

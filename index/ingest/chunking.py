@@ -57,7 +57,7 @@ class Chunk:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Chunk":
+    def from_dict(cls, d: dict) -> Chunk:
         return cls(
             doc_id=d["doc_id"], title=d["title"], text=d["text"], start=d["start"], end=d["end"],
             sentences=[(int(a), int(b)) for a, b in d["sentences"]], url=d.get("url"),

@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin
@@ -138,6 +138,16 @@ class FeedResult:
     error: FetchError | None = None
     given_up: list[str] = field(default_factory=list)
 
+    @property
+    def changed(self) -> int:
+        """Articles this poll added or updated (the index needs updating when any)."""
+        return sum(1 for item in self.items if item.changed)
+
+    @property
+    def failed(self) -> int:
+        """Items that failed this poll, plus one when the feed itself failed."""
+        return sum(1 for item in self.items if item.failed) + int(self.error is not None)
+
 
 def feed_links(body: bytes, url: str) -> list[str]:
     """Item links of an RSS or Atom feed, absolute (resolved against ``url``), oldest first."""
@@ -200,7 +210,7 @@ def poll_feed(corpus_dir: Path, feed_url: str, states: FeedStates, settings: Fet
         result.error = exc
         return result
     clock = now()
-    state.checked_at = datetime.fromtimestamp(clock, timezone.utc).isoformat(timespec="seconds")
+    state.checked_at = datetime.fromtimestamp(clock, UTC).isoformat(timespec="seconds")
     result.unchanged = page.status == 304
     seen = set(state.seen)
     fresh = [link for link in links if redact_url(link) not in seen and redact_url(link) not in state.failed]

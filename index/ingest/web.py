@@ -365,7 +365,7 @@ class Fetcher:
                                     timeout=settings.timeout, trust_env=False,
                                     headers={"User-Agent": settings.user_agent, "Accept-Encoding": "gzip, deflate"})
 
-    def __enter__(self) -> "Fetcher":
+    def __enter__(self) -> Fetcher:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -495,8 +495,9 @@ def extract(html: bytes | str, url: str) -> Article:
         raise FetchError(url, "not_article", detail=f"{len(text)} characters of article text")
     # trafilatura gives one paragraph a line; the corpus reads paragraphs separated by blank lines.
     paragraphs = [p.strip() for p in text.splitlines() if p.strip()]
-    return Article(url=url, title=(doc.get("title") or "").strip() or outlet_from_url(url), text="\n\n".join(paragraphs),
-                   date=doc.get("date") or None, outlet=(doc.get("sitename") or "").strip() or outlet_from_url(url),
+    return Article(url=url, title=(doc.get("title") or "").strip() or outlet_from_url(url),
+                   text="\n\n".join(paragraphs), date=doc.get("date") or None,
+                   outlet=(doc.get("sitename") or "").strip() or outlet_from_url(url),
                    author=(doc.get("author") or "").strip() or None)
 
 
@@ -516,8 +517,8 @@ def _front_value(value: str) -> str:
 
 def article_markdown(art: Article) -> str:
     meta = {"title": art.title, "url": art.url, "date": art.date, "outlet": art.outlet, "author": art.author}
-    lines = ["---"] + [f"{k}: {_front_value(v)}" for k, v in meta.items() if v] + ["---", "", f"# {_front_value(art.title)}",
-                                                                                   "", art.text.strip(), ""]
+    front = [f"{k}: {_front_value(v)}" for k, v in meta.items() if v]
+    lines = ["---", *front, "---", "", f"# {_front_value(art.title)}", "", art.text.strip(), ""]
     return "\n".join(lines)
 
 

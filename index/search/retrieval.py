@@ -32,9 +32,9 @@ from typing import Any
 
 import numpy as np
 
-from index.ingest.chunking import Chunk
 from index.embed.base import EMBEDDERS, Embedder, search_values
 from index.errors import ModelLoadError, describe
+from index.ingest.chunking import Chunk
 from index.search.lexical import BM25Index, top
 from index.store import LoadedIndex
 from index.text import content_terms
@@ -50,7 +50,8 @@ _NUMBER_WORDS = (r"one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelv
 _MONTHS = (r"january|february|march|april|may|june|july|august|september|october|november|december|"
            r"monday|tuesday|wednesday|thursday|friday|saturday|sunday")
 _ANSWER_TYPES = [
-    (re.compile(r"^\s*(how (many|much|long|old|far|big|large|tall)|what (number|percentage|proportion|amount))\b", re.I),
+    (re.compile(r"^\s*(how (many|much|long|old|far|big|large|tall)"
+                r"|what (number|percentage|proportion|amount))\b", re.I),
      re.compile(rf"\d|\b({_NUMBER_WORDS})\b", re.I)),
     (re.compile(r"^\s*(when|since when|what (year|date|day|time|month|century|decade))\b|\bwhat year\b", re.I),
      re.compile(rf"\b(\d{{3,4}}s?|\d{{1,2}}(st|nd|rd|th)?|{_MONTHS}|yesterday|today|tomorrow|tonight|last|next|"

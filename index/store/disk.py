@@ -113,7 +113,8 @@ def write_index(index_dir: Path, manifest: dict, docs: list[dict], chunks: list[
     """Write everything into a fresh folder beside ``index_dir``, then swap it into place."""
 
     def cannot_write(exc: BaseException) -> HeraldError:
-        why = (exc.strerror if isinstance(exc, OSError) else None) or (str(exc).splitlines()[0][:160] if str(exc) else "") or type(exc).__name__
+        first_line = str(exc).splitlines()[0][:160] if str(exc) else ""
+        why = (exc.strerror if isinstance(exc, OSError) else None) or first_line or type(exc).__name__
         return IndexWriteError(index_dir, why)
 
     try:

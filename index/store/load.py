@@ -69,9 +69,8 @@ def verify_files(index_dir: Path, manifest: dict, hashes: bool = True) -> list[s
     for name, want in manifest.get("files", {}).items():
         path = Path(index_dir) / name
         try:
-            if path.stat().st_size != want.get("bytes"):
-                bad.append(name)
-            elif hashes and file_digest(path)["sha256"] != want.get("sha256"):
+            wrong_size = path.stat().st_size != want.get("bytes")
+            if wrong_size or (hashes and file_digest(path)["sha256"] != want.get("sha256")):
                 bad.append(name)
         except OSError:
             bad.append(name)
@@ -112,7 +111,8 @@ def load_index(index_dir: Path, model: str | None = None, dim: int | None = None
     except UnknownBackendError:
         raise
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
-        raise IndexCorruptError(index_dir, f"{type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''}") from exc
+        first_line = str(exc).splitlines()[0][:120] if str(exc) else ""
+        raise IndexCorruptError(index_dir, f"{type(exc).__name__}: {first_line}") from exc
     n_sent = sum(len(v) for v in doc_sentences.values())
     if (len(store) != len(chunks) or sentence_vectors.shape != (n_sent, int(manifest["dim"]))
             or len(set(chunk_ids)) != len(chunk_ids)):

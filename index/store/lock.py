@@ -21,7 +21,8 @@ def build_lock(index_dir: Path, on_wait: Callable[[], None] | None = None, wait:
     index_dir = Path(index_dir)
     try:
         index_dir.parent.mkdir(parents=True, exist_ok=True)
-        fh = open(index_dir.parent / f".{index_dir.name}.lock", "a+b")
+        lock_path = index_dir.parent / f".{index_dir.name}.lock"
+        fh = open(lock_path, "a+b")  # noqa: SIM115 - held for the whole build, closed in the finally below
     except OSError as exc:
         raise IndexWriteError(index_dir, exc.strerror or str(exc)) from exc
     try:

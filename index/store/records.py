@@ -131,7 +131,8 @@ def built_fingerprints(manifest: dict) -> dict[str, str]:
     return {k: v["fingerprint"] for k, v in manifest.get("documents", {}).items()}
 
 
-def compare_fingerprints(built: dict[str, str], now: dict[str, str], skipped: dict[str, str] | None = None) -> Staleness:
+def compare_fingerprints(built: dict[str, str], now: dict[str, str],
+                         skipped: dict[str, str] | None = None) -> Staleness:
     skipped = skipped or {}
     # Files skipped at build time (empty, binary) are not "new" until their bytes change.
     added = sorted(k for k in now if k not in built and skipped.get(k) != now[k])

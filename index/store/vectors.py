@@ -14,9 +14,8 @@ against exact. Hence 50,000. ``numpy`` is an exact reference kept for tests and 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
@@ -63,7 +62,7 @@ class VectorStore(Protocol):
         raise TypeError(f"the {self.kind} store cannot return stored vectors")
 
     @classmethod
-    def load(cls, folder: Path, dim: int, **options: Any) -> "VectorStore":
+    def load(cls, folder: Path, dim: int, **options: Any) -> VectorStore:
         """The store saved in ``folder`` by ``save``."""
         raise NotImplementedError(f"{cls.__name__} cannot load a saved store")
 
@@ -198,7 +197,7 @@ class FaissStore(VectorStore):
         return [self.FILE]
 
     @classmethod
-    def load(cls, folder: Path, dim: int, **options) -> "FaissStore":
+    def load(cls, folder: Path, dim: int, **options) -> FaissStore:
         import faiss
 
         index: Any = faiss.read_index(str(Path(folder) / cls.FILE))
@@ -262,7 +261,7 @@ class NumpyStore(VectorStore):
         return [self.FILE]
 
     @classmethod
-    def load(cls, folder: Path, dim: int, **options) -> "NumpyStore":
+    def load(cls, folder: Path, dim: int, **options) -> NumpyStore:
         store = cls(dim)
         with np.load(Path(folder) / cls.FILE, allow_pickle=False) as data:
             store._ids, store._vecs = data["ids"].astype(np.int64), data["vectors"].astype(np.float32)

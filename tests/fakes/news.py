@@ -46,7 +46,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.message import Message
 from email.utils import format_datetime, parsedate_to_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -60,7 +60,7 @@ RSS = "application/rss+xml"
 ATOM = "application/atom+xml"
 HUGE_BYTES = 7 * 1024 * 1024  # over any sane cap for one article page (Herald's default is 5 MB)
 # Last-Modified of everything at start; each swap moves a path's date later, so If-Modified-Since sees it.
-START = int(datetime(2024, 3, 9, 12, 0, tzinfo=timezone.utc).timestamp())
+START = int(datetime(2024, 3, 9, 12, 0, tzinfo=UTC).timestamp())
 PNG_1X1 = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==")
 
@@ -80,7 +80,7 @@ class Resource:
 
     @property
     def last_modified_http(self) -> str:
-        return format_datetime(datetime.fromtimestamp(self.last_modified, timezone.utc), usegmt=True)
+        return format_datetime(datetime.fromtimestamp(self.last_modified, UTC), usegmt=True)
 
 
 def _type_of(filename: str, text: str) -> str:
@@ -127,7 +127,7 @@ class Site:
             raw = raw.replace(b"{BASE}", self.base.encode())
         with self._lock:
             old = self._routes.get(path)
-            modified = START if old is None else max(old.last_modified + 1, int(datetime.now(timezone.utc).timestamp()))
+            modified = START if old is None else max(old.last_modified + 1, int(datetime.now(UTC).timestamp()))
             self._routes[path] = Resource(raw, content_type, modified, tuple((headers or {}).items()))
 
     def redirect(self, path: str, location: str) -> None:
@@ -174,7 +174,7 @@ def _not_modified(res: Resource, headers: Message) -> bool:
         except (TypeError, ValueError):
             return False
         if since.tzinfo is None:
-            since = since.replace(tzinfo=timezone.utc)
+            since = since.replace(tzinfo=UTC)
         return res.last_modified <= since.timestamp()
     return False
 

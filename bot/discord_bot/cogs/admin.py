@@ -15,10 +15,11 @@ if TYPE_CHECKING:
 
 
 class AdminCog(commands.Cog):
-    def __init__(self, bot: "HeraldBot") -> None:
+    def __init__(self, bot: HeraldBot) -> None:
         self.bot = bot
 
-    @app_commands.command(name="reindex", description="Rebuild the article index from the corpus folder (Manage Server).")
+    @app_commands.command(name="reindex",
+                          description="Rebuild the article index from the corpus folder (Manage Server).")
     @app_commands.default_permissions(manage_guild=True)  # hidden from others in the client...
     @app_commands.guild_only()
     async def reindex(self, interaction: discord.Interaction) -> None:
@@ -48,6 +49,6 @@ class AdminCog(commands.Cog):
         await self.bot.send_notice(msg.content or "", interaction=interaction)
 
 
-async def setup(bot: "HeraldBot") -> None:
+async def setup(bot: HeraldBot) -> None:
     """Extension entry point (``HeraldBot.initial_extensions``)."""
     await bot.add_cog(AdminCog(bot))

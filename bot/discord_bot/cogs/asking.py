@@ -67,7 +67,7 @@ class Cooldowns:
 class AskingCog(commands.Cog):
     """/ask, mentions and DMs, all answered the same way."""
 
-    def __init__(self, bot: "HeraldBot") -> None:
+    def __init__(self, bot: HeraldBot) -> None:
         self.bot = bot
         self.cooldowns = Cooldowns(bot.settings.cooldown_seconds)
 
@@ -100,7 +100,7 @@ class AskingCog(commands.Cog):
 
     async def answer_message(self, question: str, *, started: float, user_id: int, where: str, via: str,
                              history: Sequence[Turn] = (),
-                             on_token: Callable[[str], None] | None = None) -> "Reply":
+                             on_token: Callable[[str], None] | None = None) -> Reply:
         from bot.discord_bot.cogs.feedback import feedback_view
         from bot.discord_bot.feedback import AnswerRecord
 
@@ -114,7 +114,7 @@ class AskingCog(commands.Cog):
         return Reply(ans, msg.content, to_embed(msg), feedback_view(key))
 
     async def answer_streamed(self, question: str, show: Callable[[str], Awaitable[Any]],
-                              remove: Callable[[], Awaitable[Any]], **kwargs: Any) -> tuple["Reply", bool]:
+                              remove: Callable[[], Awaitable[Any]], **kwargs: Any) -> tuple[Reply, bool]:
         """``answer_message``, previewing a streamed answer through ``show``; (reply, whether a preview is
         on screen, which the final answer must then replace). A failed question removes its preview."""
         if not self.bot.streams:
@@ -169,7 +169,8 @@ class AskingCog(commands.Cog):
 
     # ----------------------------------------------------------------------------------- /ask
 
-    @app_commands.command(name="ask", description="Ask a question about the news articles; the answer quotes its sources.")
+    @app_commands.command(name="ask",
+                          description="Ask a question about the news articles; the answer quotes its sources.")
     @app_commands.describe(question="Your question, e.g. Who vetoed the resolution?")
     async def ask(self, interaction: discord.Interaction, question: str) -> None:
         started = time.perf_counter()
@@ -277,6 +278,6 @@ class Reply:
     view: discord.ui.View
 
 
-async def setup(bot: "HeraldBot") -> None:
+async def setup(bot: HeraldBot) -> None:
     """Extension entry point (``HeraldBot.initial_extensions``)."""
     await bot.add_cog(AskingCog(bot))

@@ -21,7 +21,8 @@ if TYPE_CHECKING:
 VOTES = {"up": "\N{THUMBS UP SIGN}", "down": "\N{THUMBS DOWN SIGN}"}
 
 
-class FeedbackButton(discord.ui.DynamicItem[discord.ui.Button], template=r"herald:fb:(?P<vote>up|down):(?P<key>[0-9a-f]{1,32})"):
+class FeedbackButton(discord.ui.DynamicItem[discord.ui.Button],
+                     template=r"herald:fb:(?P<vote>up|down):(?P<key>[0-9a-f]{1,32})"):
     def __init__(self, vote: str, key: str) -> None:
         super().__init__(discord.ui.Button(style=discord.ButtonStyle.secondary, emoji=VOTES[vote],
                                            custom_id=f"herald:fb:{vote}:{key}"))
@@ -30,7 +31,7 @@ class FeedbackButton(discord.ui.DynamicItem[discord.ui.Button], template=r"heral
 
     @classmethod
     async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Item[Any],
-                             match: re.Match[str], /) -> "FeedbackButton":
+                             match: re.Match[str], /) -> FeedbackButton:
         return cls(match["vote"], match["key"])
 
     async def callback(self, interaction: discord.Interaction) -> None:  # type: ignore[override]
@@ -69,11 +70,11 @@ def record_from_message(message: discord.Message | None) -> AnswerRecord:
                         sources=sources, tentative=tentative)
 
 
-async def setup(bot: "HeraldBot") -> None:
+async def setup(bot: HeraldBot) -> None:
     """Extension entry point: registering the dynamic item keeps buttons working after a restart."""
     bot.add_dynamic_items(FeedbackButton)
 
 
-async def teardown(bot: "HeraldBot") -> None:
+async def teardown(bot: HeraldBot) -> None:
     """Unloading the extension removes its cogs but not dynamic items, so drop the button here."""
     bot.remove_dynamic_items(FeedbackButton)

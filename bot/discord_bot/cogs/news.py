@@ -36,7 +36,7 @@ def clean_url(text: str) -> str:
 
 
 class NewsCog(commands.Cog):
-    def __init__(self, bot: "HeraldBot") -> None:
+    def __init__(self, bot: HeraldBot) -> None:
         self.bot = bot
 
     @app_commands.command(name="add", description="Add a news article by its web address, then update the index "
@@ -72,6 +72,6 @@ class NewsCog(commands.Cog):
         self.bot.reindex_soon(done=report)
 
 
-async def setup(bot: "HeraldBot") -> None:
+async def setup(bot: HeraldBot) -> None:
     """Extension entry point (``HeraldBot.initial_extensions``)."""
     await bot.add_cog(NewsCog(bot))

@@ -60,11 +60,22 @@ Layout (one concern per module; ``FakeDiscord`` in ``server.py`` combines the mi
 from .config import FakeChannel, FakeDiscordConfig, FakeRole, FakeUser
 from .constants import API_PREFIX, FLAG_COMPONENTS_V2, FLAG_EPHEMERAL, FLAG_LOADING, Intents, Perm
 from .harness import (
-    DiscordErrorCollector, NetworkGuard, assert_no_leaked_tasks, block_external_network, patch_discord, running_bot,
-    stop_views, task_snapshot,
+    DiscordErrorCollector,
+    NetworkGuard,
+    assert_no_leaked_tasks,
+    block_external_network,
+    patch_discord,
+    running_bot,
+    stop_views,
+    task_snapshot,
 )
 from .records import (
-    DiscordAPIError, FakeDiscordTimeout, FakeInteraction, GatewaySession, RecordedRequest, UploadedFile,
+    DiscordAPIError,
+    FakeDiscordTimeout,
+    FakeInteraction,
+    GatewaySession,
+    RecordedRequest,
+    UploadedFile,
 )
 from .server import FakeDiscord
 

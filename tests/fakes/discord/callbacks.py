@@ -8,10 +8,15 @@ after it; the first follow-up after a "thinking" defer replaces the loading mess
 from __future__ import annotations
 
 import time
-from typing import Dict, List, Optional, Tuple
 
 from .constants import (
-    ALREADY_ACKNOWLEDGED, FLAG_EPHEMERAL, FLAG_LOADING, JSON, UNKNOWN_INTERACTION, UNKNOWN_MESSAGE, UNKNOWN_WEBHOOK,
+    ALREADY_ACKNOWLEDGED,
+    FLAG_EPHEMERAL,
+    FLAG_LOADING,
+    JSON,
+    UNKNOWN_INTERACTION,
+    UNKNOWN_MESSAGE,
+    UNKNOWN_WEBHOOK,
 )
 from .records import DiscordAPIError, FakeInteraction, RestContext, UploadedFile
 from .validation import form_error, validate_message_payload
@@ -32,7 +37,7 @@ class CallbacksMixin:
         if int(ctx.params["app_id"]) != self.config.application_id:
             raise DiscordAPIError(404, UNKNOWN_WEBHOOK, "Unknown Webhook")
 
-    async def _interaction_callback(self, ctx: RestContext) -> Tuple[int, JSON]:
+    async def _interaction_callback(self, ctx: RestContext) -> tuple[int, JSON]:
         inter = self.interactions.get(int(ctx.params["interaction_id"]))
         if inter is None or inter.token != ctx.params["token"]:
             raise DiscordAPIError(404, UNKNOWN_INTERACTION, "Unknown interaction")
@@ -45,11 +50,11 @@ class CallbacksMixin:
         body = ctx.json or {}
         cb_type = int(body.get("type", 0))
         data = body.get("data") or {}
-        resource: Dict[str, JSON] = {"type": cb_type}
+        resource: dict[str, JSON] = {"type": cb_type}
         ephemeral = bool(int(data.get("flags") or 0) & FLAG_EPHEMERAL)
         msg, echo_event = self._apply_callback(inter, cb_type, data, ctx.files, ephemeral)
         inter.callback_data.append(data)
-        interaction_info: Dict[str, JSON] = {
+        interaction_info: dict[str, JSON] = {
             "id": str(inter.id),
             "type": inter.type,
             "activity_instance_id": None,
@@ -64,8 +69,8 @@ class CallbacksMixin:
         return 200, {"interaction": interaction_info, "resource": resource}
 
     def _apply_callback(
-        self, inter: FakeInteraction, cb_type: int, data: Dict[str, JSON], files: List[UploadedFile], ephemeral: bool
-    ) -> Tuple[Optional[Dict[str, JSON]], Optional[str]]:
+        self, inter: FakeInteraction, cb_type: int, data: dict[str, JSON], files: list[UploadedFile], ephemeral: bool
+    ) -> tuple[dict[str, JSON] | None, str | None]:
         """Do what callback ``cb_type`` asks; return the message it made or changed and the event to echo."""
         source = self.messages.get(inter.source_message_id) if inter.source_message_id else None
         message_type = 20 if inter.type == 2 else 19
@@ -98,7 +103,7 @@ class CallbacksMixin:
             return None, None
         raise form_error("type", "BASE_TYPE_CHOICES", "Value must be one of (1, 4, 5, 6, 7, 8, 9, 10, 12).")
 
-    async def _webhook_execute(self, ctx: RestContext) -> Tuple[int, JSON]:
+    async def _webhook_execute(self, ctx: RestContext) -> tuple[int, JSON]:
         inter = self._interaction_for_token(ctx)
         body = ctx.json or {}
         original = self.original_message(inter)
@@ -119,7 +124,7 @@ class CallbacksMixin:
             return 200, msg
         return 204, None
 
-    def _webhook_message(self, ctx: RestContext) -> Tuple[FakeInteraction, Dict[str, JSON]]:
+    def _webhook_message(self, ctx: RestContext) -> tuple[FakeInteraction, dict[str, JSON]]:
         inter = self._interaction_for_token(ctx)
         ref = ctx.params["message_id"]
         mid = inter.original_message_id if ref == "@original" else int(ref)
@@ -130,16 +135,16 @@ class CallbacksMixin:
             raise DiscordAPIError(404, UNKNOWN_MESSAGE, "Unknown Message")
         return inter, msg
 
-    async def _webhook_get_message(self, ctx: RestContext) -> Tuple[int, JSON]:
+    async def _webhook_get_message(self, ctx: RestContext) -> tuple[int, JSON]:
         return 200, self._webhook_message(ctx)[1]
 
-    async def _webhook_edit_message(self, ctx: RestContext) -> Tuple[int, JSON]:
+    async def _webhook_edit_message(self, ctx: RestContext) -> tuple[int, JSON]:
         _, msg = self._webhook_message(ctx)
         self._edit_message(msg, ctx.json or {}, ctx.files)
         await self._echo("MESSAGE_UPDATE", msg)
         return 200, msg
 
-    async def _webhook_delete_message(self, ctx: RestContext) -> Tuple[int, JSON]:
+    async def _webhook_delete_message(self, ctx: RestContext) -> tuple[int, JSON]:
         _, msg = self._webhook_message(ctx)
         self._forget_message(int(msg["id"]))
         return 204, None

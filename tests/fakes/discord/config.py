@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
 
 from .constants import JSON, Perm
 
@@ -15,12 +14,12 @@ class FakeUser:
     id: int
     username: str
     bot: bool = False
-    global_name: Optional[str] = None
-    role_ids: List[int] = field(default_factory=list)
-    nick: Optional[str] = None
+    global_name: str | None = None
+    role_ids: list[int] = field(default_factory=list)
+    nick: str | None = None
     in_guild: bool = True
 
-    def payload(self) -> Dict[str, JSON]:
+    def payload(self) -> dict[str, JSON]:
         """User object as Discord sends it (no avatar, so no CDN access)."""
         return {
             "id": str(self.id),
@@ -50,8 +49,8 @@ class FakeChannel:
     name: str
     type: int = 0
     position: int = 0
-    topic: Optional[str] = None
-    parent_id: Optional[int] = None
+    topic: str | None = None
+    parent_id: int | None = None
     nsfw: bool = False
 
 
@@ -69,7 +68,7 @@ def _default_bot() -> FakeUser:
     return FakeUser(1300000000000000002, "herald", bot=True, global_name="Herald")
 
 
-def _default_channels() -> List[FakeChannel]:
+def _default_channels() -> list[FakeChannel]:
     return [
         FakeChannel(1300000000000000201, "general", position=0, topic="General chat"),
         FakeChannel(1300000000000000202, "off-topic", position=1, topic="Another text channel"),
@@ -91,11 +90,11 @@ class FakeDiscordConfig:
     bot: FakeUser = field(default_factory=_default_bot)
     guild_id: int = 1300000000000000100
     guild_name: str = "Herald Test Guild"
-    channels: List[FakeChannel] = field(default_factory=_default_channels)
+    channels: list[FakeChannel] = field(default_factory=_default_channels)
     moderator_role_id: int = 1300000000000000400
     everyone_permissions: int = Perm.EVERYONE_DEFAULT
     moderator_permissions: int = Perm.MODERATOR_DEFAULT
-    extra_roles: List[FakeRole] = field(default_factory=list)
+    extra_roles: list[FakeRole] = field(default_factory=list)
     owner: FakeUser = field(
         default_factory=lambda: FakeUser(1300000000000000301, "owner", global_name="Guild Owner")
     )
@@ -111,19 +110,19 @@ class FakeDiscordConfig:
     outsider: FakeUser = field(
         default_factory=lambda: FakeUser(1300000000000000305, "carol", global_name="Carol", in_guild=False)
     )
-    extra_users: List[FakeUser] = field(default_factory=list)
+    extra_users: list[FakeUser] = field(default_factory=list)
     #: the only token accepted (``None``: accept anything not in ``bad_tokens``)
-    token: Optional[str] = "fake-bot-token"
-    bad_tokens: Tuple[str, ...] = ("bad-token",)
+    token: str | None = "fake-bot-token"
+    bad_tokens: tuple[str, ...] = ("bad-token",)
     heartbeat_interval_ms: int = 1000
     #: Discord rejects callbacks >3 s after the interaction was created (10062)
-    interaction_callback_deadline: Optional[float] = 3.0
+    interaction_callback_deadline: float | None = 3.0
     #: send MESSAGE_CREATE/UPDATE for the bot's own messages like Discord does
     echo_bot_messages: bool = True
     #: blank content/embeds/attachments like Discord does without the intent
     enforce_message_content_intent: bool = True
     #: intents the "developer portal" allows; IDENTIFY asking for more -> 4014
-    allowed_intents: Optional[int] = None
+    allowed_intents: int | None = None
     app_permissions: int = Perm.BOT_DEFAULT
     attachment_size_limit: int = 10 * 1024 * 1024
     locale: str = "en-US"
@@ -138,10 +137,10 @@ class FakeDiscordConfig:
         """A second text channel (for allowlist tests)."""
         return self.channels[1].id
 
-    def all_users(self) -> List[FakeUser]:
+    def all_users(self) -> list[FakeUser]:
         return [self.bot, self.owner, self.admin, self.user, self.other_bot, self.outsider, *self.extra_users]
 
-    def roles(self) -> List[FakeRole]:
+    def roles(self) -> list[FakeRole]:
         return [
             FakeRole(self.guild_id, "@everyone", self.everyone_permissions, position=0),
             FakeRole(self.moderator_role_id, "Moderator", self.moderator_permissions, position=1),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 log = logging.getLogger("fakediscord")
@@ -84,7 +84,7 @@ FLAG_COMPONENTS_V2 = 1 << 15
 
 def now_iso() -> str:
     """An ISO timestamp as Discord writes them (UTC, with offset)."""
-    return datetime.now(timezone.utc).isoformat()
+    return datetime.now(UTC).isoformat()
 
 
 class SnowflakeFactory:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Dict, List, Mapping, Optional
+from collections.abc import Mapping
 
 from aiohttp import WSMsgType, web
 
@@ -19,14 +19,14 @@ from .records import GatewaySession
 class GatewayMixin:
     """One websocket per connection; events go to the newest live session."""
 
-    def live_session(self) -> Optional[GatewaySession]:
+    def live_session(self) -> GatewaySession | None:
         for sess in reversed(self.sessions):
             if sess.live:
                 return sess
         return None
 
     @property
-    def identify_intents(self) -> Optional[int]:
+    def identify_intents(self) -> int | None:
         """Intents bitfield from the latest IDENTIFY."""
         return self.identify_payloads[-1].get("intents") if self.identify_payloads else None
 
@@ -39,7 +39,7 @@ class GatewayMixin:
         return self.config.heartbeat_interval_ms / 1000.0
 
     @property
-    def heartbeat_times(self) -> List[float]:
+    def heartbeat_times(self) -> list[float]:
         return [t for s in self.sessions for t in s.heartbeat_times]
 
     @property
@@ -47,7 +47,7 @@ class GatewayMixin:
         return sum(len(s.heartbeat_times) for s in self.sessions)
 
     @property
-    def heartbeat_gaps(self) -> List[float]:
+    def heartbeat_gaps(self) -> list[float]:
         """Gaps between consecutive heartbeats within each connection (seconds)."""
         return [g for s in self.sessions for g in s.heartbeat_gaps()]
 
@@ -81,7 +81,7 @@ class GatewayMixin:
             return bool(intents & Intents.GUILDS)
         return True
 
-    def _strip_content(self, sess: GatewaySession, event: str, data: Dict[str, JSON]) -> Dict[str, JSON]:
+    def _strip_content(self, sess: GatewaySession, event: str, data: dict[str, JSON]) -> dict[str, JSON]:
         """Mimic missing MESSAGE_CONTENT intent: blank content unless DM / mention / own message."""
         if not self.config.enforce_message_content_intent or event not in ("MESSAGE_CREATE", "MESSAGE_UPDATE"):
             return data
@@ -97,7 +97,7 @@ class GatewayMixin:
         stripped.pop("poll", None)
         return stripped
 
-    async def dispatch(self, event: str, data: Dict[str, JSON], *, timeout: float = 10.0) -> bool:
+    async def dispatch(self, event: str, data: dict[str, JSON], *, timeout: float = 10.0) -> bool:
         """Send a DISPATCH (op 0) to the live session; ``False`` if intents filtered it.
 
         Waits up to ``timeout`` for a session that has IDENTIFY'd.
@@ -113,7 +113,7 @@ class GatewayMixin:
         await self._send_dispatch(sess, event, self._strip_content(sess, event, data))
         return True
 
-    async def _send_dispatch(self, sess: GatewaySession, event: str, data: Dict[str, JSON]) -> None:
+    async def _send_dispatch(self, sess: GatewaySession, event: str, data: dict[str, JSON]) -> None:
         async with sess.lock:
             self.sequence += 1
             frame = {"op": 0, "t": event, "s": self.sequence, "d": data}
@@ -145,7 +145,7 @@ class GatewayMixin:
         if sess is not None:
             await sess.ws.close(code=code, message=b"closed by fake discord")
 
-    def _token_ok(self, token: Optional[str]) -> bool:
+    def _token_ok(self, token: str | None) -> bool:
         if token is None or token in self.config.bad_tokens:
             return False
         return self.config.token is None or token == self.config.token
@@ -204,7 +204,7 @@ class GatewayMixin:
             self.internal_errors.append(f"unexpected gateway op {op}: {frame!r}")
         self._notify()
 
-    async def _identify(self, sess: GatewaySession, d: Dict[str, JSON]) -> None:
+    async def _identify(self, sess: GatewaySession, d: dict[str, JSON]) -> None:
         self.identify_payloads.append(d)
         if not self._token_ok(d.get("token")):
             await sess.ws.close(code=4004, message=b"Authentication failed.")
@@ -244,7 +244,7 @@ class GatewayMixin:
             payload = self.guild_create_payload(include_all_members=bool(sess.intents & Intents.GUILD_MEMBERS))
             await self._send_dispatch(sess, "GUILD_CREATE", payload)
 
-    async def _resume(self, sess: GatewaySession, d: Dict[str, JSON]) -> None:
+    async def _resume(self, sess: GatewaySession, d: dict[str, JSON]) -> None:
         previous = next((s for s in self.sessions if s.session_id == d.get("session_id") and s is not sess), None)
         if previous is None or not self._token_ok(d.get("token")):
             await self._send_op(sess, 9, False)
@@ -255,7 +255,7 @@ class GatewayMixin:
         sess.resumed = True
         await self._send_dispatch(sess, "RESUMED", {})
 
-    async def _member_chunk(self, sess: GatewaySession, d: Dict[str, JSON]) -> None:
+    async def _member_chunk(self, sess: GatewaySession, d: dict[str, JSON]) -> None:
         members = self.guild_members()
         if d.get("user_ids"):
             ids = {int(x) for x in d["user_ids"]}
@@ -265,7 +265,7 @@ class GatewayMixin:
         limit = int(d.get("limit") or 0)
         if limit:
             members = members[:limit]
-        chunk: Dict[str, JSON] = {
+        chunk: dict[str, JSON] = {
             "guild_id": str(self.config.guild_id),
             "members": [self.member_payload(m) for m in members],
             "chunk_index": 0,

@@ -10,8 +10,10 @@ import ipaddress
 import logging
 import re
 import socket
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, AsyncIterator, Dict, List, Optional, Pattern, Sequence, Set, Tuple
+from re import Pattern
+from typing import TYPE_CHECKING, Any
 
 import yarl
 
@@ -23,7 +25,7 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
     import pytest
 
 
-def patch_discord(monkeypatch: "pytest.MonkeyPatch", fake: FakeDiscord) -> None:
+def patch_discord(monkeypatch: pytest.MonkeyPatch, fake: FakeDiscord) -> None:
     """Point discord.py's REST base and default gateway at ``fake``.
 
     Must run before the client is started.  Don't call
@@ -56,10 +58,10 @@ def _is_local_host(host: Any) -> bool:
 class NetworkGuard:
     """What :func:`block_external_network` refused (assert it stays empty)."""
 
-    attempts: List[str] = field(default_factory=list)
+    attempts: list[str] = field(default_factory=list)
 
 
-def block_external_network(monkeypatch: "pytest.MonkeyPatch") -> NetworkGuard:
+def block_external_network(monkeypatch: pytest.MonkeyPatch) -> NetworkGuard:
     """Make any DNS lookup / TCP connect to a non-loopback host fail loudly.
 
     discord.py retries or swallows some network errors, so tests should also
@@ -71,10 +73,10 @@ def block_external_network(monkeypatch: "pytest.MonkeyPatch") -> NetworkGuard:
     real_getaddrinfo = socket.getaddrinfo
 
     def _check(sock: socket.socket, address: Any) -> None:
-        if sock.family in (socket.AF_INET, socket.AF_INET6) and isinstance(address, tuple):
-            if not _is_local_host(address[0]):
-                guard.attempts.append(f"connect {address!r}")
-                raise ConnectionRefusedError(f"fakediscord: blocked external connection to {address!r}")
+        inet = sock.family in (socket.AF_INET, socket.AF_INET6) and isinstance(address, tuple)
+        if inet and not _is_local_host(address[0]):
+            guard.attempts.append(f"connect {address!r}")
+            raise ConnectionRefusedError(f"fakediscord: blocked external connection to {address!r}")
 
     def guarded_connect(self: socket.socket, address: Any) -> None:
         _check(self, address)
@@ -108,10 +110,10 @@ class DiscordErrorCollector(logging.Handler):
 
     def __init__(self, logger_names: Sequence[str] = ("discord", "asyncio")) -> None:
         super().__init__(level=logging.WARNING)
-        self.logger_names: Tuple[str, ...] = tuple(logger_names)
-        self.records: List[logging.LogRecord] = []
-        self._allowed: List[Pattern[str]] = []
-        self._saved_levels: Dict[str, int] = {}
+        self.logger_names: tuple[str, ...] = tuple(logger_names)
+        self.records: list[logging.LogRecord] = []
+        self._allowed: list[Pattern[str]] = []
+        self._saved_levels: dict[str, int] = {}
 
     def emit(self, record: logging.LogRecord) -> None:
         self.records.append(record)
@@ -121,11 +123,11 @@ class DiscordErrorCollector(logging.Handler):
         self._allowed.append(re.compile(pattern))
 
     @property
-    def warnings(self) -> List[logging.LogRecord]:
+    def warnings(self) -> list[logging.LogRecord]:
         return [r for r in self.records if r.levelno == logging.WARNING]
 
     @property
-    def errors(self) -> List[logging.LogRecord]:
+    def errors(self) -> list[logging.LogRecord]:
         return [
             r
             for r in self.records
@@ -159,11 +161,11 @@ class DiscordErrorCollector(logging.Handler):
                 "errors were logged:\n" + "\n".join(fmt.format(r) for r in errors)
             )
 
-    def __enter__(self) -> "DiscordErrorCollector":
+    def __enter__(self) -> DiscordErrorCollector:
         self.install()
         return self
 
-    def __exit__(self, exc_type: Optional[type], exc: Optional[BaseException], tb: Any) -> None:
+    def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: Any) -> None:
         try:
             if exc_type is None:
                 self.assert_clean()
@@ -171,11 +173,11 @@ class DiscordErrorCollector(logging.Handler):
             self.uninstall()
 
 
-def stop_views(client: "discord.Client") -> None:
+def stop_views(client: discord.Client) -> None:
     """Stop every stored ``ui.View`` (timeout tasks otherwise outlive ``close()``)."""
     store = getattr(getattr(client, "_connection", None), "_view_store", None)
-    views: Dict[Any, Dict[Any, Any]] = getattr(store, "_views", {}) or {}
-    seen: Set[int] = set()
+    views: dict[Any, dict[Any, Any]] = getattr(store, "_views", {}) or {}
+    seen: set[int] = set()
     for items in list(views.values()):
         for item in list(items.values()):
             view = getattr(item, "view", None)
@@ -186,8 +188,8 @@ def stop_views(client: "discord.Client") -> None:
 
 @contextlib.asynccontextmanager
 async def running_bot(
-    client: "discord.Client", token: str, *, ready_timeout: float = 10.0, close_timeout: float = 10.0
-) -> AsyncIterator["discord.Client"]:
+    client: discord.Client, token: str, *, ready_timeout: float = 10.0, close_timeout: float = 10.0
+) -> AsyncIterator[discord.Client]:
     """Run ``client.start(token)`` as a task until ``on_ready``; close it on exit.
 
     Use ``guild_ready_timeout=0.1`` on the client or on_ready takes 2 s.  If
@@ -220,17 +222,17 @@ async def running_bot(
         await client.close()
         try:
             await asyncio.wait_for(task, close_timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             task.cancel()
             raise
 
 
-def task_snapshot() -> Set["asyncio.Task[Any]"]:
+def task_snapshot() -> set[asyncio.Task[Any]]:
     """All tasks now; pass to :func:`assert_no_leaked_tasks` later."""
     return set(asyncio.all_tasks())
 
 
-async def assert_no_leaked_tasks(baseline: Set["asyncio.Task[Any]"], *, grace: float = 2.0) -> None:
+async def assert_no_leaked_tasks(baseline: set[asyncio.Task[Any]], *, grace: float = 2.0) -> None:
     """Fail (and cancel them) if tasks created since ``baseline`` are still pending."""
     me = asyncio.current_task()
     loop = asyncio.get_running_loop()

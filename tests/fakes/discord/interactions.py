@@ -9,7 +9,8 @@ interaction (callbacks and follow-up webhooks) is in ``callbacks.py``.
 from __future__ import annotations
 
 import time
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from .config import FakeChannel, FakeRole, FakeUser
 from .constants import JSON, Perm
@@ -23,15 +24,15 @@ class InteractionsMixin:
     def _new_interaction(
         self,
         itype: int,
-        data: Dict[str, JSON],
+        data: dict[str, JSON],
         *,
-        user: Union[FakeUser, int, None],
-        channel_id: Optional[int],
+        user: FakeUser | int | None,
+        channel_id: int | None,
         guild: bool,
-        permissions: Union[int, str, None],
-        locale: Optional[str],
-        message: Optional[Dict[str, JSON]] = None,
-        extra: Optional[Mapping[str, JSON]] = None,
+        permissions: int | str | None,
+        locale: str | None,
+        message: dict[str, JSON] | None = None,
+        extra: Mapping[str, JSON] | None = None,
     ) -> FakeInteraction:
         """Record an INTERACTION_CREATE payload of type ``itype`` from ``user`` (not yet dispatched)."""
         cfg = self.config
@@ -40,7 +41,7 @@ class InteractionsMixin:
         token = f"fake-interaction-token-{iid}"
         cid, channel, perms = self._interaction_channel(u, channel_id, guild, permissions)
         gid = cfg.guild_id if guild else None
-        payload: Dict[str, JSON] = {
+        payload: dict[str, JSON] = {
             "id": str(iid),
             "application_id": str(cfg.application_id),
             "type": itype,
@@ -68,8 +69,8 @@ class InteractionsMixin:
         return inter
 
     def _interaction_channel(
-        self, user: FakeUser, channel_id: Optional[int], guild: bool, permissions: Union[int, str, None]
-    ) -> Tuple[int, Dict[str, JSON], int]:
+        self, user: FakeUser, channel_id: int | None, guild: bool, permissions: int | str | None
+    ) -> tuple[int, dict[str, JSON], int]:
         """(channel id, channel payload with the member's permissions, permissions) where the user acts."""
         if guild:
             cid = channel_id if channel_id is not None else self.config.channel_id
@@ -85,7 +86,7 @@ class InteractionsMixin:
         channel["id"] = str(cid)
         return cid, channel, 0
 
-    def _interaction_context(self, user: FakeUser, guild_id: Optional[int], perms: int) -> Dict[str, JSON]:
+    def _interaction_context(self, user: FakeUser, guild_id: int | None, perms: int) -> dict[str, JSON]:
         """Guild and member fields for a guild interaction, the user for a DM one."""
         if guild_id is None:
             return {"user": user.payload(), "authorizing_integration_owners": {"0": "0"}, "context": 1}
@@ -99,7 +100,7 @@ class InteractionsMixin:
             "context": 0,
         }
 
-    def registered_command(self, name: str, guild_id: Optional[int] = None) -> Optional[Dict[str, JSON]]:
+    def registered_command(self, name: str, guild_id: int | None = None) -> dict[str, JSON] | None:
         """The command as last synced (guild first, then global)."""
         if guild_id is not None:
             for cmd in self.guild_commands.get(guild_id, []):
@@ -111,9 +112,9 @@ class InteractionsMixin:
         return None
 
     def _build_options(
-        self, schema: Sequence[Mapping[str, JSON]], values: Mapping[str, Any], resolved: Dict[str, Dict[str, JSON]]
-    ) -> List[Dict[str, JSON]]:
-        out: List[Dict[str, JSON]] = []
+        self, schema: Sequence[Mapping[str, JSON]], values: Mapping[str, Any], resolved: dict[str, dict[str, JSON]]
+    ) -> list[dict[str, JSON]]:
+        out: list[dict[str, JSON]] = []
         by_name = {o["name"]: o for o in schema}
         for name, value in values.items():
             opt_schema = by_name.get(name)
@@ -161,16 +162,16 @@ class InteractionsMixin:
     async def send_slash_command(
         self,
         name: str,
-        options: Union[Mapping[str, Any], List[Dict[str, JSON]], None] = None,
+        options: Mapping[str, Any] | list[dict[str, JSON]] | None = None,
         *,
-        user: Union[FakeUser, int, None] = None,
-        channel_id: Optional[int] = None,
+        user: FakeUser | int | None = None,
+        channel_id: int | None = None,
         guild: bool = True,
-        permissions: Union[int, str, None] = None,
-        subcommand: Optional[str] = None,
-        locale: Optional[str] = None,
+        permissions: int | str | None = None,
+        subcommand: str | None = None,
+        locale: str | None = None,
         require_registered: bool = True,
-        extra: Optional[Mapping[str, JSON]] = None,
+        extra: Mapping[str, JSON] | None = None,
         timeout: float = 10.0,
     ) -> FakeInteraction:
         """Dispatch INTERACTION_CREATE type 2 (a user ran ``/name``).
@@ -202,26 +203,26 @@ class InteractionsMixin:
     def _command_data(
         self,
         name: str,
-        cmd: Optional[Dict[str, JSON]],
-        options: Union[Mapping[str, Any], List[Dict[str, JSON]], None],
-        subcommand: Optional[str],
-    ) -> Dict[str, JSON]:
+        cmd: dict[str, JSON] | None,
+        options: Mapping[str, Any] | list[dict[str, JSON]] | None,
+        subcommand: str | None,
+    ) -> dict[str, JSON]:
         """The ``data`` of a slash-command interaction: options typed from the synced schema, nested under
         the subcommand (group), and the users / members / channels / roles they name under ``resolved``."""
-        schema: List[Mapping[str, JSON]] = list(cmd.get("options") or []) if cmd else []
-        resolved: Dict[str, Dict[str, JSON]] = {}
+        schema: list[Mapping[str, JSON]] = list(cmd.get("options") or []) if cmd else []
+        resolved: dict[str, dict[str, JSON]] = {}
         path = subcommand.split() if subcommand else []
         for part in path:
             match = next((o for o in schema if o.get("name") == part), None)
             schema = list(match.get("options") or []) if match else []
         if isinstance(options, list):
-            built: List[Dict[str, JSON]] = options
+            built: list[dict[str, JSON]] = options
         else:
             built = self._build_options(schema, options or {}, resolved)
         for depth, part in reversed(list(enumerate(path))):
             kind = 2 if depth == 0 and len(path) == 2 else 1
             built = [{"name": part, "type": kind, "options": built}]
-        data: Dict[str, JSON] = {
+        data: dict[str, JSON] = {
             "id": cmd["id"] if cmd else str(self.snowflakes.next()),
             "name": name,
             "type": 1,
@@ -233,7 +234,7 @@ class InteractionsMixin:
             data["resolved"] = resolved
         return data
 
-    def find_message_with_component(self, custom_id: str) -> Optional[Dict[str, JSON]]:
+    def find_message_with_component(self, custom_id: str) -> dict[str, JSON] | None:
         """Newest stored message carrying a component with ``custom_id``."""
         for msg in sorted(self.messages.values(), key=lambda m: int(m["id"]), reverse=True):
             for comp in iter_components(msg.get("components") or []):
@@ -245,13 +246,13 @@ class InteractionsMixin:
         self,
         custom_id: str,
         *,
-        message: Union[Mapping[str, JSON], int, None] = None,
-        user: Union[FakeUser, int, None] = None,
+        message: Mapping[str, JSON] | int | None = None,
+        user: FakeUser | int | None = None,
         component_type: int = 2,
-        values: Optional[List[str]] = None,
-        permissions: Union[int, str, None] = None,
-        locale: Optional[str] = None,
-        extra: Optional[Mapping[str, JSON]] = None,
+        values: list[str] | None = None,
+        permissions: int | str | None = None,
+        locale: str | None = None,
+        extra: Mapping[str, JSON] | None = None,
         timeout: float = 10.0,
     ) -> FakeInteraction:
         """Dispatch INTERACTION_CREATE type 3 (button click / select).
@@ -262,14 +263,15 @@ class InteractionsMixin:
         if message is None:
             found = self.find_message_with_component(custom_id)
             if found is None:
-                raise AssertionError(f"no stored message has a component with custom_id={custom_id!r}\n{self.describe()}")
+                raise AssertionError(
+                    f"no stored message has a component with custom_id={custom_id!r}\n{self.describe()}")
             msg = found
         elif isinstance(message, Mapping):
             msg = self.messages.get(int(message["id"]), dict(message))
         else:
             msg = self.messages[int(message)]
         cid = int(msg["channel_id"])
-        data: Dict[str, JSON] = {"custom_id": custom_id, "component_type": component_type}
+        data: dict[str, JSON] = {"custom_id": custom_id, "component_type": component_type}
         if values is not None:
             data["values"] = values
         inter = self._new_interaction(
@@ -292,15 +294,15 @@ class InteractionsMixin:
         custom_id: str,
         values: Mapping[str, str],
         *,
-        user: Union[FakeUser, int, None] = None,
-        channel_id: Optional[int] = None,
+        user: FakeUser | int | None = None,
+        channel_id: int | None = None,
         guild: bool = True,
-        message: Union[Mapping[str, JSON], int, None] = None,
+        message: Mapping[str, JSON] | int | None = None,
         timeout: float = 10.0,
     ) -> FakeInteraction:
         """Dispatch INTERACTION_CREATE type 5 (modal submitted with text inputs)."""
         rows = [{"type": 1, "components": [{"type": 4, "custom_id": k, "value": v}]} for k, v in values.items()]
-        msg: Optional[Dict[str, JSON]] = None
+        msg: dict[str, JSON] | None = None
         if message is not None:
             msg = self.messages[int(message["id"] if isinstance(message, Mapping) else message)]
             channel_id = int(msg["channel_id"])
@@ -339,6 +341,6 @@ class InteractionsMixin:
         )
         return reqs[index]
 
-    def original_message(self, inter: FakeInteraction) -> Optional[Dict[str, JSON]]:
+    def original_message(self, inter: FakeInteraction) -> dict[str, JSON] | None:
         """Current state of the interaction's original response (after edits)."""
         return self.messages.get(inter.original_message_id) if inter.original_message_id else None

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from collections.abc import Mapping, Sequence
 
 from .config import FakeUser
 from .constants import FLAG_EPHEMERAL, FLAG_LOADING, JSON, now_iso
@@ -22,16 +22,16 @@ ROLE_MENTION_RE = re.compile(r"<@&(\d+)>")
 class MessagesMixin:
     """Message payloads in both directions, mentions and attachments included."""
 
-    def _mentions_from_content(self, content: str, guild_id: Optional[int]) -> List[FakeUser]:
-        found: List[FakeUser] = []
+    def _mentions_from_content(self, content: str, guild_id: int | None) -> list[FakeUser]:
+        found: list[FakeUser] = []
         for m in MENTION_RE.finditer(content or ""):
             u = self._maybe_user(int(m.group(1)))
             if u is not None and u not in found:
                 found.append(u)
         return found
 
-    def _mention_payloads(self, users: Sequence[FakeUser], guild_id: Optional[int]) -> List[Dict[str, JSON]]:
-        out: List[Dict[str, JSON]] = []
+    def _mention_payloads(self, users: Sequence[FakeUser], guild_id: int | None) -> list[dict[str, JSON]]:
+        out: list[dict[str, JSON]] = []
         for u in users:
             p = u.payload()
             if guild_id is not None and u.in_guild:
@@ -39,8 +39,9 @@ class MessagesMixin:
             out.append(p)
         return out
 
-    def _store_attachments(self, channel_id: int, files: Sequence[Tuple[str, bytes, Optional[str]]]) -> List[Dict[str, JSON]]:
-        out: List[Dict[str, JSON]] = []
+    def _store_attachments(self, channel_id: int,
+                           files: Sequence[tuple[str, bytes, str | None]]) -> list[dict[str, JSON]]:
+        out: list[dict[str, JSON]] = []
         for filename, data, content_type in files:
             att_id = self.snowflakes.next()
             self.attachment_data[att_id] = data
@@ -62,12 +63,12 @@ class MessagesMixin:
             )
         return out
 
-    def _reference_fields(self, ref_id: int, channel_id: int, guild_id: Optional[int]) -> Dict[str, JSON]:
-        ref: Dict[str, JSON] = {"type": 0, "message_id": str(ref_id), "channel_id": str(channel_id)}
+    def _reference_fields(self, ref_id: int, channel_id: int, guild_id: int | None) -> dict[str, JSON]:
+        ref: dict[str, JSON] = {"type": 0, "message_id": str(ref_id), "channel_id": str(channel_id)}
         if guild_id is not None:
             ref["guild_id"] = str(guild_id)
         referenced = self.messages.get(ref_id)
-        resolved: Optional[Dict[str, JSON]] = None
+        resolved: dict[str, JSON] | None = None
         if referenced is not None:  # Discord does not nest referenced_message chains
             resolved = {k: v for k, v in referenced.items() if k != "referenced_message"}
         return {"message_reference": ref, "referenced_message": resolved}
@@ -76,15 +77,15 @@ class MessagesMixin:
         self,
         content: str,
         *,
-        author: Union[FakeUser, int, None] = None,
-        channel_id: Optional[int] = None,
+        author: FakeUser | int | None = None,
+        channel_id: int | None = None,
         guild: bool = True,
-        mentions: Optional[Sequence[Union[FakeUser, int]]] = None,
-        reply_to: Union[Mapping[str, JSON], int, None] = None,
-        attachments: Optional[Sequence[Tuple[str, bytes]]] = None,
-        embeds: Optional[List[Dict[str, JSON]]] = None,
-        extra: Optional[Mapping[str, JSON]] = None,
-    ) -> Dict[str, JSON]:
+        mentions: Sequence[FakeUser | int] | None = None,
+        reply_to: Mapping[str, JSON] | int | None = None,
+        attachments: Sequence[tuple[str, bytes]] | None = None,
+        embeds: list[dict[str, JSON]] | None = None,
+        extra: Mapping[str, JSON] | None = None,
+    ) -> dict[str, JSON]:
         """A complete MESSAGE_CREATE payload from a (human) user.
 
         ``mentions=None`` derives mentions from ``<@id>`` tokens in the content
@@ -95,7 +96,7 @@ class MessagesMixin:
         cid, gid = self._user_message_place(u, channel_id, guild)
         listed = [self.user(m) for m in mentions] if mentions is not None else None
         mention_users = listed if listed is not None else self._mentions_from_content(content, gid)
-        msg: Dict[str, JSON] = {
+        msg: dict[str, JSON] = {
             "id": str(self.snowflakes.next()),
             "channel_id": str(cid),
             "author": u.payload(),
@@ -123,7 +124,7 @@ class MessagesMixin:
             msg.update(extra)
         return msg
 
-    def _user_message_place(self, user: FakeUser, channel_id: Optional[int], guild: bool) -> Tuple[int, Optional[int]]:
+    def _user_message_place(self, user: FakeUser, channel_id: int | None, guild: bool) -> tuple[int, int | None]:
         """(channel id, guild id) of a user's message: a guild channel (default the first), or the DM."""
         if guild:
             cid = channel_id if channel_id is not None else self.config.channel_id
@@ -132,11 +133,11 @@ class MessagesMixin:
             return cid, self.config.guild_id
         return (channel_id if channel_id is not None else self.dm_channel_id(user)), None
 
-    def _user_member_fields(self, user: FakeUser, guild_id: Optional[int]) -> Dict[str, JSON]:
+    def _user_member_fields(self, user: FakeUser, guild_id: int | None) -> dict[str, JSON]:
         """``guild_id`` and, for a member, ``member`` (nothing in a DM)."""
         if guild_id is None:
             return {}
-        fields: Dict[str, JSON] = {"guild_id": str(guild_id)}
+        fields: dict[str, JSON] = {"guild_id": str(guild_id)}
         if user.in_guild:
             fields["member"] = self.member_payload(user, with_user=False)
         return fields
@@ -145,16 +146,16 @@ class MessagesMixin:
         self,
         content: str,
         *,
-        author: Union[FakeUser, int, None] = None,
-        channel_id: Optional[int] = None,
+        author: FakeUser | int | None = None,
+        channel_id: int | None = None,
         guild: bool = True,
-        mentions: Optional[Sequence[Union[FakeUser, int]]] = None,
-        reply_to: Union[Mapping[str, JSON], int, None] = None,
-        attachments: Optional[Sequence[Tuple[str, bytes]]] = None,
-        embeds: Optional[List[Dict[str, JSON]]] = None,
-        extra: Optional[Mapping[str, JSON]] = None,
+        mentions: Sequence[FakeUser | int] | None = None,
+        reply_to: Mapping[str, JSON] | int | None = None,
+        attachments: Sequence[tuple[str, bytes]] | None = None,
+        embeds: list[dict[str, JSON]] | None = None,
+        extra: Mapping[str, JSON] | None = None,
         timeout: float = 10.0,
-    ) -> Dict[str, JSON]:
+    ) -> dict[str, JSON]:
         """Dispatch MESSAGE_CREATE from a user; returns the (unstripped) payload.
 
         ``guild=False`` sends a DM (channel type 1, no ``guild_id``/``member``).
@@ -175,7 +176,7 @@ class MessagesMixin:
         await self.dispatch("MESSAGE_CREATE", msg, timeout=timeout)
         return msg
 
-    def _bot_member_fields(self, guild_id: Optional[int]) -> Dict[str, JSON]:
+    def _bot_member_fields(self, guild_id: int | None) -> dict[str, JSON]:
         if guild_id is None:
             return {}
         return {"guild_id": str(guild_id), "member": self.member_payload(self.config.bot, with_user=False)}
@@ -187,17 +188,17 @@ class MessagesMixin:
         files: Sequence[UploadedFile],
         *,
         message_type: int = 0,
-        interaction: Optional[FakeInteraction] = None,
-        flags: Optional[int] = None,
+        interaction: FakeInteraction | None = None,
+        flags: int | None = None,
         validate: bool = True,
-    ) -> Dict[str, JSON]:
+    ) -> dict[str, JSON]:
         """Store a message the bot posted (``POST .../messages``, a callback or a follow-up) as Discord would."""
         gid = self._channel_guild_id(channel_id)
         if validate:
             validate_message_payload({**body, "attachments": list(body.get("attachments") or []) + list(files)})
         content = str(body.get("content") or "")
         mid = self.snowflakes.next()
-        msg: Dict[str, JSON] = {
+        msg: dict[str, JSON] = {
             "id": str(mid),
             "channel_id": str(channel_id),
             "author": self.config.bot.payload(),
@@ -231,10 +232,10 @@ class MessagesMixin:
         self.bot_messages.append(msg)
         return msg
 
-    def _interaction_fields(self, interaction: FakeInteraction, mid: int) -> Dict[str, JSON]:
+    def _interaction_fields(self, interaction: FakeInteraction, mid: int) -> dict[str, JSON]:
         """What marks message ``mid`` as an answer to ``interaction`` (webhook author, interaction metadata)."""
         user = self.user(interaction.user_id)
-        meta: Dict[str, JSON] = {
+        meta: dict[str, JSON] = {
             "id": str(interaction.id),
             "type": interaction.type,
             "user": user.payload(),
@@ -247,14 +248,14 @@ class MessagesMixin:
         app_id = str(self.config.application_id)
         return {"webhook_id": app_id, "application_id": app_id, "interaction_metadata": meta}
 
-    def _bot_reply_fields(self, ref: Mapping[str, JSON], channel_id: int, guild_id: Optional[int]) -> Dict[str, JSON]:
+    def _bot_reply_fields(self, ref: Mapping[str, JSON], channel_id: int, guild_id: int | None) -> dict[str, JSON]:
         """Reference fields of a bot reply; an unknown message fails unless ``fail_if_not_exists`` is false."""
         ref_id = int(ref["message_id"])
         if ref_id not in self.messages and ref.get("fail_if_not_exists", True):
             raise form_error("message_reference", "MESSAGE_REFERENCE_UNKNOWN_MESSAGE", "Unknown message")
         return self._reference_fields(ref_id, channel_id, guild_id)
 
-    def _apply_mentions(self, msg: Dict[str, JSON], body: Mapping[str, JSON]) -> None:
+    def _apply_mentions(self, msg: dict[str, JSON], body: Mapping[str, JSON]) -> None:
         """Recompute ``mentions`` from content/allowed_mentions/reply like Discord."""
         gid = int(msg["guild_id"]) if msg.get("guild_id") else None
         allowed = body.get("allowed_mentions")
@@ -272,7 +273,7 @@ class MessagesMixin:
 
     def _attachments_from_upload(
         self, channel_id: int, body: Mapping[str, JSON], files: Sequence[UploadedFile]
-    ) -> List[Dict[str, JSON]]:
+    ) -> list[dict[str, JSON]]:
         uploads = [(f.filename or f.field_name, f.data, f.content_type) for f in files]
         out = self._store_attachments(channel_id, uploads)
         # keep already-uploaded attachments referenced by id (edits)
@@ -287,7 +288,8 @@ class MessagesMixin:
                     out.append(existing)
         return out
 
-    def _edit_message(self, msg: Dict[str, JSON], body: Mapping[str, JSON], files: Sequence[UploadedFile]) -> Dict[str, JSON]:
+    def _edit_message(self, msg: dict[str, JSON], body: Mapping[str, JSON],
+                      files: Sequence[UploadedFile]) -> dict[str, JSON]:
         validate_message_payload(body, require_content=False)
         channel_id = int(msg["channel_id"])
         for key in ("content", "embeds", "components"):
@@ -303,7 +305,7 @@ class MessagesMixin:
             self._apply_mentions(msg, body)
         return msg
 
-    async def _echo(self, event: str, msg: Dict[str, JSON]) -> None:
+    async def _echo(self, event: str, msg: dict[str, JSON]) -> None:
         """Tell the bot about its own message like Discord does (not ephemeral)."""
         if not self.config.echo_bot_messages or int(msg.get("flags") or 0) & FLAG_EPHEMERAL:
             return

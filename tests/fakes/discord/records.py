@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable, Dict, List, Optional, Pattern, Tuple, Union
+from re import Pattern
 
 from aiohttp import web
 
@@ -18,8 +19,8 @@ class UploadedFile:
     """A file part of a multipart request."""
 
     field_name: str
-    filename: Optional[str]
-    content_type: Optional[str]
+    filename: str | None
+    content_type: str | None
     data: bytes
 
 
@@ -30,21 +31,19 @@ class RecordedRequest:
     index: int
     method: str
     path: str
-    query: Dict[str, str]
+    query: dict[str, str]
     json: JSON
-    headers: Dict[str, str]
-    files: List[UploadedFile]
+    headers: dict[str, str]
+    files: list[UploadedFile]
     timestamp: float
     status: int = 0
     response: JSON = None
 
-    def matches(self, method: Optional[str] = None, path: Union[str, Pattern[str], None] = None) -> bool:
+    def matches(self, method: str | None = None, path: str | Pattern[str] | None = None) -> bool:
         """``path`` is a regex that must match the whole path."""
         if method is not None and self.method != method.upper():
             return False
-        if path is not None and re.fullmatch(path, self.path) is None:
-            return False
-        return True
+        return path is None or re.fullmatch(path, self.path) is not None
 
     def summary(self) -> str:
         q = ("?" + "&".join(f"{k}={v}" for k, v in self.query.items())) if self.query else ""
@@ -59,17 +58,17 @@ class FakeInteraction:
     id: int
     token: str
     type: int
-    payload: Dict[str, JSON]
+    payload: dict[str, JSON]
     channel_id: int
-    guild_id: Optional[int]
+    guild_id: int | None
     user_id: int
     dispatched_at: float
-    callback_types: List[int] = field(default_factory=list)
-    callback_data: List[JSON] = field(default_factory=list)
-    original_message_id: Optional[int] = None
-    followup_message_ids: List[int] = field(default_factory=list)
+    callback_types: list[int] = field(default_factory=list)
+    callback_data: list[JSON] = field(default_factory=list)
+    original_message_id: int | None = None
+    followup_message_ids: list[int] = field(default_factory=list)
     #: for component/modal interactions: the message the component lives on
-    source_message_id: Optional[int] = None
+    source_message_id: int | None = None
     expired: bool = False
 
     @property
@@ -77,7 +76,7 @@ class FakeInteraction:
         return bool(self.callback_types)
 
     @property
-    def callback_type(self) -> Optional[int]:
+    def callback_type(self) -> int | None:
         return self.callback_types[0] if self.callback_types else None
 
 
@@ -86,23 +85,23 @@ class GatewaySession:
     """One websocket connection from the bot."""
 
     ws: web.WebSocketResponse
-    query: Dict[str, str]
+    query: dict[str, str]
     opened_at: float
-    session_id: Optional[str] = None
-    intents: Optional[int] = None
+    session_id: str | None = None
+    intents: int | None = None
     identified: bool = False
     resumed: bool = False
-    closed_at: Optional[float] = None
-    close_code: Optional[int] = None
-    heartbeat_times: List[float] = field(default_factory=list)
-    received: List[Dict[str, JSON]] = field(default_factory=list)
+    closed_at: float | None = None
+    close_code: int | None = None
+    heartbeat_times: list[float] = field(default_factory=list)
+    received: list[dict[str, JSON]] = field(default_factory=list)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
     def live(self) -> bool:
         return self.identified and not self.ws.closed and self.closed_at is None
 
-    def heartbeat_gaps(self) -> List[float]:
+    def heartbeat_gaps(self) -> list[float]:
         t = self.heartbeat_times
         return [b - a for a, b in zip(t, t[1:])]
 
@@ -110,15 +109,15 @@ class GatewaySession:
 class DiscordAPIError(Exception):
     """Raised inside REST handlers to produce a Discord-style JSON error."""
 
-    def __init__(self, status: int, code: int, message: str, errors: Optional[Dict[str, JSON]] = None) -> None:
+    def __init__(self, status: int, code: int, message: str, errors: dict[str, JSON] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.errors = errors
 
-    def body(self) -> Dict[str, JSON]:
-        body: Dict[str, JSON] = {"message": self.message, "code": self.code}
+    def body(self) -> dict[str, JSON]:
+        body: dict[str, JSON] = {"message": self.message, "code": self.code}
         if self.errors:
             body["errors"] = self.errors
         return body
@@ -134,7 +133,7 @@ class ErrorRule:
     path: Pattern[str]
     status: int
     body: JSON
-    headers: Dict[str, str]
+    headers: dict[str, str]
     remaining: int
 
 
@@ -142,11 +141,11 @@ class ErrorRule:
 class RestContext:
     method: str
     path: str
-    params: Dict[str, str]
-    query: Dict[str, str]
+    params: dict[str, str]
+    query: dict[str, str]
     json: JSON
-    files: List[UploadedFile]
-    token: Optional[str]
+    files: list[UploadedFile]
+    token: str | None
 
 
-Handler = Callable[[RestContext], Awaitable[Tuple[int, JSON]]]
+Handler = Callable[[RestContext], Awaitable[tuple[int, JSON]]]

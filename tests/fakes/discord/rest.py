@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from typing import Dict, List, Mapping, Optional, Tuple
+from collections.abc import Mapping
 
 from aiohttp import web
 
@@ -61,9 +61,9 @@ class RestMixin:
         r("PATCH", hook + r"/messages/(?P<message_id>@original|\d+)", self._webhook_edit_message)
         r("DELETE", hook + r"/messages/(?P<message_id>@original|\d+)", self._webhook_delete_message)
 
-    async def _read_body(self, request: web.Request) -> Tuple[JSON, List[UploadedFile]]:
+    async def _read_body(self, request: web.Request) -> tuple[JSON, list[UploadedFile]]:
         """JSON body, or multipart (``payload_json`` + ``files[n]``)."""
-        files: List[UploadedFile] = []
+        files: list[UploadedFile] = []
         if not request.body_exists:
             return None, files
         ctype = request.content_type
@@ -92,7 +92,7 @@ class RestMixin:
             return json.loads(raw.decode("utf-8")), files
         return raw.decode("utf-8", "replace"), files
 
-    def _json_response(self, status: int, body: JSON, headers: Optional[Mapping[str, str]] = None) -> web.Response:
+    def _json_response(self, status: int, body: JSON, headers: Mapping[str, str] | None = None) -> web.Response:
         if status == 204 or body is None:
             return web.Response(status=204 if status < 300 else status, headers=headers)
         # body= (bytes) keeps Content-Type exactly "application/json" (no charset)
@@ -127,7 +127,7 @@ class RestMixin:
         self._notify()
         return self._json_response(status, resp, headers)
 
-    async def _handle_rest(self, rec: RecordedRequest, token: Optional[str]) -> Tuple[int, JSON, Dict[str, str]]:
+    async def _handle_rest(self, rec: RecordedRequest, token: str | None) -> tuple[int, JSON, dict[str, str]]:
         for rule in self._error_rules:
             if rule.remaining > 0 and rule.method == rec.method and rule.path.fullmatch(rec.path):
                 rule.remaining -= 1

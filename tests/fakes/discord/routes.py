@@ -6,35 +6,41 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Dict, List, Optional, Tuple
 
 from .config import FakeChannel
-from .constants import CANNOT_EDIT_OTHERS_MESSAGE, INVALID_FORM_BODY, JSON, UNKNOWN_CHANNEL, UNKNOWN_MESSAGE, UNKNOWN_USER
+from .constants import (
+    CANNOT_EDIT_OTHERS_MESSAGE,
+    INVALID_FORM_BODY,
+    JSON,
+    UNKNOWN_CHANNEL,
+    UNKNOWN_MESSAGE,
+    UNKNOWN_USER,
+)
 from .records import DiscordAPIError, RestContext
 
 
 class RoutesMixin:
     """One coroutine per REST route; each returns ``(status, body)`` or raises ``DiscordAPIError``."""
 
-    async def _no_content(self, ctx: RestContext) -> Tuple[int, JSON]:
+    async def _no_content(self, ctx: RestContext) -> tuple[int, JSON]:
         return 204, None
 
-    async def _get_me(self, ctx: RestContext) -> Tuple[int, JSON]:
+    async def _get_me(self, ctx: RestContext) -> tuple[int, JSON]:
         return 200, {**self.config.bot.payload(), "verified": True, "mfa_enabled": False, "locale": self.config.locale}
 
-    async def _get_user(self, ctx: RestContext) -> Tuple[int, JSON]:
+    async def _get_user(self, ctx: RestContext) -> tuple[int, JSON]:
         u = self._maybe_user(int(ctx.params["user_id"]))
         if u is None:
             raise DiscordAPIError(404, UNKNOWN_USER, "Unknown User")
         return 200, u.payload()
 
-    async def _create_dm(self, ctx: RestContext) -> Tuple[int, JSON]:
+    async def _create_dm(self, ctx: RestContext) -> tuple[int, JSON]:
         u = self._maybe_user(int((ctx.json or {}).get("recipient_id", 0)))
         if u is None:
             raise DiscordAPIError(400, INVALID_FORM_BODY, "Invalid Recipient(s)")
         return 200, self.dm_channel_payload(u)
 
-    async def _get_application(self, ctx: RestContext) -> Tuple[int, JSON]:
+    async def _get_application(self, ctx: RestContext) -> tuple[int, JSON]:
         cfg = self.config
         return 200, {
             "id": str(cfg.application_id),
@@ -52,21 +58,21 @@ class RoutesMixin:
             "summary": "",
         }
 
-    async def _get_gateway_bot(self, ctx: RestContext) -> Tuple[int, JSON]:
+    async def _get_gateway_bot(self, ctx: RestContext) -> tuple[int, JSON]:
         return 200, {
             "url": self.gateway_url,
             "shards": 1,
             "session_start_limit": {"total": 1000, "remaining": 999, "reset_after": 0, "max_concurrency": 1},
         }
 
-    async def _get_gateway(self, ctx: RestContext) -> Tuple[int, JSON]:
+    async def _get_gateway(self, ctx: RestContext) -> tuple[int, JSON]:
         return 200, {"url": self.gateway_url}
 
     def _check_app(self, ctx: RestContext) -> None:
         if int(ctx.params["app_id"]) != self.config.application_id:
             raise DiscordAPIError(403, 20012, "You are not authorized to perform this action on this application")
 
-    def _check_guild(self, ctx: RestContext) -> Optional[int]:
+    def _check_guild(self, ctx: RestContext) -> int | None:
         gid = ctx.params.get("guild_id")
         if gid is None:
             return None
@@ -74,21 +80,21 @@ class RoutesMixin:
             raise DiscordAPIError(404, 10004, "Unknown Guild")
         return int(gid)
 
-    async def _get_commands(self, ctx: RestContext) -> Tuple[int, JSON]:
+    async def _get_commands(self, ctx: RestContext) -> tuple[int, JSON]:
         self._check_app(ctx)
         gid = self._check_guild(ctx)
         return 200, list(self.guild_commands.get(gid, []) if gid else self.global_commands)
 
-    async def _put_commands(self, ctx: RestContext) -> Tuple[int, JSON]:
+    async def _put_commands(self, ctx: RestContext) -> tuple[int, JSON]:
         """Bulk overwrite; ids stay stable per (guild, name, type) like Discord."""
         self._check_app(ctx)
         gid = self._check_guild(ctx)
-        out: List[Dict[str, JSON]] = []
+        out: list[dict[str, JSON]] = []
         for cmd in ctx.json or []:
             ctype = int(cmd.get("type", 1))
             key = (gid, cmd["name"], ctype)
             cmd_id = self._command_ids.setdefault(key, self.snowflakes.next())
-            echo: Dict[str, JSON] = {
+            echo: dict[str, JSON] = {
                 "description": "",
                 "options": [],
                 "default_member_permissions": None,
@@ -108,7 +114,7 @@ class RoutesMixin:
             self.guild_commands[gid] = out
         return 200, out
 
-    async def _get_channel(self, ctx: RestContext) -> Tuple[int, JSON]:
+    async def _get_channel(self, ctx: RestContext) -> tuple[int, JSON]:
         cid = int(ctx.params["channel_id"])
         ch = self.guild_channel(cid)
         if ch is not None:
@@ -118,11 +124,11 @@ class RoutesMixin:
             return 200, self.dm_channel_payload(u)
         raise DiscordAPIError(404, UNKNOWN_CHANNEL, "Unknown Channel")
 
-    async def _typing(self, ctx: RestContext) -> Tuple[int, JSON]:
+    async def _typing(self, ctx: RestContext) -> tuple[int, JSON]:
         self._channel_guild_id(int(ctx.params["channel_id"]))
         return 204, None
 
-    async def _get_messages(self, ctx: RestContext) -> Tuple[int, JSON]:
+    async def _get_messages(self, ctx: RestContext) -> tuple[int, JSON]:
         cid = int(ctx.params["channel_id"])
         self._channel_guild_id(cid)
         limit = int(ctx.query.get("limit", 50))
@@ -134,13 +140,13 @@ class RoutesMixin:
         msgs.sort(key=lambda m: int(m["id"]), reverse=True)
         return 200, msgs[:limit]
 
-    async def _post_message(self, ctx: RestContext) -> Tuple[int, JSON]:
+    async def _post_message(self, ctx: RestContext) -> tuple[int, JSON]:
         cid = int(ctx.params["channel_id"])
         msg = self._create_bot_message(cid, ctx.json or {}, ctx.files)
         await self._echo("MESSAGE_CREATE", msg)
         return 200, msg
 
-    def _stored_message(self, ctx: RestContext) -> Dict[str, JSON]:
+    def _stored_message(self, ctx: RestContext) -> dict[str, JSON]:
         cid = int(ctx.params["channel_id"])
         self._channel_guild_id(cid)
         msg = self.messages.get(int(ctx.params["message_id"]))
@@ -148,10 +154,10 @@ class RoutesMixin:
             raise DiscordAPIError(404, UNKNOWN_MESSAGE, "Unknown Message")
         return msg
 
-    async def _get_message(self, ctx: RestContext) -> Tuple[int, JSON]:
+    async def _get_message(self, ctx: RestContext) -> tuple[int, JSON]:
         return 200, self._stored_message(ctx)
 
-    async def _patch_message(self, ctx: RestContext) -> Tuple[int, JSON]:
+    async def _patch_message(self, ctx: RestContext) -> tuple[int, JSON]:
         msg = self._stored_message(ctx)
         if msg["author"]["id"] != str(self.config.bot.id):
             raise DiscordAPIError(403, CANNOT_EDIT_OTHERS_MESSAGE, "Cannot edit a message authored by another user")
@@ -159,7 +165,7 @@ class RoutesMixin:
         await self._echo("MESSAGE_UPDATE", msg)
         return 200, msg
 
-    async def _delete_message(self, ctx: RestContext) -> Tuple[int, JSON]:
+    async def _delete_message(self, ctx: RestContext) -> tuple[int, JSON]:
         msg = self._stored_message(ctx)
         self._forget_message(int(msg["id"]))
         return 204, None
@@ -169,7 +175,7 @@ class RoutesMixin:
         if msg is not None:
             self.deleted_message_ids.append(mid)
 
-    async def _create_thread(self, ctx: RestContext) -> Tuple[int, JSON]:
+    async def _create_thread(self, ctx: RestContext) -> tuple[int, JSON]:
         parent_id = int(ctx.params["channel_id"])
         parent = self.guild_channel(parent_id)
         if parent is None:
@@ -190,22 +196,22 @@ class RoutesMixin:
                 await self.dispatch("THREAD_CREATE", {**payload, "newly_created": True}, timeout=0)
         return 201, payload
 
-    async def _get_guild(self, ctx: RestContext) -> Tuple[int, JSON]:
+    async def _get_guild(self, ctx: RestContext) -> tuple[int, JSON]:
         self._check_guild(ctx)
         payload = self.guild_create_payload()
         for key in ("channels", "members", "threads", "presences", "voice_states"):
             payload.pop(key, None)
         return 200, payload
 
-    async def _get_guild_channels(self, ctx: RestContext) -> Tuple[int, JSON]:
+    async def _get_guild_channels(self, ctx: RestContext) -> tuple[int, JSON]:
         self._check_guild(ctx)
         return 200, [self.channel_payload(c) for c in self.config.channels]
 
-    async def _get_roles(self, ctx: RestContext) -> Tuple[int, JSON]:
+    async def _get_roles(self, ctx: RestContext) -> tuple[int, JSON]:
         self._check_guild(ctx)
         return 200, self.role_payloads()
 
-    async def _get_member(self, ctx: RestContext) -> Tuple[int, JSON]:
+    async def _get_member(self, ctx: RestContext) -> tuple[int, JSON]:
         self._check_guild(ctx)
         u = self._maybe_user(int(ctx.params["user_id"]))
         if u is None or not u.in_guild:

@@ -12,7 +12,9 @@ import asyncio
 import contextlib
 import re
 import socket
-from typing import Callable, Dict, List, Mapping, Optional, Pattern, Tuple, TypeVar, Union
+from collections.abc import Callable, Mapping
+from re import Pattern
+from typing import TypeVar
 
 from aiohttp import web
 
@@ -23,7 +25,12 @@ from .gateway import GatewayMixin
 from .interactions import InteractionsMixin
 from .messages import MessagesMixin
 from .records import (
-    ErrorRule, FakeDiscordTimeout, FakeInteraction, GatewaySession, Handler, RecordedRequest,
+    ErrorRule,
+    FakeDiscordTimeout,
+    FakeInteraction,
+    GatewaySession,
+    Handler,
+    RecordedRequest,
 )
 from .rest import RestMixin
 from .routes import RoutesMixin
@@ -42,45 +49,45 @@ class FakeDiscord(GatewayMixin, InteractionsMixin, CallbacksMixin, RoutesMixin, 
     ``guild_commands``/``global_commands``, ``sessions``, heartbeat stats.
     """
 
-    def __init__(self, config: Optional[FakeDiscordConfig] = None) -> None:
+    def __init__(self, config: FakeDiscordConfig | None = None) -> None:
         self.config: FakeDiscordConfig = config or FakeDiscordConfig()
         self.snowflakes = SnowflakeFactory()
         self.port: int = 0
-        self._runner: Optional[web.AppRunner] = None
+        self._runner: web.AppRunner | None = None
         self._changed: asyncio.Event = asyncio.Event()
 
         # REST records
-        self.requests: List[RecordedRequest] = []
-        self.unhandled_requests: List[RecordedRequest] = []
-        self.internal_errors: List[str] = []
-        self._error_rules: List[ErrorRule] = []
+        self.requests: list[RecordedRequest] = []
+        self.unhandled_requests: list[RecordedRequest] = []
+        self.internal_errors: list[str] = []
+        self._error_rules: list[ErrorRule] = []
 
         # world state
-        self.messages: Dict[int, Dict[str, JSON]] = {}
-        self.bot_messages: List[Dict[str, JSON]] = []
-        self.deleted_message_ids: List[int] = []
-        self.attachment_data: Dict[int, bytes] = {}
-        self.threads: Dict[int, FakeChannel] = {}
-        self._dm_channels: Dict[int, int] = {}  # user id -> DM channel id
-        self.interactions: Dict[int, FakeInteraction] = {}
-        self._interactions_by_token: Dict[str, FakeInteraction] = {}
-        self.global_commands: List[Dict[str, JSON]] = []
-        self.guild_commands: Dict[int, List[Dict[str, JSON]]] = {}
-        self._command_ids: Dict[Tuple[Optional[int], str, int], int] = {}
+        self.messages: dict[int, dict[str, JSON]] = {}
+        self.bot_messages: list[dict[str, JSON]] = []
+        self.deleted_message_ids: list[int] = []
+        self.attachment_data: dict[int, bytes] = {}
+        self.threads: dict[int, FakeChannel] = {}
+        self._dm_channels: dict[int, int] = {}  # user id -> DM channel id
+        self.interactions: dict[int, FakeInteraction] = {}
+        self._interactions_by_token: dict[str, FakeInteraction] = {}
+        self.global_commands: list[dict[str, JSON]] = []
+        self.guild_commands: dict[int, list[dict[str, JSON]]] = {}
+        self._command_ids: dict[tuple[int | None, str, int], int] = {}
 
         # gateway records
-        self.sessions: List[GatewaySession] = []
-        self.identify_payloads: List[Dict[str, JSON]] = []
-        self.presence_updates: List[Dict[str, JSON]] = []
-        self.dispatched_events: List[Tuple[str, Dict[str, JSON]]] = []
-        self.suppressed_events: List[Tuple[str, Dict[str, JSON]]] = []
+        self.sessions: list[GatewaySession] = []
+        self.identify_payloads: list[dict[str, JSON]] = []
+        self.presence_updates: list[dict[str, JSON]] = []
+        self.dispatched_events: list[tuple[str, dict[str, JSON]]] = []
+        self.suppressed_events: list[tuple[str, dict[str, JSON]]] = []
         self.sequence: int = 0
         self.heartbeat_acks_sent: int = 0
         #: set False to simulate a zombie connection (no HEARTBEAT_ACK)
         self.ack_heartbeats: bool = True
         self._session_counter = 0
 
-        self._routes: List[Tuple[str, Pattern[str], Handler]] = []
+        self._routes: list[tuple[str, Pattern[str], Handler]] = []
         self._register_routes()
 
     # ------------------------------------------------------------------ life
@@ -111,7 +118,7 @@ class FakeDiscord(GatewayMixin, InteractionsMixin, CallbacksMixin, RoutesMixin, 
             await self._runner.cleanup()
             self._runner = None
 
-    async def __aenter__(self) -> "FakeDiscord":
+    async def __aenter__(self) -> FakeDiscord:
         await self.start()
         return self
 
@@ -134,7 +141,7 @@ class FakeDiscord(GatewayMixin, InteractionsMixin, CallbacksMixin, RoutesMixin, 
 
     def assert_healthy(self) -> None:
         """Fail if the fake hit an internal error or an unimplemented route."""
-        problems: List[str] = list(self.internal_errors)
+        problems: list[str] = list(self.internal_errors)
         problems += [f"unhandled route: {r.summary()}" for r in self.unhandled_requests]
         if problems:
             raise AssertionError("fake discord problems:\n  " + "\n  ".join(problems))
@@ -145,7 +152,7 @@ class FakeDiscord(GatewayMixin, InteractionsMixin, CallbacksMixin, RoutesMixin, 
         ev.set()
 
     async def wait_until(
-        self, condition: Callable[[], Optional[T]], *, timeout: float = 10.0, description: str = "condition"
+        self, condition: Callable[[], T | None], *, timeout: float = 10.0, description: str = "condition"
     ) -> T:
         """Re-evaluate ``condition`` whenever the fake sees traffic; return its truthy value."""
         loop = asyncio.get_running_loop()
@@ -176,12 +183,12 @@ class FakeDiscord(GatewayMixin, InteractionsMixin, CallbacksMixin, RoutesMixin, 
 
     def find_requests(
         self,
-        predicate: Optional[Predicate] = None,
+        predicate: Predicate | None = None,
         *,
-        method: Optional[str] = None,
-        path: Union[str, Pattern[str], None] = None,
+        method: str | None = None,
+        path: str | Pattern[str] | None = None,
         since: int = 0,
-    ) -> List[RecordedRequest]:
+    ) -> list[RecordedRequest]:
         return [
             r
             for r in self.requests[since:]
@@ -190,16 +197,16 @@ class FakeDiscord(GatewayMixin, InteractionsMixin, CallbacksMixin, RoutesMixin, 
 
     async def wait_for_request(
         self,
-        predicate: Optional[Predicate] = None,
+        predicate: Predicate | None = None,
         *,
-        method: Optional[str] = None,
-        path: Union[str, Pattern[str], None] = None,
+        method: str | None = None,
+        path: str | Pattern[str] | None = None,
         timeout: float = 10.0,
         since: int = 0,
     ) -> RecordedRequest:
         """First recorded request (index >= ``since``) matching all filters."""
 
-        def check() -> Optional[RecordedRequest]:
+        def check() -> RecordedRequest | None:
             found = self.find_requests(predicate, method=method, path=path, since=since)
             return found[0] if found else None
 
@@ -208,14 +215,14 @@ class FakeDiscord(GatewayMixin, InteractionsMixin, CallbacksMixin, RoutesMixin, 
     async def wait_for_requests(
         self,
         count: int,
-        predicate: Optional[Predicate] = None,
+        predicate: Predicate | None = None,
         *,
-        method: Optional[str] = None,
-        path: Union[str, Pattern[str], None] = None,
+        method: str | None = None,
+        path: str | Pattern[str] | None = None,
         timeout: float = 10.0,
         since: int = 0,
-    ) -> List[RecordedRequest]:
-        def check() -> Optional[List[RecordedRequest]]:
+    ) -> list[RecordedRequest]:
+        def check() -> list[RecordedRequest] | None:
             found = self.find_requests(predicate, method=method, path=path, since=since)
             return found[:count] if len(found) >= count else None
 
@@ -223,10 +230,10 @@ class FakeDiscord(GatewayMixin, InteractionsMixin, CallbacksMixin, RoutesMixin, 
 
     async def assert_no_request(
         self,
-        predicate: Optional[Predicate] = None,
+        predicate: Predicate | None = None,
         *,
-        method: Optional[str] = None,
-        path: Union[str, Pattern[str], None] = None,
+        method: str | None = None,
+        path: str | Pattern[str] | None = None,
         duration: float = 0.5,
         since: int = 0,
     ) -> None:
@@ -238,15 +245,15 @@ class FakeDiscord(GatewayMixin, InteractionsMixin, CallbacksMixin, RoutesMixin, 
 
     async def wait_for_bot_message(
         self,
-        predicate: Optional[Callable[[Dict[str, JSON]], bool]] = None,
+        predicate: Callable[[dict[str, JSON]], bool] | None = None,
         *,
-        channel_id: Optional[int] = None,
+        channel_id: int | None = None,
         timeout: float = 10.0,
         since: int = 0,
-    ) -> Dict[str, JSON]:
+    ) -> dict[str, JSON]:
         """First message the bot created (``bot_messages[since:]``) matching; current (edited) state."""
 
-        def check() -> Optional[Dict[str, JSON]]:
+        def check() -> dict[str, JSON] | None:
             for msg in self.bot_messages[since:]:
                 if channel_id is not None and msg["channel_id"] != str(channel_id):
                     continue
@@ -263,9 +270,9 @@ class FakeDiscord(GatewayMixin, InteractionsMixin, CallbacksMixin, RoutesMixin, 
         status: int,
         *,
         code: int = 0,
-        message: Optional[str] = None,
+        message: str | None = None,
         body: JSON = None,
-        headers: Optional[Mapping[str, str]] = None,
+        headers: Mapping[str, str] | None = None,
         times: int = 1,
     ) -> None:
         """Make the next ``times`` requests matching (method, path regex) fail.

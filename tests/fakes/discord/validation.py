@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 from .constants import CANNOT_SEND_EMPTY_MESSAGE, FLAG_COMPONENTS_V2, INVALID_FORM_BODY, JSON
 from .records import DiscordAPIError
@@ -60,9 +60,11 @@ def _embed_size(i: int, embed: Mapping[str, JSON]) -> int:
         name, value = str(f.get("name", "")), str(f.get("value", ""))
         total += len(name) + len(value)
         if not name or len(name) > 256:
-            raise form_error(f"embeds.{i}.fields.{j}.name", "BASE_TYPE_BAD_LENGTH", "Must be between 1 and 256 in length.")
+            raise form_error(f"embeds.{i}.fields.{j}.name", "BASE_TYPE_BAD_LENGTH",
+                             "Must be between 1 and 256 in length.")
         if not value or len(value) > 1024:
-            raise form_error(f"embeds.{i}.fields.{j}.value", "BASE_TYPE_BAD_LENGTH", "Must be between 1 and 1024 in length.")
+            raise form_error(f"embeds.{i}.fields.{j}.value", "BASE_TYPE_BAD_LENGTH",
+                             "Must be between 1 and 1024 in length.")
     footer = (embed.get("footer") or {}).get("text") or ""
     author = (embed.get("author") or {}).get("name") or ""
     total += len(footer) + len(author)

@@ -6,8 +6,6 @@
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Union
-
 from .config import FakeChannel, FakeUser
 from .constants import JSON, UNKNOWN_CHANNEL, Perm, now_iso
 from .records import DiscordAPIError
@@ -16,7 +14,7 @@ from .records import DiscordAPIError
 class WorldMixin:
     """Who and what exists in the fake guild, and their payloads."""
 
-    def user(self, ref: Union[FakeUser, int, str, None] = None) -> FakeUser:
+    def user(self, ref: FakeUser | int | str | None = None) -> FakeUser:
         """Resolve a user reference; default is the plain member ``config.user``."""
         if ref is None:
             return self.config.user
@@ -28,7 +26,7 @@ class WorldMixin:
                 return u
         raise KeyError(f"unknown fake user {ref!r}")
 
-    def _maybe_user(self, uid: int) -> Optional[FakeUser]:
+    def _maybe_user(self, uid: int) -> FakeUser | None:
         try:
             return self.user(uid)
         except KeyError:
@@ -49,8 +47,9 @@ class WorldMixin:
             return Perm.ALL
         return perms
 
-    def member_payload(self, user: FakeUser, *, with_user: bool = True, permissions: Optional[int] = None) -> Dict[str, JSON]:
-        data: Dict[str, JSON] = {
+    def member_payload(self, user: FakeUser, *, with_user: bool = True,
+                       permissions: int | None = None) -> dict[str, JSON]:
+        data: dict[str, JSON] = {
             "roles": [str(r) for r in user.role_ids],
             "joined_at": "2024-01-01T00:00:00+00:00",
             "premium_since": None,
@@ -69,7 +68,7 @@ class WorldMixin:
             data["permissions"] = str(permissions)
         return data
 
-    def role_payloads(self) -> List[Dict[str, JSON]]:
+    def role_payloads(self) -> list[dict[str, JSON]]:
         return [
             {
                 "id": str(r.id),
@@ -88,17 +87,17 @@ class WorldMixin:
             for r in self.config.roles()
         ]
 
-    def _all_guild_channels(self) -> List[FakeChannel]:
+    def _all_guild_channels(self) -> list[FakeChannel]:
         return [*self.config.channels, *self.threads.values()]
 
-    def guild_channel(self, channel_id: int) -> Optional[FakeChannel]:
+    def guild_channel(self, channel_id: int) -> FakeChannel | None:
         for ch in self._all_guild_channels():
             if ch.id == channel_id:
                 return ch
         return None
 
-    def channel_payload(self, channel: FakeChannel) -> Dict[str, JSON]:
-        data: Dict[str, JSON] = {
+    def channel_payload(self, channel: FakeChannel) -> dict[str, JSON]:
+        data: dict[str, JSON] = {
             "id": str(channel.id),
             "type": channel.type,
             "name": channel.name,
@@ -127,14 +126,14 @@ class WorldMixin:
             )
         return data
 
-    def dm_channel_id(self, user: Union[FakeUser, int, None] = None) -> int:
+    def dm_channel_id(self, user: FakeUser | int | None = None) -> int:
         """The (stable) DM channel id between the bot and ``user``."""
         u = self.user(user)
         if u.id not in self._dm_channels:
             self._dm_channels[u.id] = self.snowflakes.next()
         return self._dm_channels[u.id]
 
-    def dm_channel_payload(self, user: FakeUser) -> Dict[str, JSON]:
+    def dm_channel_payload(self, user: FakeUser) -> dict[str, JSON]:
         return {
             "id": str(self.dm_channel_id(user)),
             "type": 1,
@@ -143,13 +142,13 @@ class WorldMixin:
             "recipients": [user.payload()],
         }
 
-    def _dm_user_for_channel(self, channel_id: int) -> Optional[FakeUser]:
+    def _dm_user_for_channel(self, channel_id: int) -> FakeUser | None:
         for uid, cid in self._dm_channels.items():
             if cid == channel_id:
                 return self.user(uid)
         return None
 
-    def _channel_guild_id(self, channel_id: int) -> Optional[int]:
+    def _channel_guild_id(self, channel_id: int) -> int | None:
         """Guild id for a guild channel, ``None`` for a DM; 404 if unknown."""
         if self.guild_channel(channel_id) is not None:
             return self.config.guild_id
@@ -157,10 +156,10 @@ class WorldMixin:
             return None
         raise DiscordAPIError(404, UNKNOWN_CHANNEL, "Unknown Channel")
 
-    def guild_members(self) -> List[FakeUser]:
+    def guild_members(self) -> list[FakeUser]:
         return [u for u in self.config.all_users() if u.in_guild]
 
-    def guild_create_payload(self, *, include_all_members: bool = True) -> Dict[str, JSON]:
+    def guild_create_payload(self, *, include_all_members: bool = True) -> dict[str, JSON]:
         cfg = self.config
         members = self.guild_members()
         shown = members if include_all_members else [cfg.bot]
@@ -184,7 +183,7 @@ class WorldMixin:
         }
 
 
-def _guild_settings() -> Dict[str, JSON]:
+def _guild_settings() -> dict[str, JSON]:
     """The guild's fixed settings: no icon, no boosts, no verification, no special channels."""
     return {
         "icon": None,
@@ -215,7 +214,7 @@ def _guild_settings() -> Dict[str, JSON]:
     }
 
 
-def _guild_empty_lists() -> Dict[str, JSON]:
+def _guild_empty_lists() -> dict[str, JSON]:
     """What the fake guild has none of (a fresh dict each time: discord.py may keep the lists)."""
     keys = ("emojis", "stickers", "presences", "voice_states", "stage_instances", "guild_scheduled_events",
             "soundboard_sounds")
