@@ -279,8 +279,7 @@ def _source_value(src: Source) -> str:
 
 def _writer(answer: Answer) -> str:
     """Who wrote the answer, for the footer: the model's name, or "" for a quoted (extractive) answer."""
-    by = answer.answered_by or ""
-    return neutralise(by.split(":", 1)[1]) if by.startswith("llm:") and ":" in by else ""
+    return neutralise(answer.model)
 
 
 def _seconds(ms: float) -> str:

@@ -38,7 +38,7 @@ from index.store import (
     read_manifest,
     verify_files,
 )
-from index.text import clean_question, content_terms, looks_english
+from index.text import clean_question, content_terms, looks_english, site_of
 from index.types import Answer, Draft, Source, Turn
 
 
@@ -253,14 +253,8 @@ class Engine:
 
 
 def outlet_of(doc: Document) -> str | None:
-    """Who published a document: its front matter's outlet, else its URL's host."""
-    from urllib.parse import urlparse
-
-    outlet = (doc.meta or {}).get("outlet")
-    if outlet:
-        return outlet
-    host = urlparse(doc.url).hostname if doc.url else None
-    return host.removeprefix("www.") if host else None
+    """Who published a document: its front matter's outlet, else its URL's site."""
+    return (doc.meta or {}).get("outlet") or site_of(doc.url) or None
 
 
 # ------------------------------------------------------------------------------------- opening

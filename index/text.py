@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from functools import lru_cache
+from urllib.parse import urlparse
 
 from index.errors import QuestionError
 
@@ -84,3 +85,12 @@ def looks_english(text: str) -> bool:
     latin = sum(1 for c in letters if c.isascii()) / len(letters)
     toks = words(text)
     return latin > 0.85 and (len(toks) <= 2 or any(t in _EN_HINTS for t in toks))
+
+
+def site_of(url: str | None) -> str:
+    """The site a URL belongs to, as an outlet's fallback name: its host without ``www.`` ("" when none)."""
+    try:
+        host = urlparse(url).hostname if url else None
+    except ValueError:  # "http://[::1": not a URL
+        host = None
+    return (host or "").removeprefix("www.")

@@ -75,6 +75,13 @@ class Answer:
     phrase: tuple[int, int] | None = None
 
     @property
+    def model(self) -> str:
+        """The language model that wrote the answer ("" when it is quoted from the articles): the library
+        owns ``answered_by``'s ``llm:<model>`` form, so the application never parses it."""
+        kind, _, name = (self.answered_by or "").partition(":")
+        return name if kind == "llm" else ""
+
+    @property
     def phrase_text(self) -> str:
         """The words of the answer that answer the question ("Russia"), or "" when none are marked."""
         return self.answer[self.phrase[0]:self.phrase[1]] if self.phrase else ""

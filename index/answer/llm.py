@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse, urlsplit, urlunsplit
 
 from index.answer.answerers import ANSWERERS, Answerer, ExtractiveAnswerer
+from index.text import site_of
 from index.types import Draft, Source, Turn
 
 if TYPE_CHECKING:
@@ -143,9 +144,8 @@ class CircuitBreaker:
 
 
 def outlet_of(source: Source) -> str:
-    """The outlet of a source: its site's host name without ``www.`` (empty when there is no URL)."""
-    host = urlparse(source.url).hostname if source.url else ""
-    return (host or "").removeprefix("www.")
+    """Who published a source, as the passages name it: the source's outlet, else its URL's site."""
+    return source.outlet or site_of(source.url)
 
 
 def passages_block(sources: Sequence[Source]) -> str:

@@ -43,6 +43,7 @@ from typing import Any
 from urllib.parse import urljoin, urlparse, urlsplit
 
 from index.errors import HeraldError
+from index.text import site_of
 
 #: Larger files are not news articles (a 20 MB file took minutes to split, then hours to embed); the corpus
 #: reader skips them (index/ingest/corpus.py) and ``add_url`` refuses to save one.
@@ -469,9 +470,6 @@ class Article:
     author: str | None = None
 
 
-def outlet_from_url(url: str) -> str:
-    host = (urlparse(url).hostname or "").removeprefix("www.")
-    return host
 
 
 _SENTENCE_END = re.compile(r"[.!?][\"'\u201d\u2019)\]]*(?=\s|$)")
@@ -495,9 +493,9 @@ def extract(html: bytes | str, url: str) -> Article:
         raise FetchError(url, "not_article", detail=f"{len(text)} characters of article text")
     # trafilatura gives one paragraph a line; the corpus reads paragraphs separated by blank lines.
     paragraphs = [p.strip() for p in text.splitlines() if p.strip()]
-    return Article(url=url, title=(doc.get("title") or "").strip() or outlet_from_url(url),
+    return Article(url=url, title=(doc.get("title") or "").strip() or site_of(url),
                    text="\n\n".join(paragraphs), date=doc.get("date") or None,
-                   outlet=(doc.get("sitename") or "").strip() or outlet_from_url(url),
+                   outlet=(doc.get("sitename") or "").strip() or site_of(url),
                    author=(doc.get("author") or "").strip() or None)
 
 
