@@ -510,6 +510,8 @@ def add(settings: Any, urls: tuple[str, ...], is_feed: bool, no_index: bool) -> 
             to_index += changed(item)
     if to_index and not no_index:
         _update_index(settings)
+    if failures == 1 and len(urls) == 1:  # its one line above says why: no summary under it
+        raise click.exceptions.Exit(1)
     if failures:
         raise click.ClickException(f"{failures} of the URLs could not be added (see above)")
 

@@ -193,6 +193,22 @@ def test_a_huge_reply_is_not_read_into_memory():
             assert peak < 3_000_000, f"{peak:,} bytes held for a 10 MB reply"
 
 
+def test_an_endless_stream_is_not_read_into_memory():
+    import tracemalloc
+
+    from index.answer.llm import ChatClient
+
+    with fake_llm_server(mode="endless", chunk_delay=0.001) as fake:
+        client = ChatClient(LLMSettings(url=fake.url, model="m", timeout=5.0, max_chars=4000))
+        tracemalloc.start()
+        with pytest.raises(LLMFailure) as e:
+            client.complete([{"role": "user", "content": "hi"}], lambda _piece: None)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    assert e.value.reason == "too_long"
+    assert peak < 3_000_000, f"{peak:,} bytes held for a stream that never ends"
+
+
 def test_the_deadline_and_cap_are_settings():
     from bot.settings import load_settings
 

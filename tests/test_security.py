@@ -88,6 +88,20 @@ def test_internal_addresses_are_refused_without_a_connection(host, connections, 
     assert connections.elsewhere == [] and connections.local == [] and site.hits.total() == 0
 
 
+@pytest.mark.parametrize("address, allowed", [
+    ("::ffff:93.184.216.34", True), ("64:ff9b::5db8:d822", True),  # a public IPv4 host, carried in IPv6
+    ("::ffff:10.0.0.1", False), ("64:ff9b::a9fe:a9fe", False),  # 10.0.0.1 and 169.254.169.254, carried
+    ("93.184.216.34", True), ("2606:2800:220:1:248:1893:25c8:1946", True),
+])
+def test_a_mapped_or_nat64_address_is_judged_by_the_ipv4_address_it_carries(address, allowed):
+    """No connection: the policy alone. An IPv6-only host reaches public IPv4 sites through NAT64."""
+    import ipaddress
+
+    from index.ingest.web import address_allowed
+
+    assert address_allowed(ipaddress.ip_address(address)) is allowed
+
+
 def test_an_octal_address_is_not_even_a_url(connections, site):
     port = site.base.rsplit(":", 1)[1]  # 0177.0.0.1 is 127.0.0.1 to the C library; httpx refuses the URL
     with pytest.raises(FetchError) as info:
@@ -206,7 +220,7 @@ def test_herald_add_of_an_internal_page_is_one_line_that_does_not_tell_open_from
     closed_port = invoke("add", *opts, "http://127.0.0.1:9/news/harbour-bridge-closure.html")
     for r in (open_port, closed_port):
         assert r.exit_code == 1 and "Traceback" not in r.output, r.output
-        assert "private or internal" in r.stdout and len(r.stdout.strip().splitlines()) == 1, r.stdout
+        assert "private or internal" in r.stdout and len(r.output.strip().splitlines()) == 1, r.output
     port = site.base.rsplit(":", 1)[1]
     assert open_port.stdout.replace(port, "9") == closed_port.stdout
     assert site.hits.total() == 0 and not (built_index.corpus / "web").exists()
@@ -224,6 +238,7 @@ def test_herald_add_of_a_malformed_url_is_one_clear_line(built_index, fake_embed
     opts = ["--corpus", str(built_index.corpus), "--index", str(built_index.index), "--model", "test-hash"]
     r = invoke("add", *opts, "http://[::1")
     assert r.exit_code == 1 and "Traceback" not in r.output and "is not a web address" in r.stdout, r.output
+    assert len(r.output.strip().splitlines()) == 1, r.output  # the line says why; no summary under it
 
 
 def test_credentials_in_a_url_are_never_stored_shown_or_logged(built_index, fake_embedder, invoke, site, caplog):
@@ -277,12 +292,47 @@ def test_a_gzip_gzip_bomb_ends_quickly_with_bounded_memory(site):
     assert elapsed < 30
 
 
+def _gzip(data: bytes, times: int) -> bytes:
+    import gzip
+
+    for _ in range(times):
+        data = gzip.compress(data)
+    return data
+
+
+PAGE = b"<html><head><title>T</title></head><body><p>" + b"Words. " * 200 + b"</p></body></html>"
+
+
+@pytest.mark.parametrize("encoding, body, detail", [
+    ("gzip, gzip, gzip", _gzip(PAGE, 3), "gzip, gzip, gzip"),  # more stacked codings than Herald decodes
+    ("br", PAGE, "br"),  # a coding Herald did not ask for and does not decode
+    ("gzip", b"this is not gzip at all", "corrupt compressed data"),
+])
+def test_stacked_unknown_or_corrupt_encodings_are_refused(site, encoding, body, detail):
+    site.serve("/enc.html", body=body, content_type="text/html", headers={"Content-Encoding": encoding})
+    with pytest.raises(FetchError) as info:
+        fetch(site.url("/enc.html"), LOCAL)
+    assert info.value.problem == "bad_encoding" and detail in info.value.detail, info.value
+
+
+def test_two_stacked_gzip_encodings_are_decoded(site):
+    site.serve("/enc2.html", body=_gzip(PAGE, 2), content_type="text/html",
+               headers={"Content-Encoding": "gzip, gzip"})
+    assert fetch(site.url("/enc2.html"), LOCAL).body == PAGE
+
+
 def test_a_trickling_server_is_stopped_by_the_deadline(site):
+    import tracemalloc
+
     site.trickle_seconds = 0.5  # each byte well within the per-read timeout
     started = time.monotonic()
+    tracemalloc.start()
     with pytest.raises(FetchError) as info:
         fetch(site.url("/trickle.html"), FetchSettings(timeout=5, deadline=2, allow_private="127.0.0.1"))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
     assert time.monotonic() - started < 10
+    assert peak < 20_000_000, f"{peak:,} bytes held while a server trickled"
     assert info.value.problem == "timeout" and "2 s" in info.value.detail
 
 

@@ -193,9 +193,24 @@ def _public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
                                  or (ip.version == 6 and ip.is_site_local))
 
 
+def _carried_v4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv4-mapped or NAT64 address only carries (it reaches that host and no other)."""
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip in ipaddress.ip_network("64:ff9b::/96"):
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
+
+
 def address_allowed(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, allow: Iterable[Any] = ()) -> bool:
-    """Whether Herald may connect to ``ip``: a public address, or one inside an ``allow`` network."""
-    candidates = [ip] + (_embedded_v4(ip) if ip.version == 6 else [])
+    """Whether Herald may connect to ``ip``: a public address, or one inside an ``allow`` network. A mapped
+    or NAT64 address is judged by the IPv4 address it carries (an IPv6-only host reaches public sites so)."""
+    carried = _carried_v4(ip) if isinstance(ip, ipaddress.IPv6Address) else None
+    candidates: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = [ip]
+    if carried is not None:
+        candidates = [carried]
+    elif isinstance(ip, ipaddress.IPv6Address):
+        candidates.extend(_embedded_v4(ip))
     nets = tuple(allow)
     if any(c in n for c in candidates for n in nets if c.version == n.version):
         return True
