@@ -28,10 +28,10 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from bot.messages import ABSTAIN_MESSAGE, TENTATIVE_MESSAGE, note_for, source_label
-from index import Answer, Source
+from index import Answer, Source, redact_url
 
 CONTENT_LIMIT = 2000
 TITLE_LIMIT = 256
@@ -249,9 +249,7 @@ def safe_url(url: str | None) -> str | None:
         return None
     if parts.scheme.lower() not in ("http", "https") or not host:
         return None
-    if "@" in parts.netloc:
-        parts = parts._replace(netloc=parts.netloc.rsplit("@", 1)[1])
-    return urlunsplit(parts)
+    return redact_url(url)
 
 
 def _source_url(src: Source) -> str | None:

@@ -26,9 +26,10 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlparse, urlsplit, urlunsplit
+from urllib.parse import urlparse
 
 from index.answer.answerers import ANSWERERS, Answerer, ExtractiveAnswerer
+from index.ingest.web import redact_url
 from index.text import site_of
 from index.types import Draft, Source, Turn
 
@@ -86,18 +87,8 @@ class LLMSettings:
 
     def __repr__(self) -> str:
         shown = {f.name: getattr(self, f.name) for f in fields(self) if f.repr}
-        return f"LLMSettings(url={redacted_url(self.url)!r}, " + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"
+        return f"LLMSettings(url={redact_url(self.url)!r}, " + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"
 
-
-def redacted_url(url: str) -> str:
-    """``url`` without the password of its ``user:password@`` (for a repr or a log line)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "(not a URL)"
-    if "@" not in parts.netloc:
-        return url
-    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]))
 
 
 class LLMFailure(Exception):
