@@ -22,11 +22,12 @@ def module_name(path: Path) -> str:
     return ".".join(parts)
 
 
-def bot_modules() -> dict[str, Path]:
-    return {module_name(p): p for p in sorted(BOT_DIR.rglob("*.py"))}
+def modules_under(folder: Path) -> dict[str, Path]:
+    """Every module of a package folder of the repository, by dotted name."""
+    return {module_name(p): p for p in sorted(folder.rglob("*.py"))}
 
 
-MODULES = bot_modules()
+MODULES = modules_under(BOT_DIR)
 
 
 def is_type_checking(test: ast.expr) -> bool:
@@ -34,11 +35,14 @@ def is_type_checking(test: ast.expr) -> bool:
         isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
 
 
-def runtime_imports(source: str, module: str, is_package: bool = False) -> set[str]:
+def runtime_imports(source: str, module: str, is_package: bool = False, modules: dict[str, Path] | None = None,
+                    package_too: bool = True) -> set[str]:
     """Absolute names imported when the code runs (top level or in functions), skipping ``if TYPE_CHECKING:``.
 
-    ``from pkg import sub`` counts as importing ``pkg.sub`` when that is a module under bot/.
+    ``from pkg import sub`` counts as importing ``pkg.sub`` when that is one of ``modules`` (default: bot/'s),
+    and ``pkg`` too unless ``package_too`` is False (then only when a name imported is not a module).
     """
+    modules = MODULES if modules is None else modules
     package = module if is_package else module.rpartition(".")[0]
     found: set[str] = set()
 
@@ -56,10 +60,10 @@ def runtime_imports(source: str, module: str, is_package: bool = False) -> set[s
                 base = ".".join(base_parts + ([node.module] if node.module else []))
             else:
                 base = node.module or ""
-            found.add(base)
-            for alias in node.names:
-                if f"{base}.{alias.name}" in MODULES:
-                    found.add(f"{base}.{alias.name}")
+            subs = {f"{base}.{a.name}" for a in node.names} & modules.keys()
+            found.update(subs)
+            if package_too or not subs or len(subs) < len(node.names):
+                found.add(base)
         for child in ast.iter_child_nodes(node):
             visit(child)
 
@@ -204,17 +208,7 @@ INDEX_LAYERS = [
 ]
 
 
-def index_modules() -> dict[str, Path]:
-    out = {}
-    for p in sorted(INDEX_DIR.rglob("*.py")):
-        parts = list(p.relative_to(INDEX_DIR.parent).with_suffix("").parts)
-        if parts[-1] == "__init__":
-            parts.pop()
-        out[".".join(parts)] = p
-    return out
-
-
-INDEX_MODULES = index_modules()
+INDEX_MODULES = modules_under(INDEX_DIR)
 
 
 def layer_of(module: str) -> int:
@@ -227,30 +221,7 @@ def layer_of(module: str) -> int:
 def index_imports(source: str, module: str, is_package: bool = False) -> set[str]:
     """Modules of index/ imported when ``source`` runs (top level or in functions, not under TYPE_CHECKING);
     ``from index import threads`` counts as ``index.threads``, ``from index.store import X`` as ``index.store``."""
-    package = module if is_package else module.rpartition(".")[0]
-    found: set[str] = set()
-
-    def visit(node: ast.AST) -> None:
-        if isinstance(node, ast.If) and is_type_checking(node.test):
-            for child in node.orelse:
-                visit(child)
-            return
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                parts = package.split(".")
-                base = ".".join(parts[: len(parts) - (node.level - 1)] + ([node.module] if node.module else []))
-            else:
-                base = node.module or ""
-            subs = {f"{base}.{a.name}" for a in node.names} & INDEX_MODULES.keys()
-            found.update(subs or {base})
-            if len(subs) < len(node.names):
-                found.add(base)
-        for child in ast.iter_child_nodes(node):
-            visit(child)
-
-    visit(ast.parse(source))
+    found = runtime_imports(source, module, is_package, INDEX_MODULES, package_too=False)
     return {n for n in found if n in INDEX_MODULES}
 
 
