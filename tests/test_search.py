@@ -62,16 +62,21 @@ Local bakers reported record sales of rye bread during the festival weekend.
 """
 
 
-@pytest.fixture(scope="module")
-def engine(tmp_path_factory) -> Engine:
+def engine_over(root: Path, files: dict[str, str]) -> Engine:
+    """An engine over a corpus of ``files`` (name -> text), built with the bag-of-words embedder."""
     register_embedder(MODEL, BowEmbedder)
-    root = tmp_path_factory.mktemp("search")
     corpus = root / "corpus"
     corpus.mkdir()
-    (corpus / "harbour.txt").write_text(ARTICLE, encoding="utf-8")
+    for name, text in files.items():
+        (corpus / name).write_text(text, encoding="utf-8")
     emb = get_embedder(MODEL)
     build_index(corpus, root / "index", emb, ChunkSettings(sentences=2, overlap=1))
     return Engine(load_index(root / "index", MODEL, emb.dim), emb, SearchSettings())
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory) -> Engine:
+    return engine_over(tmp_path_factory.mktemp("search"), {"harbour.txt": ARTICLE})
 
 
 def with_settings(engine: Engine, **changes) -> Engine:
@@ -317,15 +322,8 @@ Prices at the market fell slightly as the first crates arrived from the northern
 @pytest.fixture(scope="module")
 def titled(tmp_path_factory) -> Engine:
     """Two articles; the strike's place and kind are named only in its front-matter title."""
-    register_embedder(MODEL, BowEmbedder)
-    root = tmp_path_factory.mktemp("titled")
-    corpus = root / "corpus"
-    corpus.mkdir()
-    (corpus / "a-orchard.md").write_text(DISTRACTOR, encoding="utf-8")  # first in order: wins a tie at 0
-    (corpus / "b-strike.md").write_text(STRIKE, encoding="utf-8")
-    emb = get_embedder(MODEL)
-    build_index(corpus, root / "index", emb, ChunkSettings(sentences=2, overlap=1))
-    return Engine(load_index(root / "index", MODEL, emb.dim), emb, SearchSettings())
+    # the orchard is first in order, so it wins a tie at 0
+    return engine_over(tmp_path_factory.mktemp("titled"), {"a-orchard.md": DISTRACTOR, "b-strike.md": STRIKE})
 
 
 def test_a_word_only_in_the_title_is_found_by_bm25(titled):
