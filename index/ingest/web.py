@@ -369,7 +369,8 @@ def _inflate(decoder: Any, pieces: Iterable[bytes]) -> Iterator[bytes]:
 
 
 class Fetcher:
-    """An HTTP client under the outbound policy. Reuse one for many fetches (a poll of feeds) and close it."""
+    """An HTTP client under the outbound policy. Reuse one for many fetches (a poll of feeds), from one thread
+    at a time (the running fetch's deadline is its state), and close it."""
 
     def __init__(self, settings: FetchSettings = FetchSettings(), resolver: Resolver | None = None) -> None:
         import httpx
@@ -582,11 +583,7 @@ def add_url(corpus_dir: Path, url: str, settings: FetchSettings = FetchSettings(
     """Fetch, extract and save one article (with ``fetcher``, or a client of its own); every failure is an
     AddResult with the FetchError, its URL without credentials."""
     try:
-        if fetcher is None:
-            with Fetcher(settings) as own:
-                page = own.get(url)
-        else:
-            page = fetcher.get(url)
+        page = fetch(url, settings) if fetcher is None else fetcher.get(url)
         return save_article(corpus_dir, extract(page.body, page.url if page.url else url))
     except FetchError as exc:
         return AddResult(shown_url(url), "failed", error=exc)
