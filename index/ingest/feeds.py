@@ -213,7 +213,7 @@ def poll_feed(corpus_dir: Path, feed_url: str, states: FeedStates, settings: Fet
     state.checked_at = datetime.fromtimestamp(clock, UTC).isoformat(timespec="seconds")
     result.unchanged = page.status == 304
     seen = set(state.seen)
-    fresh = [link for link in links if redact_url(link) not in seen and redact_url(link) not in state.failed]
+    fresh = [link for link in links if (item_key := redact_url(link)) not in seen and item_key not in state.failed]
     due = [link for link, retry in state.failed.items() if retry.next_try <= clock]
     todo = (due + fresh)[:max(0, max_items)]
     for link in todo:
