@@ -8,6 +8,7 @@ two chunks.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 
@@ -110,8 +111,6 @@ def _segment(text: str, start: int, end: int) -> list[tuple[int, int]]:
 #: not finish in 400 s); pieces of at most this many characters keep a build linear in the corpus.
 #: Far above any real paragraph (SQuAD's longest is 4 K, news paragraphs under 1 K), so those are untouched.
 _MAX_PIECE = 10_000
-# Where to cut a piece: after a full stop that ends a lower-case word, before a capital (as _INNER_SPLIT_RE).
-_CUT_RE = re.compile(r"(?<=[a-z]{2}[.!?])[”’\"]?\s+(?=[“‘\"]?[A-Z])")
 
 
 def _pieces(text: str, start: int, end: int) -> list[tuple[int, int]]:
@@ -122,10 +121,8 @@ def _pieces(text: str, start: int, end: int) -> list[tuple[int, int]]:
         limit = start + _MAX_PIECE
         half = start + _MAX_PIECE // 2
         cut = None
-        for m in _CUT_RE.finditer(text, half, limit):
-            word = re.findall(r"\w+", text[max(start, m.start() - 12):m.start()])
-            if not (word and word[-1].lower() in _ABBREVIATIONS):  # "Gen. Smith" is one sentence
-                cut = m.end()
+        for m in _sentence_boundaries(text, half, limit, start):
+            cut = m.end()
         if cut is None:
             space = max(text.rfind(" ", half, limit), text.rfind("\n", half, limit))
             cut = space + 1 if space > start else limit
@@ -135,16 +132,22 @@ def _pieces(text: str, start: int, end: int) -> list[tuple[int, int]]:
     return pieces
 
 
+def _sentence_boundaries(text: str, a: int, b: int, floor: int) -> Iterator[re.Match[str]]:
+    """``_INNER_SPLIT_RE``'s matches in text[a:b] that do not follow an abbreviation ("Gen. Smith" is one
+    sentence); the word before a match is looked for no further back than ``floor``."""
+    for m in _INNER_SPLIT_RE.finditer(text, a, b):
+        word = re.findall(r"\w+", text[max(floor, m.start() - 12):m.start()])
+        if not (word and word[-1].lower() in _ABBREVIATIONS):
+            yield m
+
+
 def _split_long(text: str, a: int, b: int) -> list[tuple[int, int]]:
     """Split a long quoted span into its own sentences (see ``_INNER_SPLIT_RE``)."""
     if b - a < _LONG_SENTENCE or not any(q in text[a:b] for q in "“\"‘"):
         return [(a, b)]
     out: list[tuple[int, int]] = []
     cur = a
-    for m in _INNER_SPLIT_RE.finditer(text, a, b):
-        word = re.findall(r"\w+", text[max(a, m.start() - 12):m.start()])
-        if word and word[-1].lower() in _ABBREVIATIONS:
-            continue
+    for m in _sentence_boundaries(text, a, b, a):
         cut = m.start() + len(m.group(0).rstrip()) if m.group(0).strip() else m.start()
         out.append((cur, cut))
         cur = m.end()
