@@ -492,7 +492,6 @@ def add(settings: Any, urls: tuple[str, ...], is_feed: bool, no_index: bool) -> 
     The article is extracted from the page (no navigation, ads or comments) and saved as markdown with
     its title, outlet, date and URL. Adding a URL again updates it only if its text changed.
     """
-    from bot.messages import changed, failed
     from index import add_url, poll_feeds
 
     failures = to_index = 0
@@ -506,8 +505,8 @@ def add(settings: Any, urls: tuple[str, ...], is_feed: bool, no_index: bool) -> 
         for url in urls:
             item = add_url(settings.corpus_dir, url, settings.fetch)
             _echo_added(item)
-            failures += failed(item)
-            to_index += changed(item)
+            failures += item.failed
+            to_index += item.changed
     if to_index and not no_index:
         _update_index(settings)
     if failures == 1 and len(urls) == 1:  # its one line above says why: no summary under it

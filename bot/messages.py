@@ -85,16 +85,6 @@ def human_date(date: str | None) -> str:
 # ------------------------------------------------------------------------ news in: URLs and feeds
 
 
-def changed(res: AddResult) -> bool:
-    """The URL's article is new or its text changed, so the index needs updating."""
-    return res.changed
-
-
-def failed(res: AddResult) -> bool:
-    """The URL could not be added (``res.error`` says why)."""
-    return res.failed
-
-
 def _why_not(res: AddResult) -> str:
     return explain(res.error) if res.error is not None else f"{res.url} could not be added"
 
@@ -102,7 +92,7 @@ def _why_not(res: AddResult) -> str:
 def add_result(res: AddResult) -> str:
     """One line for what adding a URL did: ``Added: <title> (Coastal Times, 5 Mar 2024)``, ``Updated: ...``,
     ``Already indexed, unchanged: ...``, or why it could not be added."""
-    if failed(res) or res.error is not None:
+    if res.failed or res.error is not None:
         why = _why_not(res)
         return f"Sorry, I could not add that page: {why}" + ("" if why[-1:] in ".!?" else ".")
     what = f"{' '.join((res.title or res.url).split())} ({source_label(res.outlet, res.date)})"
@@ -114,7 +104,7 @@ def add_result(res: AddResult) -> str:
 def added_line(res: AddResult) -> str:
     """The terminal's line for one URL (``herald add``, ``herald watch``): ``  added: <title> (Coastal
     Times, 5 Mar 2024) -> <path>``, or ``  failed: <why>``. The caller makes it terminal-safe."""
-    if failed(res):
+    if res.failed:
         return f"  failed: {_why_not(res)}"
     return f"  {res.status}: {res.title} ({source_label(res.outlet, res.date)}) -> {res.path}"
 
@@ -128,7 +118,7 @@ class Line:
 
 
 def _level(res: AddResult) -> int:
-    return logging.WARNING if failed(res) else logging.INFO if changed(res) else logging.DEBUG
+    return logging.WARNING if res.failed else logging.INFO if res.changed else logging.DEBUG
 
 
 def feed_report(res: FeedResult, *, terminal: bool = False) -> list[Line]:
@@ -143,11 +133,11 @@ def feed_report(res: FeedResult, *, terminal: bool = False) -> list[Line]:
     for item in res.items:
         if terminal:
             text = added_line(item)
-        elif failed(item):
+        elif item.failed:
             later = "given up" if item.url in res.given_up else "tried again later"
             text = f"{feed}: item failed ({later}): {_why_not(item)}"
         else:
-            text = f"{feed}: {add_result(item)}" + (f" -> {item.path}" if changed(item) else "")
+            text = f"{feed}: {add_result(item)}" + (f" -> {item.path}" if item.changed else "")
         lines.append(Line(_level(item), text))
     return lines
 

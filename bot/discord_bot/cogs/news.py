@@ -18,7 +18,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.format import neutralise
-from bot.messages import add_result, changed
+from bot.messages import add_result
 from index import add_url
 
 if TYPE_CHECKING:
@@ -57,7 +57,7 @@ class NewsCog(commands.Cog):
         line = add_result(dataclasses.replace(res, title=neutralise(res.title), outlet=neutralise(res.outlet or "")))
         log.info("/add by user=%s: %s %s%s", interaction.user.id, res.status, res.url,
                  f" -> {res.path}" if res.path else "")
-        if not changed(res):
+        if not res.changed:
             await self.bot.send_notice(line, interaction=interaction)
             return
 
