@@ -133,7 +133,8 @@ async def start_herald(fake: FakeDiscord, bot_settings: Settings) -> AsyncIterat
 
 async def _finish_background(bot: Any) -> None:
     """Let a /reindex still running finish before the loop closes (it runs in a thread)."""
-    task = getattr(bot, "_reindex_task", None)
+    reindexer = getattr(bot, "reindexer", None)  # a test may have started no HeraldBot
+    task = reindexer.task if reindexer is not None else None
     if task is not None and not task.done():
         with contextlib.suppress(Exception):
             await asyncio.wait_for(asyncio.shield(task), 30)

@@ -71,7 +71,7 @@ async def test_add_is_for_manage_server_only(fake, start_herald, built_index, si
     await asyncio.sleep(0.3)
     assert site.hits[HARBOUR] == 0 and web_files(built_index) == []
     assert not bot.reindexing and bot.engine is engine
-    assert bot._feed_task is None  # no feeds set, no watcher
+    assert bot.feed_watcher.task is None  # no feeds set, no watcher
 
 
 async def test_add_an_article_then_a_question_is_answered_from_it(fake, start_herald, built_index, site,
@@ -254,7 +254,7 @@ async def test_feed_watcher_adds_new_items_and_swaps_the_index_while_answering(
 
 async def test_close_stops_the_feed_watcher(fake, start_herald, built_index, site):
     bot, engine = await start_on(start_herald, built_index, feeds=(site.url("/atom.xml"),), feed_interval=30)
-    task = bot._feed_task
+    task = bot.feed_watcher.task
     assert task is not None and task.get_name() == "herald-feeds"
     # The first poll adds the feed's two items and swaps in the rebuilt index.
     await fake.wait_until(lambda: bot.engine is not engine, timeout=20, description="the new index")

@@ -177,15 +177,6 @@ class HeraldBot(commands.Bot):
         """``func(*args, **kwargs)`` in the fetch pool (not the default pool, which answers questions)."""
         return await self.fetches.run(func, *args, **kwargs)
 
-    # The tests (tests/bot_fixtures.py, tests/test_bot_news.py) read these two by their former names.
-    @property
-    def _reindex_task(self) -> asyncio.Task | None:
-        return self.reindexer.task
-
-    @property
-    def _feed_task(self) -> asyncio.Task | None:
-        return self.feed_watcher.task
-
     async def close(self) -> None:
         """Stop the feed watcher and pending rebuild requests first (no new rebuild starts), then disconnect."""
         tasks = self.feed_watcher.stop() + self.reindexer.cancel_pending()
