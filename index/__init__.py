@@ -22,6 +22,7 @@ from index.embed.models import DEFAULT_MODEL, EMBEDDERS, Embedder, register_embe
 from index.engine import DocumentInfo, Engine, EngineConfig, IndexInfo, Notice, describe_index, open_engine, rebuild
 from index.errors import (
     BuildBusyError,
+    CollectionError,
     CorpusError,
     HeraldError,
     IndexCorruptError,
@@ -36,6 +37,8 @@ from index.errors import (
 )
 from index.evaluate import EvalResult, QAItem, evaluate, load_qa
 from index.ingest.chunking import ChunkSettings
+from index.ingest.collections import BASE as BASE_COLLECTION
+from index.ingest.collections import CollectionInfo, Collections, CollectionsSource, check_name, collection_of
 from index.ingest.corpus import Document
 from index.ingest.feeds import FeedResult, poll_feeds
 from index.ingest.sources import SOURCES, DocumentSource, FolderSource
@@ -53,6 +56,8 @@ __all__ = [
     "SearchSettings", "search_for", "tuned_values", "ChunkSettings", "DEFAULT_MODEL",
     # evaluation
     "QAItem", "EvalResult", "load_qa", "evaluate",
+    # collections (a server's own articles beside the operator's base corpus)
+    "BASE_COLLECTION", "Collections", "CollectionInfo", "CollectionsSource", "collection_of", "check_name",
     # news in
     "add_url", "poll_feeds", "AddResult", "FeedResult", "FetchSettings", "FetchError", "redact_url",
     # seams
@@ -61,7 +66,7 @@ __all__ = [
     "Answerer", "ExtractiveAnswerer", "LLMAnswerer", "LLMSettings", "FALLBACK_REASONS", "Draft", "ANSWERERS",
     "Embedder", "register_embedder", "EMBEDDERS",
     # errors
-    "HeraldError", "BuildBusyError", "CorpusError", "IndexMissingError", "IndexPathError", "IndexCorruptError",
-    "IndexMismatchError", "IndexWriteError", "ModelLoadError", "QuestionError", "QuestionSetError",
+    "HeraldError", "BuildBusyError", "CollectionError", "CorpusError", "IndexMissingError", "IndexPathError",
+    "IndexCorruptError", "IndexMismatchError", "IndexWriteError", "ModelLoadError", "QuestionError", "QuestionSetError",
     "UnknownBackendError",
 ]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,6 +19,7 @@ from index import threads
 from index.embed.models import Embedder, embed_all
 from index.errors import CorpusError, IndexCorruptError, IndexMismatchError, IndexMissingError
 from index.ingest.chunking import Chunk, ChunkSettings, chunk_sections, document_sentences
+from index.ingest.collections import BASE, CollectionsSource, collection_of
 from index.ingest.corpus import CLEANER_VERSION, Document
 from index.ingest.dedup import simhash
 from index.ingest.sources import DocumentSource, FolderSource
@@ -246,8 +247,10 @@ def _records(plan: list[_Planned], ids: list[int]) -> tuple[list[dict], list[dic
         sent_base += len(p.sentences)
         d = p.doc
         docs.append({"id": d.id, "title": d.title, "text": d.text, "path": d.path, "url": d.url, "date": d.date,
-                     "fingerprint": d.fingerprint, "meta": d.meta, "sentences": [list(s) for s in p.sentences]})
+                     "fingerprint": d.fingerprint, "meta": d.meta, "collection": d.collection,
+                     "sentences": [list(s) for s in p.sentences]})
         manifest_docs[d.id] = {"fingerprint": d.fingerprint, "title": d.title, "chunks": len(p.chunks),
+                               "collection": d.collection,
                                "url": d.url, "date": d.date, "outlet": (d.meta or {}).get("outlet"),
                                "simhash": format(simhash(d.text), "016x")}
     return docs, chunks, manifest_docs
@@ -256,8 +259,13 @@ def _records(plan: list[_Planned], ids: list[int]) -> tuple[list[dict], list[dic
 def build_index(source: DocumentSource | Path | str, index_dir: Path, embedder: Embedder,
                 chunking: ChunkSettings = ChunkSettings(), progress: Progress | None = None,
                 full: bool = False, store_kind: str = DEFAULT_STORE, busy_threads: int = 0,
-                on_wait: Callable[[], None] | None = None, wait: bool = True) -> BuildReport:
+                on_wait: Callable[[], None] | None = None, wait: bool = True,
+                collections: Sequence[str] | None = None) -> BuildReport:
     """Build or update the index at ``index_dir`` from ``source`` (a DocumentSource, or a corpus folder).
+
+    ``collections``: update only these collections' documents; every other document stays exactly as the
+    index has it (its rows and vectors are carried over, its folder is not even read). Without an index
+    to carry them from, everything is built.
 
     Documents whose fingerprint is unchanged keep their vectors (no re-embedding); changed and new ones
     are embedded, all in one call so the embedder can take its bulk path; removed ones are dropped; when
@@ -272,18 +280,35 @@ def build_index(source: DocumentSource | Path | str, index_dir: Path, embedder: 
     with build_lock(index_dir, on_wait, wait):
         clean_leftovers(index_dir)
         check_replaceable(index_dir)
-        return _build_locked(source, index_dir, embedder, chunking, progress, full, store_kind, busy_threads)
+        return _build_locked(source, index_dir, embedder, chunking, progress, full, store_kind, busy_threads,
+                             collections)
+
+
+def _read(source: DocumentSource, previous: LoadedIndex | None,
+          collections: Sequence[str] | None) -> tuple[list[Document], dict[str, str]]:
+    """The documents to build from and the fingerprints of everything their source holds: with a scope
+    (and an index to keep the rest from), the scope's documents read now and the others' as indexed."""
+    if collections is None or previous is None:
+        return list(source.documents()), source.fingerprints()
+    scope = set(collections)
+    if isinstance(source, CollectionsSource):
+        source = source.scoped(tuple(scope))
+    fresh = [d for d in source.documents() if d.collection in scope]
+    prints = {k: v for k, v in source.fingerprints().items() if collection_of(k) in scope}
+    prints.update({k: v for k, v in built_fingerprints(previous.manifest).items() if collection_of(k) not in scope})
+    prints.update({k: v for k, v in previous.manifest.get("skipped", {}).items() if collection_of(k) not in scope})
+    kept = [d for d in previous.documents if d.collection not in scope]
+    return sorted(kept + fresh, key=lambda d: (d.collection != BASE, d.collection)), prints
 
 
 def _build_locked(source: DocumentSource, index_dir: Path, embedder: Embedder, chunking: ChunkSettings,
-                  progress: Progress | None, full: bool, store_kind: str, busy_threads: int) -> BuildReport:
+                  progress: Progress | None, full: bool, store_kind: str, busy_threads: int,
+                  collections: Sequence[str] | None = None) -> BuildReport:
     started = time.perf_counter()
-    docs = list(source.documents())
-    all_prints = source.fingerprints()
+    previous = _previous(index_dir, embedder, chunking, store_kind, full)
+    docs, all_prints = _read(source, previous, collections)
     loaded_ids = {d.id for d in docs}
     report = BuildReport(documents=len(docs))
-
-    previous = _previous(index_dir, embedder, chunking, store_kind, full)
     report.full_rebuild = previous is None and (index_dir / MANIFEST).exists()
     # A progress object may also hear about the slow steps before embedding.
     stage = progress.stage if isinstance(progress, BuildProgress) else None

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +23,7 @@ from index.build import BuildReport, Progress, build_index
 from index.embed.models import DEFAULT_MODEL, Embedder, get_embedder
 from index.errors import BuildBusyError, HeraldError, IndexMissingError
 from index.ingest.chunking import ChunkSettings
+from index.ingest.collections import CollectionsSource, collection_of
 from index.ingest.corpus import CLEANER_VERSION, Document
 from index.ingest.sources import DocumentSource, open_source
 from index.search.retrieval import Candidate, Retriever, SearchSettings, answer_type_of, search_for
@@ -56,9 +57,12 @@ class EngineConfig:
     chunking: ChunkSettings = ChunkSettings()
     workers: int = 1  # threads that may answer at once (the bot's max_concurrency)
     answerer_options: dict = field(default_factory=dict)  # e.g. {"llm": LLMSettings(...)} for "llm"
+    # One folder per collection besides ``base`` (index/ingest/collections.py); None: ``base`` only.
+    collections_dir: Path | None = None
 
     def open_source(self) -> DocumentSource:
-        return open_source(self.source, self.corpus)
+        """The corpus (``base``) and every collection folder, as one source."""
+        return CollectionsSource(open_source(self.source, self.corpus), self.collections_dir)
 
 
 @dataclass
@@ -89,6 +93,7 @@ class DocumentInfo:
     date: str | None = None
     chunks: int = 0
     outlet: str | None = None
+    collection: str = "base"
 
 
 @dataclass
@@ -136,7 +141,8 @@ class Engine:
     # ---------------------------------------------------------------------------------- the API
 
     def ask(self, question: str, history: Sequence[Turn] = (),
-            on_token: Callable[[str], None] | None = None, list_sources: int = 0) -> Answer:
+            on_token: Callable[[str], None] | None = None, list_sources: int = 0,
+            collections: Iterable[str] | None = None) -> Answer:
         """Answer one question (raises QuestionError for unusable input).
 
         ``history``: earlier turns of the conversation, oldest first. A follow-up ("and why?") is
@@ -145,13 +151,17 @@ class Engine:
         streamed answer as it arrives (answerers that stream; the final Answer is still returned).
         ``list_sources``: list this many sources if more than ``top_k`` (evaluation's recall@5); the
         answerer still reads only the ``top_k`` best, as a user's question would.
+        ``collections``: search only the documents of these collections (None: every one). The filter is
+        exact, and everything after it (abstention, near-duplicates, sources) sees only what it let through,
+        so a question about another collection's article is not answered.
         """
         started = time.perf_counter()
         s = self.settings
         q = clean_question(question, s.max_question_chars)
         search_text = self._with_history(q, history)
+        rows = self.index.rows_of(collections)
         query = self.retriever.query(search_text)
-        cands = self.retriever.retrieve(search_text, query=query)
+        cands = self.retriever.retrieve(search_text, query=query, rows=rows)
         english = looks_english(q) or self.embedder.multilingual  # a model that reads other languages
         if not cands:
             return Answer(question=q, answer="", abstained=True, sources=[], confidence=0.0,
@@ -178,11 +188,19 @@ class Engine:
                       retrieval_query=search_text if search_text != q else "", citations=draft.citations,
                       fallback=draft.fallback, fallback_detail=draft.fallback_detail, phrase=phrase)
 
-    def documents(self) -> list[DocumentInfo]:
-        """The indexed articles, in index order."""
+    def documents(self, collections: Iterable[str] | None = None) -> list[DocumentInfo]:
+        """The indexed articles (of ``collections`` only, when given), in index order."""
         counts = {d: len(rows) for d, rows in self.index.chunk_rows_by_doc.items()}
-        return [DocumentInfo(d.id, d.title, d.url, d.date, counts.get(d.id, 0), outlet_of(d))
-                for d in self.index.documents]
+        wanted = None if collections is None else set(collections)
+        return [DocumentInfo(d.id, d.title, d.url, d.date, counts.get(d.id, 0), outlet_of(d), d.collection)
+                for d in self.index.documents if wanted is None or d.collection in wanted]
+
+    def collections(self) -> dict[str, int]:
+        """``{collection: its number of articles}`` in this index."""
+        out: dict[str, int] = {}
+        for d in self.index.documents:
+            out[d.collection] = out.get(d.collection, 0) + 1
+        return out
 
     @property
     def streams(self) -> bool:
@@ -195,9 +213,10 @@ class Engine:
 
     # ------------------------------------------------------------------------------ internals
 
-    def retrieve(self, question: str, q_vec=None, mode: str | None = None, k: int | None = None) -> list[Candidate]:
+    def retrieve(self, question: str, q_vec=None, mode: str | None = None, k: int | None = None,
+                 collections: Iterable[str] | None = None) -> list[Candidate]:
         """Ranked candidates (benchmarks compare modes with this)."""
-        return self.retriever.retrieve(question, q_vec, mode, k)
+        return self.retriever.retrieve(question, q_vec, mode, k, rows=self.index.rows_of(collections))
 
     def _with_history(self, question: str, history: Sequence[Turn]) -> str:
         if not history:
@@ -249,7 +268,8 @@ class Engine:
         chunk = self.index.chunks[c.row]
         doc = self.index.doc_by_id.get(chunk.doc_id)
         return Source(chunk.text, chunk.title, chunk.doc_id, c.score, chunk.start, chunk.end, chunk.url,
-                      self.index.chunk_ids[c.row], doc.date if doc else None, outlet_of(doc) if doc else None)
+                      self.index.chunk_ids[c.row], doc.date if doc else None, outlet_of(doc) if doc else None,
+                      collection=doc.collection if doc else "base")
 
 
 def outlet_of(doc: Document) -> str | None:
@@ -317,19 +337,23 @@ def _engine(config: EngineConfig, loaded: LoadedIndex, embedder: Embedder) -> En
 
 def _build(config: EngineConfig, source: DocumentSource, embedder: Embedder, progress: Progress | None,
            full: bool = False, busy_threads: int = 0, on_wait: Callable[[], None] | None = None,
-           wait: bool = True) -> BuildReport:
+           wait: bool = True, collections: Sequence[str] | None = None) -> BuildReport:
     return build_index(source, config.index_dir, embedder, config.chunking, progress=progress, full=full,
-                       store_kind=config.vector_store, busy_threads=busy_threads, on_wait=on_wait, wait=wait)
+                       store_kind=config.vector_store, busy_threads=busy_threads, on_wait=on_wait, wait=wait,
+                       collections=collections)
 
 
 def rebuild(config: EngineConfig, progress: Progress | None = None, full: bool = False,
-            busy_threads: int = 0, on_wait: Callable[[], None] | None = None) -> BuildReport:
+            busy_threads: int = 0, on_wait: Callable[[], None] | None = None,
+            collections: Sequence[str] | None = None) -> BuildReport:
     """Build or update the index (only changed documents are re-embedded unless ``full``).
 
     ``busy_threads``: threads of this process answering questions meanwhile (a bot's workers);
-    ``on_wait``: called when another process is building the same index and this one waits for it.
+    ``on_wait``: called when another process is building the same index and this one waits for it;
+    ``collections``: update only these collections, every other document kept exactly as indexed.
     """
-    return _build(config, config.open_source(), get_embedder(config.model), progress, full, busy_threads, on_wait)
+    return _build(config, config.open_source(), get_embedder(config.model), progress, full, busy_threads, on_wait,
+                  collections=collections)
 
 
 #: Up to this size ``describe_index`` hashes every file (hashlib reads about a gigabyte a second).
@@ -345,7 +369,7 @@ def describe_index(config: EngineConfig, check: bool = False) -> IndexInfo:
     """
     manifest = read_manifest(config.index_dir)
     docs = [DocumentInfo(doc_id, d.get("title") or doc_id, d.get("url"), d.get("date"), int(d.get("chunks") or 0),
-                         d.get("outlet"))
+                         d.get("outlet"), d.get("collection") or collection_of(doc_id))
             for doc_id, d in manifest.get("documents", {}).items()]
     info = IndexInfo(Path(config.index_dir), manifest["model"], int(manifest["dim"]),
                      manifest.get("vector_store", DEFAULT_STORE), docs, int(manifest["counts"]["chunks"]),

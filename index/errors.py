@@ -119,3 +119,12 @@ def describe(exc: BaseException, limit: int = 200) -> str:
     """``Type: first line of the message``, short enough for a one-line error (the message may be empty)."""
     lines = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {lines[0][:limit].rstrip('.')}" if lines else type(exc).__name__
+
+
+class CollectionError(HeraldError):
+    """A collection cannot be used: ``problem`` is ``bad_name`` (names are 1-64 of a-z, 0-9, ``-``, ``_``,
+    starting with a letter or digit) or ``unknown`` (no such collection)."""
+
+    def __init__(self, problem: str, name: str) -> None:
+        self.problem, self.name = problem, name
+        super().__init__(f"collection {name!r}: {problem}")

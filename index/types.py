@@ -20,6 +20,7 @@ class Source:
     date: str | None = None
     outlet: str | None = None  # who published it: front matter's outlet, else the URL's host
     also_reported_by: list[str] = field(default_factory=list)  # outlets of near-duplicate articles not shown
+    collection: str = "base"  # the collection the article belongs to (index/ingest/collections.py)
 
 
 @dataclass

@@ -72,6 +72,7 @@ class Document:
     date: str | None = None
     fingerprint: str = ""
     meta: dict[str, str] = field(default_factory=dict)
+    collection: str = "base"  # index/ingest/collections.py: whose article it is
 
 
 def fingerprint_bytes(raw: bytes) -> str:

@@ -291,9 +291,22 @@ class Retriever:
             vector = self.embedder.encode_queries([text])[0]
         return Query(text, content_terms(text), vector, answer_type_of(text))
 
-    def dense_hits(self, q_vec: np.ndarray, k: int) -> list[tuple[int, float]]:
-        """The store's top-k as (row, cosine); subclasses in benchmarks/ablations.py change it."""
-        return [(self.index.row_of_id[i], s) for i, s in self.store.search(q_vec, k)]
+    def dense_hits(self, q_vec: np.ndarray, k: int, rows: np.ndarray | None = None) -> list[tuple[int, float]]:
+        """The store's top-k as (row, cosine), among ``rows`` only when given (exact: the store filters);
+        subclasses in benchmarks/ablations.py change it."""
+        if rows is None:
+            hits = self.store.search(q_vec, k)
+        else:
+            hits = self.store.search_within(q_vec, k, [self.index.chunk_ids[r] for r in rows])
+        return [(self.index.row_of_id[i], s) for i, s in hits]
+
+    def lexical_hits(self, scores: np.ndarray, k: int, rows: np.ndarray | None = None) -> list[tuple[int, float]]:
+        """BM25's top-k of scores already computed, among ``rows`` only when given (the others never rank)."""
+        if rows is None:
+            return self.lexical.hits(scores, k)
+        masked = np.full(len(scores), -np.inf)
+        masked[rows] = scores[rows]
+        return [(r, s) for r, s in self.lexical.hits(masked, min(k, len(rows)))]
 
     @staticmethod
     def _vector(query: Query) -> np.ndarray:
@@ -309,26 +322,30 @@ class Retriever:
         return lambda rows: store.score(q_vec, [self.index.chunk_ids[r] for r in rows])
 
     def retrieve(self, question: str, q_vec: np.ndarray | None = None, mode: str | None = None,
-                 k: int | None = None, query: Query | None = None) -> list[Candidate]:
+                 k: int | None = None, query: Query | None = None, rows: np.ndarray | None = None) -> list[Candidate]:
         """Ranked candidates for a cleaned question under the given mode (at least ``k`` when possible).
 
         ``query``: the question already prepared by ``query()`` (the engine needs it too: made once).
+        ``rows``: rank only these chunks (a collection filter, ``LoadedIndex.rows_of``; None: all of them).
+        Both lists are exact within them, so a chunk an unfiltered search would rank still ranks.
         """
         s = self.settings
         mode = mode or s.mode
         k = k or s.top_k
-        if not self.index.chunks:
+        n = len(self.index.chunks) if rows is None else len(rows)
+        if not n:
             return []
         query = query or self.query(question, q_vec, mode)
         if mode == "dense":
-            return [Candidate(r, d, 0.0, d, score=d) for r, d in self.dense_hits(self._vector(query), k)]
+            return [Candidate(r, d, 0.0, d, score=d) for r, d in self._dense(self._vector(query), k, rows)]
         if mode == "bm25":
-            return [Candidate(r, 0.0, b, b, score=b) for r, b in self.lexical.search(query.terms, k)]
-        pool = min(len(self.index.chunks), s.candidates)
+            return [Candidate(r, 0.0, b, b, score=b)
+                    for r, b in self.lexical_hits(self.lexical.scores(query.terms), k, rows)]
+        pool = min(n, s.candidates)
         lex_all = self.lexical.scores(query.terms) if query.terms else None  # once: the list and the fill
-        lexical_hits = self.lexical.hits(lex_all, pool) if lex_all is not None else []
+        lexical_hits = self.lexical_hits(lex_all, pool, rows) if lex_all is not None else []
         q_vec = self._vector(query)
-        fused = fuse(self.dense_hits(q_vec, pool), lexical_hits, s, self._dense_of(q_vec),
+        fused = fuse(self._dense(q_vec, pool, rows), lexical_hits, s, self._dense_of(q_vec),
                      (lambda rows: lex_all[rows]) if lex_all is not None else (lambda rows: [0.0] * len(rows)))
         cands = [Candidate(r, d, b, f) for r, d, b, f in fused][:max(k, s.rescore_candidates)]
         self.rescore(cands, query)
@@ -336,6 +353,10 @@ class Retriever:
             self._rerank(question, cands)
         cands.sort(key=lambda c: -c.score)
         return cands
+
+    def _dense(self, q_vec: np.ndarray, k: int, rows: np.ndarray | None) -> list[tuple[int, float]]:
+        # Two arguments when unfiltered, so a subclass overriding dense_hits(q_vec, k) keeps working.
+        return self.dense_hits(q_vec, k) if rows is None else self.dense_hits(q_vec, k, rows)
 
     def rescore(self, cands: list[Candidate], query: Query) -> None:
         """Score each candidate's sentences against the question; a chunk is as good as its best sentence."""

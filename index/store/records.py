@@ -8,6 +8,7 @@ corpus made them, so an index is self-describing and a mismatched one is refused
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -104,6 +105,25 @@ class LoadedIndex:
             h = (recorded.get(d.id) or {}).get("simhash")
             hashes[d.id] = int(h, 16) if isinstance(h, str) else simhash(d.text)  # older indexes: computed now
         return groups(hashes)
+
+    @cached_property
+    def rows_by_collection(self) -> dict[str, np.ndarray]:
+        """``{collection: its chunks' rows}``, ascending (what a filtered search may return)."""
+        out: dict[str, list[int]] = {}
+        for row, chunk in enumerate(self.chunks):
+            doc = self.doc_by_id.get(chunk.doc_id)
+            out.setdefault(doc.collection if doc is not None else "base", []).append(row)
+        return {k: np.asarray(v, dtype=np.int64) for k, v in out.items()}
+
+    def rows_of(self, collections: Iterable[str] | None) -> np.ndarray | None:
+        """The rows of the chunks in ``collections`` (sorted), or None when that is every chunk (no filter)."""
+        if collections is None:
+            return None
+        wanted = set(collections)
+        if wanted >= set(self.rows_by_collection):
+            return None
+        parts = [rows for name, rows in self.rows_by_collection.items() if name in wanted]
+        return np.sort(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.int64)
 
     @cached_property
     def chunk_rows_by_doc(self) -> dict[str, list[int]]:
