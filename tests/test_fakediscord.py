@@ -43,9 +43,13 @@ pytestmark = [
 
 
 @pytest.fixture
-def fake_config() -> FakeDiscordConfig:
-    """The fake world these tests run in (bot_fixtures' ``fake`` starts it and points discord.py at it)."""
-    return FakeDiscordConfig(heartbeat_interval_ms=1000)
+def fake_config(request: pytest.FixtureRequest) -> FakeDiscordConfig:
+    """The fake world these tests run in (bot_fixtures' ``fake`` starts it and points discord.py at it);
+    ``@TWO_GUILDS`` gives a test the second guild too."""
+    return FakeDiscordConfig(heartbeat_interval_ms=1000, second_guild=getattr(request, "param", "") == "two")
+
+
+TWO_GUILDS = pytest.mark.parametrize("fake_config", ["two"], indirect=True)
 
 
 class SmokeView(discord.ui.View):
@@ -229,3 +233,173 @@ async def test_external_network_blocked(network_guard: NetworkGuard) -> None:
         sock.close()
     assert len(network_guard.attempts) == 2
     network_guard.attempts.clear()  # expected; keep the fixture's teardown check meaningful
+
+
+# --------------------------------------------------------------------------- #
+# two guilds: the bot in guild A (primary) and guild B at once
+# --------------------------------------------------------------------------- #
+
+
+def make_two_guild_bot(guild_id: int) -> commands.Bot:
+    """The tiny bot plus a global /whoami and records of where things happened (guild joins and removals)."""
+    bot = make_bot(guild_id)
+    bot.message_guilds = []  # type: ignore[attr-defined]
+    bot.whoami_calls = []  # type: ignore[attr-defined]
+    bot.removed_guilds = []  # type: ignore[attr-defined]
+    bot.joined_guilds = []  # type: ignore[attr-defined]
+
+    @bot.tree.command(name="whoami", description="Where am I and what may I do")  # global: every guild
+    async def whoami(interaction: discord.Interaction) -> None:
+        manage = interaction.permissions.manage_guild
+        bot.whoami_calls.append((interaction.guild_id, interaction.user.id, manage))  # type: ignore[attr-defined]
+        await interaction.response.send_message(f"guild={interaction.guild_id} manage={manage}", ephemeral=True)
+
+    @bot.listen("on_message")
+    async def record_guild(message: discord.Message) -> None:
+        bot.message_guilds.append(message.guild.id if message.guild else None)  # type: ignore[attr-defined]
+
+    @bot.event
+    async def on_guild_remove(guild: discord.Guild) -> None:
+        bot.removed_guilds.append(guild.id)  # type: ignore[attr-defined]
+
+    @bot.event
+    async def on_guild_join(guild: discord.Guild) -> None:
+        bot.joined_guilds.append(guild.id)  # type: ignore[attr-defined]
+
+    return bot
+
+
+@pytest_asyncio.fixture(loop_scope="function")
+async def two_guild_bot(fake: FakeDiscord) -> AsyncIterator[commands.Bot]:
+    """The tiny bot with /whoami synced globally and /ping to guild A only, ready in both guilds."""
+    client = make_two_guild_bot(fake.config.guild_id)
+    async with running_bot(client, fake.config.token or "x"):
+        await client.tree.sync()
+        await client.tree.sync(guild=discord.Object(id=fake.config.guild_id))
+        yield client
+
+
+@TWO_GUILDS
+async def test_two_guilds_visible_to_the_client(fake: FakeDiscord, two_guild_bot: commands.Bot) -> None:
+    cfg, b = fake.config, fake.config.guild_b
+    assert fake.bot_guild_ids() == [cfg.guild_id, b.id]
+    ready = next(d for e, d in fake.dispatched_events if e == "READY")
+    assert [g["id"] for g in ready["guilds"]] == [str(cfg.guild_id), str(b.id)]
+    assert [d["id"] for e, d in fake.dispatched_events if e == "GUILD_CREATE"] == [str(cfg.guild_id), str(b.id)]
+
+    assert {g.id for g in two_guild_bot.guilds} == {cfg.guild_id, b.id}
+    guild_a, guild_b = two_guild_bot.get_guild(cfg.guild_id), two_guild_bot.get_guild(b.id)
+    assert guild_a is not None and guild_b is not None
+    assert guild_b.name == b.name and guild_b.owner_id == b.owner.id != cfg.owner.id
+    assert {c.id for c in guild_b.text_channels} == {c.id for c in b.channels}
+    assert {c.id for c in guild_a.text_channels} == {cfg.channel_id, cfg.other_channel_id}
+    assert guild_b.default_role.id == b.id
+    assert guild_b.get_role(b.moderator_role_id).permissions.manage_guild  # type: ignore[union-attr]
+    assert guild_b.me is not None and guild_b.me.id == cfg.bot.id
+
+
+@TWO_GUILDS
+async def test_interaction_in_guild_b_has_b_guild_and_permissions(
+    fake: FakeDiscord, two_guild_bot: commands.Bot
+) -> None:
+    cfg, b = fake.config, fake.config.guild_b
+    calls = two_guild_bot.whoami_calls  # type: ignore[attr-defined]
+    inter = await fake.send_slash_command("whoami", user=b.admin, guild_id=b.id)
+    callback = await fake.wait_for_callback(inter)
+    assert callback.json["data"]["content"] == f"guild={b.id} manage=True"
+    assert inter.guild_id == b.id and inter.channel_id == b.channel_id
+    assert inter.payload["member"]["roles"] == [str(b.moderator_role_id)]
+    assert inter.payload["channel"]["guild_id"] == str(b.id)
+
+    # one user, two guilds: alice moderates A and is a plain member of B; bob is plain in both
+    for user, gid, manage in ((cfg.admin, b.id, False), (cfg.admin, cfg.guild_id, True),
+                              (cfg.user, b.id, False), (cfg.user, cfg.guild_id, False), (b.owner, b.id, True)):
+        inter = await fake.send_slash_command("whoami", user=user, guild_id=gid)
+        await fake.wait_for_callback(inter)
+        assert calls[-1] == (gid, user.id, manage)
+
+    # a channel says which guild: B's second channel, no guild_id given
+    inter = await fake.send_slash_command("whoami", user=b.admin, channel_id=b.other_channel_id)
+    await fake.wait_for_callback(inter)
+    assert calls[-1] == (b.id, b.admin.id, True)
+
+    with pytest.raises(AssertionError, match="not registered"):  # /ping was synced to guild A only
+        await fake.send_slash_command("ping", user=b.admin, guild_id=b.id)
+    with pytest.raises(AssertionError, match="not a member"):  # erin is in guild B only
+        await fake.send_slash_command("whoami", user=b.admin, guild_id=cfg.guild_id)
+    with pytest.raises(KeyError, match="belongs to guild"):
+        await fake.send_slash_command("whoami", user=cfg.user, guild_id=b.id, channel_id=cfg.channel_id)
+    inter = await fake.send_slash_command("ping", {"text": "a"}, user=cfg.admin)  # still fine in guild A
+    assert (await fake.wait_for_followup(inter)).json["content"] == "echo: a"
+
+
+@TWO_GUILDS
+async def test_mention_in_guild_b_and_dm_still_work(fake: FakeDiscord, two_guild_bot: commands.Bot) -> None:
+    cfg, b = fake.config, fake.config.guild_b
+    msg = await fake.send_message(f"<@{cfg.bot.id}> hi from B", author=b.admin, guild_id=b.id)
+    assert msg["guild_id"] == str(b.id) and msg["member"]["roles"] == [str(b.moderator_role_id)]
+    reply = await fake.wait_for_bot_message(channel_id=b.channel_id)
+    assert reply["guild_id"] == str(b.id) and reply["message_reference"]["message_id"] == msg["id"]
+    assert str(b.id) == str(two_guild_bot.message_guilds[0])  # type: ignore[attr-defined]
+
+    mark = len(fake.bot_messages)
+    dm = await fake.send_message("hello in private", guild=False, author=b.owner)  # dave: B only, DMs work
+    assert "guild_id" not in dm
+    await fake.wait_for_bot_message(channel_id=fake.dm_channel_id(b.owner), since=mark)
+    with pytest.raises(ValueError):
+        await fake.send_message("nowhere", guild=False, guild_id=b.id)
+
+
+@TWO_GUILDS
+async def test_guild_delete_triggers_on_guild_remove_and_rejoin(
+    fake: FakeDiscord, two_guild_bot: commands.Bot
+) -> None:
+    cfg, b = fake.config, fake.config.guild_b
+    assert await fake.remove_bot_from_guild(b.id)
+    await fake.wait_until(lambda: two_guild_bot.removed_guilds, description="on_guild_remove")  # type: ignore[attr-defined]
+    assert two_guild_bot.removed_guilds == [b.id]  # type: ignore[attr-defined]
+    assert ("GUILD_DELETE", {"id": str(b.id)}) in fake.dispatched_events  # no "unavailable": a kick
+    assert two_guild_bot.get_guild(b.id) is None and two_guild_bot.get_guild(cfg.guild_id) is not None
+    assert fake.bot_guild_ids() == [cfg.guild_id]
+
+    with pytest.raises(discord.Forbidden):  # the bot's REST calls into guild B now fail
+        await two_guild_bot.fetch_channel(b.channel_id)
+    with pytest.raises(AssertionError, match="not in guild"):  # and nobody there can reach it
+        await fake.send_message(f"<@{cfg.bot.id}> still there?", guild_id=b.id)
+    inter = await fake.send_slash_command("whoami", user=cfg.user)  # guild A is untouched
+    await fake.wait_for_callback(inter)
+
+    assert await fake.add_bot_to_guild(b.id)
+    await fake.wait_until(lambda: two_guild_bot.joined_guilds, description="on_guild_join")  # type: ignore[attr-defined]
+    assert two_guild_bot.joined_guilds == [b.id]  # type: ignore[attr-defined]
+    rejoined = two_guild_bot.get_guild(b.id)
+    assert rejoined is not None and {c.id for c in rejoined.text_channels} == {c.id for c in b.channels}
+    inter = await fake.send_slash_command("whoami", user=b.admin, guild_id=b.id)
+    await fake.wait_for_callback(inter)
+    assert two_guild_bot.whoami_calls[-1] == (b.id, b.admin.id, True)  # type: ignore[attr-defined]
+
+
+@TWO_GUILDS
+async def test_reconnect_after_removal_lists_only_remaining_guilds(
+    fake: FakeDiscord, two_guild_bot: commands.Bot
+) -> None:
+    cfg, b = fake.config, fake.config.guild_b
+
+    async def identify_now(shard_id: int | None, *, initial: bool = False) -> None:
+        """discord.py waits 5 s before identifying again; the fake has no rate limit to respect."""
+
+    two_guild_bot.before_identify_hook = identify_now  # type: ignore[method-assign]
+    await fake.remove_bot_from_guild(b.id)
+    await fake.invalidate_session(resumable=False)  # the bot identifies anew and gets READY again
+    await fake.wait_until(lambda: len(fake.identify_payloads) >= 2 and fake.live_session(),
+                          description="a second IDENTIFY")
+    ready = [d for e, d in fake.dispatched_events if e == "READY"][-1]
+    assert [g["id"] for g in ready["guilds"]] == [str(cfg.guild_id)]
+    await fake.wait_until(lambda: two_guild_bot.get_guild(cfg.guild_id), description="guild A again")
+    assert two_guild_bot.get_guild(b.id) is None
+
+
+async def test_one_guild_config_has_no_guild_b(fake: FakeDiscord) -> None:
+    assert fake.config.guild_ids() == [fake.config.guild_id] == fake.bot_guild_ids()
+    with pytest.raises(AssertionError, match="second_guild"):
+        fake.config.guild_b  # noqa: B018 - the property raises

@@ -44,12 +44,15 @@ discord.py 2.7 facts this relies on (verified against the installed source):
 Layout (one concern per module; ``FakeDiscord`` in ``server.py`` combines the mixins):
 
 * ``constants.py``: API prefix, intent / permission bits, error codes, flags, snowflakes.
-* ``config.py``: ``FakeDiscordConfig`` and the users, channels and roles of the fake world.
+* ``config.py``: ``FakeDiscordConfig`` and the users, channels and roles of the fake world;
+  ``FakeGuild`` for guilds beyond the primary one (``FakeDiscordConfig(second_guild=True)``).
 * ``records.py``: what the fake records (requests, interactions, gateway sessions) and its errors.
 * ``validation.py``: Discord's message limits.
-* ``world.py``: guild, member, role and channel payloads.
+* ``world.py``: guild, member, role and channel payloads (per guild).
+* ``guilds.py``: which guilds the bot is in; ``remove_bot_from_guild`` (GUILD_DELETE) / ``add_bot_to_guild``.
 * ``messages.py``: messages from users, and the bot's messages created / edited over REST.
-* ``interactions.py``: slash commands, button clicks, modal submits sent to the bot.
+* ``interactions.py``: slash commands, button clicks, modal submits sent to the bot;
+  ``command_data.py`` builds a command's options from its synced schema.
 * ``gateway.py``: websocket sessions, IDENTIFY / RESUME, heartbeats, intent filtering, dispatch.
 * ``rest.py``: request parsing, recording, error injection, the route table;
   ``routes.py`` (users, commands, channels, messages, guild) and ``callbacks.py`` (interaction callbacks,
@@ -57,7 +60,7 @@ Layout (one concern per module; ``FakeDiscord`` in ``server.py`` combines the mi
 * ``harness.py``: ``patch_discord``, the network guard, the log collector, ``running_bot``, task checks.
 """
 
-from .config import FakeChannel, FakeDiscordConfig, FakeRole, FakeUser
+from .config import FakeChannel, FakeDiscordConfig, FakeGuild, FakeRole, FakeUser
 from .constants import API_PREFIX, FLAG_COMPONENTS_V2, FLAG_EPHEMERAL, FLAG_LOADING, Intents, Perm
 from .harness import (
     DiscordErrorCollector,
@@ -89,6 +92,7 @@ __all__ = [
     "FakeUser",
     "FakeChannel",
     "FakeRole",
+    "FakeGuild",
     "FakeDiscordConfig",
     "RecordedRequest",
     "UploadedFile",

@@ -225,7 +225,7 @@ class GatewayMixin:
         ready = {
             "v": 10,
             "user": {**cfg.bot.payload(), "verified": True, "mfa_enabled": False, "email": None, "locale": cfg.locale},
-            "guilds": [{"id": str(cfg.guild_id), "unavailable": True}],
+            "guilds": [{"id": str(gid), "unavailable": True} for gid in self.bot_guild_ids()],
             "session_id": sess.session_id,
             "session_type": "normal",
             "resume_gateway_url": self.gateway_url,
@@ -241,8 +241,10 @@ class GatewayMixin:
             ready["shard"] = d["shard"]
         await self._send_dispatch(sess, "READY", ready)
         if sess.intents & Intents.GUILDS:
-            payload = self.guild_create_payload(include_all_members=bool(sess.intents & Intents.GUILD_MEMBERS))
-            await self._send_dispatch(sess, "GUILD_CREATE", payload)
+            for gid in self.bot_guild_ids():
+                payload = self.guild_create_payload(
+                    include_all_members=bool(sess.intents & Intents.GUILD_MEMBERS), guild_id=gid)
+                await self._send_dispatch(sess, "GUILD_CREATE", payload)
 
     async def _resume(self, sess: GatewaySession, d: dict[str, JSON]) -> None:
         previous = next((s for s in self.sessions if s.session_id == d.get("session_id") and s is not sess), None)
@@ -256,7 +258,13 @@ class GatewayMixin:
         await self._send_dispatch(sess, "RESUMED", {})
 
     async def _member_chunk(self, sess: GatewaySession, d: dict[str, JSON]) -> None:
-        members = self.guild_members()
+        """GUILD_MEMBERS_CHUNK for op 8 REQUEST_GUILD_MEMBERS (one guild id, or a list of them)."""
+        raw = d.get("guild_id")
+        for gid in (raw if isinstance(raw, list) else [raw]):
+            await self._member_chunk_for(sess, int(gid) if gid is not None else self.config.guild_id, d)
+
+    async def _member_chunk_for(self, sess: GatewaySession, guild_id: int, d: dict[str, JSON]) -> None:
+        members = self.guild_members(guild_id)
         if d.get("user_ids"):
             ids = {int(x) for x in d["user_ids"]}
             members = [m for m in members if m.id in ids]
@@ -266,8 +274,8 @@ class GatewayMixin:
         if limit:
             members = members[:limit]
         chunk: dict[str, JSON] = {
-            "guild_id": str(self.config.guild_id),
-            "members": [self.member_payload(m) for m in members],
+            "guild_id": str(guild_id),
+            "members": [self.member_payload(m, guild_id=guild_id) for m in members],
             "chunk_index": 0,
             "chunk_count": 1,
             "not_found": [],

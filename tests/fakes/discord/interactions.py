@@ -2,20 +2,24 @@
 the bot's answer to them.
 
 ``InteractionsMixin`` is one part of :class:`~.server.FakeDiscord` (state in ``FakeDiscord.__init__``:
-``interactions``, ``_interactions_by_token``, ``global_commands``, ``guild_commands``). The bot's side of an
-interaction (callbacks and follow-up webhooks) is in ``callbacks.py``.
+``interactions``, ``_interactions_by_token``). A guild interaction carries the guild's id, locale and the
+member's roles and permissions *in that guild*. The command data is built in ``command_data.py``; the bot's
+side of an interaction (callbacks and follow-up webhooks) is in ``callbacks.py``.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
-from .config import FakeChannel, FakeRole, FakeUser
-from .constants import JSON, Perm
+from .config import FakeUser
+from .constants import JSON
 from .records import FakeInteraction, RecordedRequest
 from .validation import iter_components
+
+#: (channel id, channel payload, guild id or ``None`` for a DM) where a user starts an interaction
+Place = tuple[int, dict[str, JSON], int | None]
 
 
 class InteractionsMixin:
@@ -26,21 +30,22 @@ class InteractionsMixin:
         itype: int,
         data: dict[str, JSON],
         *,
-        user: FakeUser | int | None,
-        channel_id: int | None,
-        guild: bool,
+        user: FakeUser,
+        place: Place,
         permissions: int | str | None,
         locale: str | None,
         message: dict[str, JSON] | None = None,
         extra: Mapping[str, JSON] | None = None,
     ) -> FakeInteraction:
-        """Record an INTERACTION_CREATE payload of type ``itype`` from ``user`` (not yet dispatched)."""
+        """Record an INTERACTION_CREATE payload of type ``itype`` from ``user`` at ``place`` (not yet dispatched)."""
         cfg = self.config
-        u = self.user(user)
         iid = self.snowflakes.next()
         token = f"fake-interaction-token-{iid}"
-        cid, channel, perms = self._interaction_channel(u, channel_id, guild, permissions)
-        gid = cfg.guild_id if guild else None
+        cid, channel, gid = place
+        perms = 0
+        if gid is not None:
+            perms = int(permissions) if permissions is not None else self.role_permissions(user, gid)
+            channel["permissions"] = str(perms)
         payload: dict[str, JSON] = {
             "id": str(iid),
             "application_id": str(cfg.application_id),
@@ -50,114 +55,52 @@ class InteractionsMixin:
             "channel": channel,
             "token": token,
             "version": 1,
-            "app_permissions": str(cfg.app_permissions),
+            "app_permissions": str(self.role_permissions(cfg.bot, gid) if gid is not None else cfg.app_permissions),
             "locale": locale or cfg.locale,
             "entitlements": [],
             "entitlement_sku_ids": [],
             "attachment_size_limit": cfg.attachment_size_limit,
         }
-        payload.update(self._interaction_context(u, gid, perms))
+        payload.update(self._interaction_context(user, gid, perms))
         if message is not None:
             payload["message"] = message
         if extra:
             payload.update(extra)
         inter = FakeInteraction(id=iid, token=token, type=itype, payload=payload, channel_id=cid, guild_id=gid,
-                                user_id=u.id, dispatched_at=time.monotonic(),
+                                user_id=user.id, dispatched_at=time.monotonic(),
                                 source_message_id=int(message["id"]) if message else None)
         self.interactions[iid] = inter
         self._interactions_by_token[token] = inter
         return inter
 
-    def _interaction_channel(
-        self, user: FakeUser, channel_id: int | None, guild: bool, permissions: int | str | None
-    ) -> tuple[int, dict[str, JSON], int]:
-        """(channel id, channel payload with the member's permissions, permissions) where the user acts."""
+    def _interaction_place(self, user: FakeUser, channel_id: int | None, guild: bool, guild_id: int | None) -> Place:
+        """Where ``user`` acts: a channel of ``guild_id`` (default: the guild of ``channel_id``, else the
+        primary guild) of which ``user`` must be a member, or (``guild=False``) the DM with the bot."""
         if guild:
-            cid = channel_id if channel_id is not None else self.config.channel_id
-            ch = self.guild_channel(cid)
-            if ch is None:
-                raise KeyError(f"channel {cid} is not a fake guild channel")
-            perms = int(permissions) if permissions is not None else self.role_permissions(user)
-            channel = self.channel_payload(ch)
-            channel["permissions"] = str(perms)
-            return cid, channel, perms
+            ch, gid = self._guild_place(channel_id, guild_id)
+            if not self.is_member(user, gid):
+                raise AssertionError(f"{user.username} ({user.id}) is not a member of guild {gid}")
+            return ch.id, self.channel_payload(ch), gid
+        if guild_id is not None:
+            raise ValueError("guild=False (a DM) with a guild_id")
         cid = channel_id if channel_id is not None else self.dm_channel_id(user)
         channel = self.dm_channel_payload(user)
         channel["id"] = str(cid)
-        return cid, channel, 0
+        return cid, channel, None
 
     def _interaction_context(self, user: FakeUser, guild_id: int | None, perms: int) -> dict[str, JSON]:
         """Guild and member fields for a guild interaction, the user for a DM one."""
         if guild_id is None:
             return {"user": user.payload(), "authorizing_integration_owners": {"0": "0"}, "context": 1}
-        locale = self.config.locale
+        locale = self.config.guild(guild_id).locale
         return {
             "guild_id": str(guild_id),
             "guild": {"id": str(guild_id), "locale": locale, "features": []},
             "guild_locale": locale,
-            "member": self.member_payload(user, permissions=perms),
+            "member": self.member_payload(user, permissions=perms, guild_id=guild_id),
             "authorizing_integration_owners": {"0": str(guild_id)},
             "context": 0,
         }
-
-    def registered_command(self, name: str, guild_id: int | None = None) -> dict[str, JSON] | None:
-        """The command as last synced (guild first, then global)."""
-        if guild_id is not None:
-            for cmd in self.guild_commands.get(guild_id, []):
-                if cmd["name"] == name and cmd.get("type", 1) == 1:
-                    return cmd
-        for cmd in self.global_commands:
-            if cmd["name"] == name and cmd.get("type", 1) == 1:
-                return cmd
-        return None
-
-    def _build_options(
-        self, schema: Sequence[Mapping[str, JSON]], values: Mapping[str, Any], resolved: dict[str, dict[str, JSON]]
-    ) -> list[dict[str, JSON]]:
-        out: list[dict[str, JSON]] = []
-        by_name = {o["name"]: o for o in schema}
-        for name, value in values.items():
-            opt_schema = by_name.get(name)
-            if opt_schema is not None:
-                otype = int(opt_schema["type"])
-            elif isinstance(value, bool):
-                otype = 5
-            elif isinstance(value, int):
-                otype = 4
-            elif isinstance(value, float):
-                otype = 10
-            elif isinstance(value, FakeUser):
-                otype = 6
-            elif isinstance(value, FakeChannel):
-                otype = 7
-            else:
-                otype = 3
-            if otype in (6, 9) and not isinstance(value, FakeRole):
-                u = self.user(value)
-                value = str(u.id)
-                resolved.setdefault("users", {})[value] = u.payload()
-                if u.in_guild:
-                    resolved.setdefault("members", {})[value] = self.member_payload(
-                        u, with_user=False, permissions=self.role_permissions(u)
-                    )
-            elif otype == 7:
-                ch = value if isinstance(value, FakeChannel) else self.guild_channel(int(value))
-                if ch is None:
-                    raise KeyError(f"unknown channel option {value!r}")
-                value = str(ch.id)
-                cp = self.channel_payload(ch)
-                cp["permissions"] = str(Perm.ALL)
-                resolved.setdefault("channels", {})[value] = cp
-            elif otype == 8:
-                role = value if isinstance(value, FakeRole) else next(
-                    r for r in self.config.roles() if r.id == int(value)
-                )
-                value = str(role.id)
-                resolved.setdefault("roles", {})[value] = next(
-                    p for p in self.role_payloads() if p["id"] == value
-                )
-            out.append({"name": name, "type": otype, "value": value})
-        return out
 
     async def send_slash_command(
         self,
@@ -167,6 +110,7 @@ class InteractionsMixin:
         user: FakeUser | int | None = None,
         channel_id: int | None = None,
         guild: bool = True,
+        guild_id: int | None = None,
         permissions: int | str | None = None,
         subcommand: str | None = None,
         locale: str | None = None,
@@ -183,56 +127,29 @@ class InteractionsMixin:
         command must have been synced (``PUT .../commands``) unless
         ``require_registered=False``; guild commands get ``data.guild_id`` so
         discord.py's tree finds them.
+
+        Where: ``channel_id`` (any guild's channel or thread), else the first
+        channel of ``guild_id``, else of the primary guild; ``guild=False`` is
+        the user's DM.  A command synced to one guild runs only there, a
+        global one everywhere.  The user must be a member of that guild.
         """
-        gid = self.config.guild_id if guild else None
+        u = self.user(user)
+        place = self._interaction_place(u, channel_id, guild, guild_id)
+        gid = place[2]
         cmd = self.registered_command(name, gid)
         if cmd is None and require_registered:
             raise AssertionError(
-                f"/{name} is not registered (synced) for guild={guild}; "
+                f"/{name} is not registered (synced) for guild={gid}; "
                 f"global={[c['name'] for c in self.global_commands]} "
-                f"guild={[c['name'] for c in self.guild_commands.get(self.config.guild_id, [])]}"
+                f"guild={[c['name'] for c in self.guild_commands.get(gid or self.config.guild_id, [])]}"
             )
-        data = self._command_data(name, cmd, options, subcommand)
+        data = self._command_data(name, cmd, options, subcommand, gid)
         inter = self._new_interaction(
-            2, data, user=user, channel_id=channel_id, guild=guild, permissions=permissions, locale=locale, extra=extra
+            2, data, user=u, place=place, permissions=permissions, locale=locale, extra=extra
         )
         await self.dispatch("INTERACTION_CREATE", inter.payload, timeout=timeout)
         inter.dispatched_at = time.monotonic()
         return inter
-
-    def _command_data(
-        self,
-        name: str,
-        cmd: dict[str, JSON] | None,
-        options: Mapping[str, Any] | list[dict[str, JSON]] | None,
-        subcommand: str | None,
-    ) -> dict[str, JSON]:
-        """The ``data`` of a slash-command interaction: options typed from the synced schema, nested under
-        the subcommand (group), and the users / members / channels / roles they name under ``resolved``."""
-        schema: list[Mapping[str, JSON]] = list(cmd.get("options") or []) if cmd else []
-        resolved: dict[str, dict[str, JSON]] = {}
-        path = subcommand.split() if subcommand else []
-        for part in path:
-            match = next((o for o in schema if o.get("name") == part), None)
-            schema = list(match.get("options") or []) if match else []
-        if isinstance(options, list):
-            built: list[dict[str, JSON]] = options
-        else:
-            built = self._build_options(schema, options or {}, resolved)
-        for depth, part in reversed(list(enumerate(path))):
-            kind = 2 if depth == 0 and len(path) == 2 else 1
-            built = [{"name": part, "type": kind, "options": built}]
-        data: dict[str, JSON] = {
-            "id": cmd["id"] if cmd else str(self.snowflakes.next()),
-            "name": name,
-            "type": 1,
-            "options": built,
-        }
-        if cmd is not None and cmd.get("guild_id"):
-            data["guild_id"] = cmd["guild_id"]
-        if resolved:
-            data["resolved"] = resolved
-        return data
 
     def find_message_with_component(self, custom_id: str) -> dict[str, JSON] | None:
         """Newest stored message carrying a component with ``custom_id``."""
@@ -270,16 +187,17 @@ class InteractionsMixin:
             msg = self.messages.get(int(message["id"]), dict(message))
         else:
             msg = self.messages[int(message)]
-        cid = int(msg["channel_id"])
+        u = self.user(user)
+        gid = int(msg["guild_id"]) if msg.get("guild_id") is not None else None
+        place = self._interaction_place(u, int(msg["channel_id"]), gid is not None, gid)
         data: dict[str, JSON] = {"custom_id": custom_id, "component_type": component_type}
         if values is not None:
             data["values"] = values
         inter = self._new_interaction(
             3,
             data,
-            user=user,
-            channel_id=cid,
-            guild=msg.get("guild_id") is not None,
+            user=u,
+            place=place,
             permissions=permissions,
             locale=locale,
             message=dict(msg),
@@ -297,22 +215,25 @@ class InteractionsMixin:
         user: FakeUser | int | None = None,
         channel_id: int | None = None,
         guild: bool = True,
+        guild_id: int | None = None,
         message: Mapping[str, JSON] | int | None = None,
         timeout: float = 10.0,
     ) -> FakeInteraction:
-        """Dispatch INTERACTION_CREATE type 5 (modal submitted with text inputs)."""
+        """Dispatch INTERACTION_CREATE type 5 (modal submitted with text inputs); where, as for
+        ``send_slash_command`` (or the channel and guild of ``message``)."""
         rows = [{"type": 1, "components": [{"type": 4, "custom_id": k, "value": v}]} for k, v in values.items()]
         msg: dict[str, JSON] | None = None
         if message is not None:
             msg = self.messages[int(message["id"] if isinstance(message, Mapping) else message)]
             channel_id = int(msg["channel_id"])
-            guild = msg.get("guild_id") is not None
+            guild_id = int(msg["guild_id"]) if msg.get("guild_id") is not None else None
+            guild = guild_id is not None
+        u = self.user(user)
         inter = self._new_interaction(
             5,
             {"custom_id": custom_id, "components": rows},
-            user=user,
-            channel_id=channel_id,
-            guild=guild,
+            user=u,
+            place=self._interaction_place(u, channel_id, guild, guild_id),
             permissions=None,
             locale=None,
             message=dict(msg) if msg else None,

@@ -34,8 +34,8 @@ class MessagesMixin:
         out: list[dict[str, JSON]] = []
         for u in users:
             p = u.payload()
-            if guild_id is not None and u.in_guild:
-                p["member"] = self.member_payload(u, with_user=False)
+            if guild_id is not None and self.is_member(u, guild_id):
+                p["member"] = self.member_payload(u, with_user=False, guild_id=guild_id)
             out.append(p)
         return out
 
@@ -80,6 +80,7 @@ class MessagesMixin:
         author: FakeUser | int | None = None,
         channel_id: int | None = None,
         guild: bool = True,
+        guild_id: int | None = None,
         mentions: Sequence[FakeUser | int] | None = None,
         reply_to: Mapping[str, JSON] | int | None = None,
         attachments: Sequence[tuple[str, bytes]] | None = None,
@@ -88,14 +89,13 @@ class MessagesMixin:
     ) -> dict[str, JSON]:
         """A complete MESSAGE_CREATE payload from a (human) user.
 
-        ``mentions=None`` derives mentions from ``<@id>`` tokens in the content
-        like Discord does; pass a list to override (discord.py's
-        ``message.mentions`` reads this list, never the text).
+        ``mentions=None`` derives mentions from ``<@id>`` tokens in the content like Discord does; pass a list
+        to override (``message.mentions`` reads this list, never the text).  Where: as ``send_message``.
         """
         u = self.user(author)
-        cid, gid = self._user_message_place(u, channel_id, guild)
-        listed = [self.user(m) for m in mentions] if mentions is not None else None
-        mention_users = listed if listed is not None else self._mentions_from_content(content, gid)
+        cid, gid = self._user_message_place(u, channel_id, guild, guild_id)
+        mention_users = ([self.user(m) for m in mentions] if mentions is not None
+                         else self._mentions_from_content(content, gid))
         msg: dict[str, JSON] = {
             "id": str(self.snowflakes.next()),
             "channel_id": str(cid),
@@ -124,13 +124,15 @@ class MessagesMixin:
             msg.update(extra)
         return msg
 
-    def _user_message_place(self, user: FakeUser, channel_id: int | None, guild: bool) -> tuple[int, int | None]:
-        """(channel id, guild id) of a user's message: a guild channel (default the first), or the DM."""
+    def _user_message_place(self, user: FakeUser, channel_id: int | None, guild: bool,
+                            guild_id: int | None = None) -> tuple[int, int | None]:
+        """(channel id, guild id) of a user's message: a guild channel (default: the first of ``guild_id``,
+        else of the primary guild), or the DM."""
         if guild:
-            cid = channel_id if channel_id is not None else self.config.channel_id
-            if self.guild_channel(cid) is None:
-                raise KeyError(f"channel {cid} is not a fake guild channel")
-            return cid, self.config.guild_id
+            ch, gid = self._guild_place(channel_id, guild_id)
+            return ch.id, gid
+        if guild_id is not None:
+            raise ValueError("guild=False (a DM) with a guild_id")
         return (channel_id if channel_id is not None else self.dm_channel_id(user)), None
 
     def _user_member_fields(self, user: FakeUser, guild_id: int | None) -> dict[str, JSON]:
@@ -138,8 +140,8 @@ class MessagesMixin:
         if guild_id is None:
             return {}
         fields: dict[str, JSON] = {"guild_id": str(guild_id)}
-        if user.in_guild:
-            fields["member"] = self.member_payload(user, with_user=False)
+        if self.is_member(user, guild_id):
+            fields["member"] = self.member_payload(user, with_user=False, guild_id=guild_id)
         return fields
 
     async def send_message(
@@ -149,6 +151,7 @@ class MessagesMixin:
         author: FakeUser | int | None = None,
         channel_id: int | None = None,
         guild: bool = True,
+        guild_id: int | None = None,
         mentions: Sequence[FakeUser | int] | None = None,
         reply_to: Mapping[str, JSON] | int | None = None,
         attachments: Sequence[tuple[str, bytes]] | None = None,
@@ -159,13 +162,16 @@ class MessagesMixin:
         """Dispatch MESSAGE_CREATE from a user; returns the (unstripped) payload.
 
         ``guild=False`` sends a DM (channel type 1, no ``guild_id``/``member``).
-        Default author is ``config.user``; default channel is ``config.channel_id``.
+        Default author is ``config.user``; default channel is ``channel_id``'s,
+        else the first channel of ``guild_id``, else ``config.channel_id``; the
+        message carries that channel's guild id and the author's member there.
         """
         msg = self.build_user_message(
             content,
             author=author,
             channel_id=channel_id,
             guild=guild,
+            guild_id=guild_id,
             mentions=mentions,
             reply_to=reply_to,
             attachments=attachments,
@@ -179,7 +185,8 @@ class MessagesMixin:
     def _bot_member_fields(self, guild_id: int | None) -> dict[str, JSON]:
         if guild_id is None:
             return {}
-        return {"guild_id": str(guild_id), "member": self.member_payload(self.config.bot, with_user=False)}
+        return {"guild_id": str(guild_id),
+                "member": self.member_payload(self.config.bot, with_user=False, guild_id=guild_id)}
 
     def _create_bot_message(
         self,
@@ -193,7 +200,7 @@ class MessagesMixin:
         validate: bool = True,
     ) -> dict[str, JSON]:
         """Store a message the bot posted (``POST .../messages``, a callback or a follow-up) as Discord would."""
-        gid = self._channel_guild_id(channel_id)
+        gid = self._channel_guild_id(channel_id, require_bot=interaction is None)  # webhooks need no membership
         if validate:
             validate_message_payload({**body, "attachments": list(body.get("attachments") or []) + list(files)})
         content = str(body.get("content") or "")

@@ -12,7 +12,9 @@ from .constants import (
     CANNOT_EDIT_OTHERS_MESSAGE,
     INVALID_FORM_BODY,
     JSON,
+    MISSING_ACCESS,
     UNKNOWN_CHANNEL,
+    UNKNOWN_GUILD,
     UNKNOWN_MESSAGE,
     UNKNOWN_USER,
 )
@@ -73,11 +75,14 @@ class RoutesMixin:
             raise DiscordAPIError(403, 20012, "You are not authorized to perform this action on this application")
 
     def _check_guild(self, ctx: RestContext) -> int | None:
+        """The path's guild id: 404 if no such guild, 403 Missing Access if the bot is not (or no longer) in it."""
         gid = ctx.params.get("guild_id")
         if gid is None:
             return None
-        if int(gid) != self.config.guild_id:
-            raise DiscordAPIError(404, 10004, "Unknown Guild")
+        if int(gid) not in self.config.guild_ids():
+            raise DiscordAPIError(404, UNKNOWN_GUILD, "Unknown Guild")
+        if not self.bot_in_guild(int(gid)):
+            raise DiscordAPIError(403, MISSING_ACCESS, "Missing Access")
         return int(gid)
 
     async def _get_commands(self, ctx: RestContext) -> tuple[int, JSON]:
@@ -118,6 +123,7 @@ class RoutesMixin:
         cid = int(ctx.params["channel_id"])
         ch = self.guild_channel(cid)
         if ch is not None:
+            self._channel_guild_id(cid)  # 403 if the bot left the channel's guild
             return 200, self.channel_payload(ch)
         u = self._dm_user_for_channel(cid)
         if u is not None:
@@ -180,6 +186,7 @@ class RoutesMixin:
         parent = self.guild_channel(parent_id)
         if parent is None:
             raise DiscordAPIError(404, UNKNOWN_CHANNEL, "Unknown Channel")
+        self._channel_guild_id(parent_id)  # 403 if the bot left the channel's guild
         body = ctx.json or {}
         if "message_id" in ctx.params:
             self._stored_message(ctx)
@@ -197,23 +204,21 @@ class RoutesMixin:
         return 201, payload
 
     async def _get_guild(self, ctx: RestContext) -> tuple[int, JSON]:
-        self._check_guild(ctx)
-        payload = self.guild_create_payload()
+        payload = self.guild_create_payload(guild_id=self._check_guild(ctx))
         for key in ("channels", "members", "threads", "presences", "voice_states"):
             payload.pop(key, None)
         return 200, payload
 
     async def _get_guild_channels(self, ctx: RestContext) -> tuple[int, JSON]:
-        self._check_guild(ctx)
-        return 200, [self.channel_payload(c) for c in self.config.channels]
+        gid = self._check_guild(ctx)
+        return 200, [self.channel_payload(c) for c in self.config.guild(gid).channels]
 
     async def _get_roles(self, ctx: RestContext) -> tuple[int, JSON]:
-        self._check_guild(ctx)
-        return 200, self.role_payloads()
+        return 200, self.role_payloads(self._check_guild(ctx))
 
     async def _get_member(self, ctx: RestContext) -> tuple[int, JSON]:
-        self._check_guild(ctx)
+        gid = self._check_guild(ctx)
         u = self._maybe_user(int(ctx.params["user_id"]))
-        if u is None or not u.in_guild:
+        if u is None or not self.is_member(u, gid):
             raise DiscordAPIError(404, 10007, "Unknown Member")
-        return 200, self.member_payload(u)
+        return 200, self.member_payload(u, guild_id=gid)

@@ -19,9 +19,11 @@ from typing import TypeVar
 from aiohttp import web
 
 from .callbacks import CallbacksMixin
+from .command_data import CommandDataMixin
 from .config import FakeChannel, FakeDiscordConfig
 from .constants import API_PREFIX, JSON, SnowflakeFactory, log
 from .gateway import GatewayMixin
+from .guilds import GuildsMixin
 from .interactions import InteractionsMixin
 from .messages import MessagesMixin
 from .records import (
@@ -40,11 +42,12 @@ T = TypeVar("T")
 Predicate = Callable[[RecordedRequest], bool]
 
 
-class FakeDiscord(GatewayMixin, InteractionsMixin, CallbacksMixin, RoutesMixin, RestMixin, MessagesMixin,
-                  WorldMixin):
+class FakeDiscord(GatewayMixin, InteractionsMixin, CommandDataMixin, CallbacksMixin, RoutesMixin, RestMixin,
+                  MessagesMixin, GuildsMixin, WorldMixin):
     """Fake Discord REST API (``/api/v10``) and gateway (``/gateway``).
 
-    One guild, one bot.  All state is public so tests can inspect it:
+    One bot, in one guild (or more: ``FakeDiscordConfig(second_guild=True)``).  All state is public so tests
+    can inspect it:
     ``requests``, ``messages``, ``bot_messages``, ``interactions``,
     ``guild_commands``/``global_commands``, ``sessions``, heartbeat stats.
     """
@@ -74,6 +77,8 @@ class FakeDiscord(GatewayMixin, InteractionsMixin, CallbacksMixin, RoutesMixin, 
         self.global_commands: list[dict[str, JSON]] = []
         self.guild_commands: dict[int, list[dict[str, JSON]]] = {}
         self._command_ids: dict[tuple[int | None, str, int], int] = {}
+        #: guilds the bot was removed from (``remove_bot_from_guild``)
+        self.removed_guild_ids: set[int] = set()
 
         # gateway records
         self.sessions: list[GatewaySession] = []

@@ -1,18 +1,19 @@
-"""The guild as Discord describes it: users and members, roles and permissions, channels, threads and DMs.
+"""The guilds as Discord describes them: users and members, roles and permissions, channels, threads and DMs.
 
 ``WorldMixin`` is one part of :class:`~.server.FakeDiscord`; the state it reads (``config``, ``threads``,
-``_dm_channels``, ``snowflakes``) is set up in ``FakeDiscord.__init__``.
+``_dm_channels``, ``snowflakes``) is set up in ``FakeDiscord.__init__``.  Every guild-scoped method takes a
+``guild_id`` (``None``: the primary guild ``config.guild_id``), so one-guild callers need not name it.
 """
 
 from __future__ import annotations
 
 from .config import FakeChannel, FakeUser
-from .constants import JSON, UNKNOWN_CHANNEL, Perm, now_iso
+from .constants import JSON, MISSING_ACCESS, UNKNOWN_CHANNEL, Perm, now_iso
 from .records import DiscordAPIError
 
 
 class WorldMixin:
-    """Who and what exists in the fake guild, and their payloads."""
+    """Who and what exists in the fake guilds, and their payloads."""
 
     def user(self, ref: FakeUser | int | str | None = None) -> FakeUser:
         """Resolve a user reference; default is the plain member ``config.user``."""
@@ -32,25 +33,28 @@ class WorldMixin:
         except KeyError:
             return None
 
-    def role_permissions(self, user: FakeUser) -> int:
-        """Guild-level permissions of ``user`` (owner/admin => everything)."""
+    def role_permissions(self, user: FakeUser, guild_id: int | None = None) -> int:
+        """Guild-level permissions of ``user`` in a guild (owner/admin => everything)."""
         cfg = self.config
-        if user.id == cfg.owner.id:
+        guild = cfg.guild(guild_id)
+        if user.id == guild.owner.id:
             return Perm.ALL
         if user.id == cfg.bot.id:
-            return cfg.app_permissions
-        perms = cfg.everyone_permissions
-        for role in cfg.roles():
-            if role.id in user.role_ids:
+            return guild.app_permissions if guild.app_permissions is not None else cfg.app_permissions
+        perms = guild.everyone_permissions
+        held = cfg.member_role_ids(user, guild_id)
+        for role in cfg.roles(guild_id):
+            if role.id in held:
                 perms |= role.permissions
         if perms & Perm.ADMINISTRATOR:
             return Perm.ALL
         return perms
 
-    def member_payload(self, user: FakeUser, *, with_user: bool = True,
-                       permissions: int | None = None) -> dict[str, JSON]:
+    def member_payload(self, user: FakeUser, *, with_user: bool = True, permissions: int | None = None,
+                       guild_id: int | None = None) -> dict[str, JSON]:
+        """``user`` as a member of a guild (its roles there)."""
         data: dict[str, JSON] = {
-            "roles": [str(r) for r in user.role_ids],
+            "roles": [str(r) for r in self.config.member_role_ids(user, guild_id)],
             "joined_at": "2024-01-01T00:00:00+00:00",
             "premium_since": None,
             "deaf": False,
@@ -68,7 +72,7 @@ class WorldMixin:
             data["permissions"] = str(permissions)
         return data
 
-    def role_payloads(self) -> list[dict[str, JSON]]:
+    def role_payloads(self, guild_id: int | None = None) -> list[dict[str, JSON]]:
         return [
             {
                 "id": str(r.id),
@@ -84,11 +88,25 @@ class WorldMixin:
                 "unicode_emoji": None,
                 "flags": 0,
             }
-            for r in self.config.roles()
+            for r in self.config.roles(guild_id)
         ]
 
     def _all_guild_channels(self) -> list[FakeChannel]:
-        return [*self.config.channels, *self.threads.values()]
+        """Channels of every guild, and the threads the bot made."""
+        extra = [c for g in self.config.extra_guilds for c in g.channels]
+        return [*self.config.channels, *extra, *self.threads.values()]
+
+    def channel_guild_id(self, channel_id: int) -> int | None:
+        """The guild a channel (or a thread, by its parent) belongs to; ``None`` if it is no guild channel."""
+        thread = self.threads.get(channel_id)
+        if thread is not None and thread.parent_id is not None:
+            channel_id = thread.parent_id
+        if any(c.id == channel_id for c in self.config.channels):
+            return self.config.guild_id
+        for g in self.config.extra_guilds:
+            if any(c.id == channel_id for c in g.channels):
+                return g.id
+        return None
 
     def guild_channel(self, channel_id: int) -> FakeChannel | None:
         for ch in self._all_guild_channels():
@@ -102,7 +120,7 @@ class WorldMixin:
             "type": channel.type,
             "name": channel.name,
             "position": channel.position,
-            "guild_id": str(self.config.guild_id),
+            "guild_id": str(self.channel_guild_id(channel.id) or self.config.guild_id),
             "permission_overwrites": [],
             "nsfw": channel.nsfw,
             "parent_id": str(channel.parent_id) if channel.parent_id else None,
@@ -148,31 +166,43 @@ class WorldMixin:
                 return self.user(uid)
         return None
 
-    def _channel_guild_id(self, channel_id: int) -> int | None:
-        """Guild id for a guild channel, ``None`` for a DM; 404 if unknown."""
+    def _channel_guild_id(self, channel_id: int, *, require_bot: bool = True) -> int | None:
+        """Guild id for a guild channel, ``None`` for a DM; 404 if unknown, 403 (Missing Access) if the
+        channel's guild no longer has the bot (``require_bot``)."""
         if self.guild_channel(channel_id) is not None:
-            return self.config.guild_id
+            gid = self.channel_guild_id(channel_id)
+            if require_bot and gid is not None and not self.bot_in_guild(gid):
+                raise DiscordAPIError(403, MISSING_ACCESS, "Missing Access")
+            return gid
         if self._dm_user_for_channel(channel_id) is not None:
             return None
         raise DiscordAPIError(404, UNKNOWN_CHANNEL, "Unknown Channel")
 
-    def guild_members(self) -> list[FakeUser]:
-        return [u for u in self.config.all_users() if u.in_guild]
+    def guild_members(self, guild_id: int | None = None) -> list[FakeUser]:
+        """Members of a guild (default: the primary one), the bot included."""
+        return self.config.guild_members(guild_id)
 
-    def guild_create_payload(self, *, include_all_members: bool = True) -> dict[str, JSON]:
+    def is_member(self, user: FakeUser, guild_id: int | None = None) -> bool:
+        return any(u.id == user.id for u in self.guild_members(guild_id))
+
+    def guild_create_payload(self, *, include_all_members: bool = True,
+                             guild_id: int | None = None) -> dict[str, JSON]:
+        """The GUILD_CREATE of a guild (default: the primary one)."""
         cfg = self.config
-        members = self.guild_members()
+        guild = cfg.guild(guild_id)
+        members = self.guild_members(guild.id)
         shown = members if include_all_members else [cfg.bot]
+        threads = [t for t in self.threads.values() if self.channel_guild_id(t.id) == guild.id]
         return {
-            "id": str(cfg.guild_id),
-            "name": cfg.guild_name,
+            "id": str(guild.id),
+            "name": guild.name,
             **_guild_settings(),
-            "owner_id": str(cfg.owner.id),
-            "preferred_locale": cfg.locale,
-            "roles": self.role_payloads(),
-            "channels": [self.channel_payload(c) for c in cfg.channels],
-            "threads": [self.channel_payload(t) for t in self.threads.values()],
-            "members": [self.member_payload(u) for u in shown],
+            "owner_id": str(guild.owner.id),
+            "preferred_locale": guild.locale,
+            "roles": self.role_payloads(guild.id),
+            "channels": [self.channel_payload(c) for c in guild.channels],
+            "threads": [self.channel_payload(t) for t in threads],
+            "members": [self.member_payload(u, guild_id=guild.id) for u in shown],
             "member_count": len(members),
             **_guild_empty_lists(),
             "incidents_data": None,
