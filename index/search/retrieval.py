@@ -297,7 +297,7 @@ class Retriever:
         if rows is None:
             hits = self.store.search(q_vec, k)
         else:
-            hits = self.store.search_within(q_vec, k, [self.index.chunk_ids[r] for r in rows])
+            hits = self.store.search_within(q_vec, k, self.index.chunk_id_array[rows])
         return [(self.index.row_of_id[i], s) for i, s in hits]
 
     def lexical_hits(self, scores: np.ndarray, k: int, rows: np.ndarray | None = None) -> list[tuple[int, float]]:

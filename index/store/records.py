@@ -75,6 +75,7 @@ class LoadedIndex:
                 self.sentence_text.append(doc.text[a:b])
                 self.sentence_doc.append((doc.id, a, b))
         self._termsets: list[frozenset[str] | None] = [None] * len(self.sentence_text)
+        self._rows_cache: dict[frozenset[str], np.ndarray] = {}
 
     @property
     def model(self) -> str:
@@ -116,14 +117,26 @@ class LoadedIndex:
         return {k: np.asarray(v, dtype=np.int64) for k, v in out.items()}
 
     def rows_of(self, collections: Iterable[str] | None) -> np.ndarray | None:
-        """The rows of the chunks in ``collections`` (sorted), or None when that is every chunk (no filter)."""
+        """The rows of the chunks in ``collections`` (sorted), or None when that is every chunk (no filter).
+        Kept per set of collections: a server asks with the same set every time."""
         if collections is None:
             return None
-        wanted = set(collections)
+        wanted = frozenset(collections)
         if wanted >= set(self.rows_by_collection):
             return None
-        parts = [rows for name, rows in self.rows_by_collection.items() if name in wanted]
-        return np.sort(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.int64)
+        rows = self._rows_cache.get(wanted)
+        if rows is None:
+            parts = [rows for name, rows in self.rows_by_collection.items() if name in wanted]
+            rows = np.sort(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.int64)
+            if len(self._rows_cache) >= 256:  # many servers: keep the memory bounded
+                self._rows_cache.clear()
+            self._rows_cache[wanted] = rows
+        return rows
+
+    @cached_property
+    def chunk_id_array(self) -> np.ndarray:
+        """``chunk_ids`` as an array (a filter turns rows into store ids with one indexing step)."""
+        return np.asarray(self.chunk_ids, dtype=np.int64)
 
     @cached_property
     def chunk_rows_by_doc(self) -> dict[str, list[int]]:
