@@ -259,17 +259,29 @@ def _source_url(src: Source) -> str | None:
 CITED_MARK = " \u00b7 cited"  # after the title of a source a language model's answer cites as [n]
 
 
-def _source_field(n: int | None, src: Source, label: str = "", cited: bool = False) -> _Field:
+CollectionLabel = Callable[[str], str]  # a source's collection as people read it ("" for the operator's base)
+
+
+def _no_label(collection: str) -> str:
+    return ""
+
+
+def _source_field(n: int | None, src: Source, label: str = "", cited: bool = False,
+                  collection_label: CollectionLabel = _no_label) -> _Field:
     title = neutralise(src.title or "") or "(untitled article)"
     name = f"{label}{title}" if n is None else f"[{n}] {title}"
     mark = CITED_MARK if cited else ""
-    return _Field(truncate(name, FIELD_NAME_LIMIT - dlen(mark)) + mark, _source_value(src), _source_url(src))
+    return _Field(truncate(name, FIELD_NAME_LIMIT - dlen(mark)) + mark, _source_value(src, collection_label(
+        src.collection)), _source_url(src))
 
 
-def _source_value(src: Source) -> str:
-    """The passage, under who reported it and when ("*Euronews, 11 Oct 2016*") when known, and the other
-    outlets that ran the same story."""
-    head = f"*{neutralise(source_label(src.outlet, src.date))}*\n" if (src.outlet or src.date) else ""
+def _source_value(src: Source, where: str = "") -> str:
+    """The passage, under who reported it and when ("*Euronews, 11 Oct 2016*") when known and the collection
+    it came from when not the operator's ("from this server's articles"), and the other outlets that ran
+    the same story."""
+    said = [p for p in (source_label(src.outlet, src.date) if (src.outlet or src.date) else "",
+                        f"from {where}" if where else "") if p]
+    head = f"*{neutralise(' · '.join(said))}*\n" if said else ""
     also = (f"\n*Also reported by {neutralise(', '.join(src.also_reported_by))}.*"
             if src.also_reported_by else "")
     return head + (neutralise(src.text) or "(empty passage)") + also
@@ -306,14 +318,15 @@ class _Layout:
         return embed
 
 
-def _abstained_layout(answer: Answer, title: str, note: str, elapsed: float) -> _Layout:
+def _abstained_layout(answer: Answer, title: str, note: str, elapsed: float,
+                      collection_label: CollectionLabel = _no_label) -> _Layout:
     """"The articles don't say", with the closest passage when there is one."""
     hint = answer.hint
     if hint is not None:
         description = (f"{ABSTAIN_MESSAGE} I couldn't find an answer to that in the articles I have. "
                        f"The closest passage is below, in case it helps; try asking with other words, "
                        f"or see `/sources` for what I have read.")
-        fields = [_source_field(None, hint, label="Closest passage \u2014 ")]
+        fields = [_source_field(None, hint, label="Closest passage \u2014 ", collection_label=collection_label)]
     else:
         description = f"{ABSTAIN_MESSAGE} Nothing in the articles I have comes close to that question."
         fields = []
@@ -321,13 +334,15 @@ def _abstained_layout(answer: Answer, title: str, note: str, elapsed: float) -> 
                    truncate(f"Searched in {_seconds(elapsed)}", FOOTER_LIMIT), DESCRIPTION_LIMIT)
 
 
-def _answered_layout(answer: Answer, title: str, note: str, elapsed: float) -> _Layout:
+def _answered_layout(answer: Answer, title: str, note: str, elapsed: float,
+                     collection_label: CollectionLabel = _no_label) -> _Layout:
     """The answer (its phrase in bold) and one field per numbered source, the cited ones marked."""
     lead = TENTATIVE_LEAD if answer.tentative else ""
     base = lead + (answer_markdown(answer) or "(no answer text)") + note
     plain = lead + (answer_markdown(answer, bold=False) or "(no answer text)") + note
     cited = set(answer.citations)
-    fields = [_source_field(n, s, cited=n in cited) for n, s in enumerate(answer.sources[:MAX_FIELDS], 1)]
+    fields = [_source_field(n, s, cited=n in cited, collection_label=collection_label)
+              for n, s in enumerate(answer.sources[:MAX_FIELDS], 1)]
     sure = "low confidence" if answer.tentative else "confidence"
     writer = _writer(answer)
     origin = f"written by {writer} from the articles" if writer else "from the articles"
@@ -358,15 +373,18 @@ def _fitted(layout: _Layout) -> dict[str, Any]:
     return embed
 
 
-def format_answer(answer: Answer, *, elapsed_ms: float | None = None) -> OutgoingMessage:
+def format_answer(answer: Answer, *, elapsed_ms: float | None = None,
+                  collection_label: CollectionLabel = _no_label) -> OutgoingMessage:
     """The message for one answered (or abstained) question.
 
     ``elapsed_ms`` is the time the asker waited (queueing included); the engine's own latency otherwise.
+    ``collection_label``: how a source's collection is named ("" for the operator's own articles).
     """
     elapsed = answer.latency_ms if elapsed_ms is None else elapsed_ms
     title = truncate(clean_inline(answer.question) or "Your question", TITLE_LIMIT)
     note = f"\n\n*{clean_inline(note_for(answer))}*" if note_for(answer) else ""
-    layout = (_abstained_layout if answer.abstained else _answered_layout)(answer, title, note, elapsed)
+    layout = (_abstained_layout if answer.abstained else _answered_layout)(answer, title, note, elapsed,
+                                                                           collection_label)
     return OutgoingMessage(content=None, embed=_fitted(layout))
 
 
@@ -381,7 +399,8 @@ def format_sources(
     """The `/sources` list: one numbered line per indexed article (with its outlet and date when a third
     item gives them), cut to fit with a count of the rest."""
     if not titles_and_urls:
-        return format_notice("No articles are indexed yet. Add some to the corpus folder and run `/reindex`.")
+        return format_notice("No articles here yet: a member with Manage Server can add one with `/add` or follow a "
+                             "feed with `/feeds add`.")
     head = f"I answer from {len(titles_and_urls)} article{'s' if len(titles_and_urls) != 1 else ''}:"
     lines = [head]
     used = dlen(head)

@@ -63,12 +63,33 @@ class Settings:
     feedback_file: Path = Path(".herald/feedback.jsonl")
     max_concurrency: int = 2
     log_level: str = "INFO"
+    # Collections (docs/run-the-bot.md): each server's own articles and feeds beside the operator's corpus.
+    collections_dir: Path | None = None  # None: collections/ beside the index folder (collections_root)
+    base_visible: bool = True  # servers (and DMs) see the operator's corpus, the ``base`` collection
+    guild_max_articles: int = 200
+    guild_max_feeds: int = 5
+    guild_adds_per_hour: int = 20
+    guild_grace_hours: float = 168.0  # a server's collection is kept this long after the bot leaves it
+
+    @property
+    def collections_root(self) -> Path:
+        """Where the servers' collections live: HERALD_COLLECTIONS, else ``collections`` beside the index
+        folder (with the index it belongs to, whatever the current folder)."""
+        return self.collections_dir if self.collections_dir is not None else self.index_dir.parent / "collections"
 
     @property
     def feed_state_file(self) -> Path:
         """Where the feeds' state is kept: HERALD_FEED_STATE, else ``feeds.json`` beside the index folder (so
         it goes with the index it describes, whatever the current folder)."""
         return self.feed_state if self.feed_state is not None else self.index_dir.parent / "feeds.json"
+
+    def scope(self, collection: str = "base") -> tuple[str, ...]:
+        """The collections a question asked in ``collection``'s place searches: ``base`` alone, or a
+        server's collection plus ``base`` when HERALD_BASE_VISIBLE (the CLI's ``--collection`` and the bot
+        agree on it)."""
+        if collection == "base":
+            return ("base",) if self.base_visible else ()
+        return ("base", collection) if self.base_visible else (collection,)
 
     @property
     def max_question_chars(self) -> int:
@@ -93,7 +114,8 @@ class Settings:
         return EngineConfig(corpus=self.corpus_dir, index_dir=self.index_dir, model=self.model, source=self.source,
                             vector_store=self.vector_store, answerer=self.answerer, search=self.model_search(),
                             chunking=self.chunking, workers=self.max_concurrency,
-                            answerer_options={"llm": self.llm} if self.answerer == "llm" else {})
+                            answerer_options={"llm": self.llm} if self.answerer == "llm" else {},
+                            collections_dir=self.collections_root)
 
     def with_overrides(self, **changes: Any) -> Settings:
         """A copy with the flags the user gave (None means "not given")."""
@@ -260,6 +282,16 @@ SETTINGS: tuple[Var | Group, ...] = (
         problem="HERALD_MAX_CONCURRENCY must be at least 1"),
     Var("HERALD_LOG_LEVEL", "log_level", _upper, check=lambda v: v in _LOG_LEVELS,
         problem="HERALD_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {value!r}"),
+    Var("HERALD_COLLECTIONS", "collections_dir", _path),
+    Var("HERALD_BASE_VISIBLE", "base_visible", _number(bool)),
+    Var("HERALD_GUILD_MAX_ARTICLES", "guild_max_articles", _number(int), check=lambda v: v >= 0,
+        problem="HERALD_GUILD_MAX_ARTICLES cannot be negative (0: servers cannot add articles)"),
+    Var("HERALD_GUILD_MAX_FEEDS", "guild_max_feeds", _number(int), check=lambda v: v >= 0,
+        problem="HERALD_GUILD_MAX_FEEDS cannot be negative (0: servers cannot follow feeds)"),
+    Var("HERALD_GUILD_ADDS_PER_HOUR", "guild_adds_per_hour", _number(int), check=lambda v: v >= 0,
+        problem="HERALD_GUILD_ADDS_PER_HOUR cannot be negative (0: no /add at all)"),
+    Var("HERALD_GUILD_GRACE_HOURS", "guild_grace_hours", _number(float), check=lambda v: v >= 0,
+        problem="HERALD_GUILD_GRACE_HOURS cannot be negative (0: remove a server's articles when the bot leaves)"),
 )
 
 _FIELD_DEFAULTS = {f.name: f.default for f in dataclasses.fields(Settings)}

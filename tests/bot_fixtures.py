@@ -150,6 +150,7 @@ class StubDoc:
     url: str | None = None
     date: str | None = None
     outlet: str | None = None
+    collection: str = "base"
 
 
 @dataclasses.dataclass
@@ -172,20 +173,23 @@ class StubEngine:
         self.index = StubIndex(documents or [StubDoc("a", "Stub article")])
         self.questions: list[str] = []
         self.histories: list[tuple[Any, ...]] = []
+        self.scopes: list[tuple[str, ...] | None] = []  # the collections each question searched
         self.tokens = tokens or []
         self.token_delay = token_delay
 
-    def ask(self, question: str, history: Any = (), on_token: Callable[[str], None] | None = None) -> Any:
+    def ask(self, question: str, history: Any = (), on_token: Callable[[str], None] | None = None,
+            collections: Any = None) -> Any:
         self.questions.append(question)
         self.histories.append(tuple(history))
+        self.scopes.append(None if collections is None else tuple(collections))
         if on_token is not None:
             for piece in self.tokens:
                 time.sleep(self.token_delay)
                 on_token(piece)
         return self._make(question)
 
-    def documents(self) -> list[StubDoc]:
-        return self.index.documents
+    def documents(self, collections: Any = None) -> list[StubDoc]:
+        return [d for d in self.index.documents if collections is None or d.collection in collections]
 
 
 class SlowBuildEmbedder(Embedder):

@@ -63,10 +63,11 @@ async def test_login_handshake_syncs_commands_without_privileged_intents(fake, s
     assert intents & Intents.GUILD_MESSAGES and intents & Intents.DIRECT_MESSAGES
     # Dev guild set: commands go to the guild (instant), none globally.
     names = {c["name"] for c in fake.guild_commands[fake.config.guild_id]}
-    assert names == {"ask", "add", "reindex", "sources"}
+    assert names == {"ask", "add", "forget", "feeds", "reindex", "sources"}
     assert fake.global_commands == []
-    reindex = fake.registered_command("reindex", fake.config.guild_id)
-    assert int(reindex["default_member_permissions"]) == Perm.MANAGE_GUILD
+    for name in ("reindex", "add", "forget"):
+        command = fake.registered_command(name, fake.config.guild_id)
+        assert int(command["default_member_permissions"]) == Perm.MANAGE_GUILD, name
     ask = fake.registered_command("ask", fake.config.guild_id)
     assert [o["name"] for o in ask["options"]] == ["question"] and ask["options"][0]["required"]
     await fake.wait_for_heartbeats(1, timeout=5)
@@ -77,7 +78,7 @@ async def test_login_handshake_syncs_commands_without_privileged_intents(fake, s
 
 async def test_global_sync_without_a_dev_guild(fake, start_herald):
     await start_herald(StubEngine(stub_answer()), dev_guild_id=None)
-    assert {c["name"] for c in fake.global_commands} == {"ask", "add", "reindex", "sources"}
+    assert {c["name"] for c in fake.global_commands} == {"ask", "add", "forget", "feeds", "reindex", "sources"}
     assert not fake.guild_commands.get(fake.config.guild_id)
 
 
@@ -288,13 +289,15 @@ async def test_reindex_is_for_manage_server_only_and_swaps_while_answering(fake,
     assert bot.reindexing, "the answer should not have waited for the rebuild"
     assert embed_of(reply)
 
-    # A second /reindex while one runs is told so.
+    # A second /reindex while one runs is told so, and runs after it (the first may have read the folder
+    # before a change the second was asked for).
     again = await fake.send_slash_command("reindex", user=fake.config.admin)
     assert "already running" in (await fake.wait_for_callback(again)).json["data"]["content"]
 
     done = await fake.wait_for_followup(inter, timeout=15)
     assert done.json["content"].startswith("Index rebuilt") and "2 article(s)" in done.json["content"]
     assert bot.engine is not engine and len(bot.engine.index.documents) == 2
+    assert (await fake.wait_for_followup(again, timeout=20)).json["content"].startswith("Index rebuilt")
 
     inter = await fake.send_slash_command("sources")
     assert "Paris hosts climate talks" in (await fake.wait_for_callback(inter)).json["data"]["content"]
@@ -426,8 +429,8 @@ async def test_twenty_questions_at_once_while_heartbeats_flow(fake, start_herald
                                                               on_the_loop, work):
     bot = await start_herald(WorkingEngine(real_engine, work))
     if on_the_loop:  # the mistake the bot avoids: answering on the event loop; the same check must catch it
-        async def blocking_answer(question: str):
-            return bot.engine.ask(question)
+        async def blocking_answer(question: str, guild_id: int | None = None, **kwargs):
+            return bot.engine.ask(question, collections=bot.servers.scope(guild_id), **kwargs)
         bot.answer = blocking_answer
     await fake.wait_for_heartbeats(2, timeout=5)
     beats_before, acks_before = fake.heartbeats_received, fake.heartbeat_acks_sent

@@ -47,9 +47,9 @@ class Recording:
         self.calls: list[tuple[str, tuple[Turn, ...], bool]] = []
         self.answers: list[Answer] = []
 
-    def ask(self, question: str, history: Any = (), on_token: Any = None) -> Answer:
+    def ask(self, question: str, history: Any = (), on_token: Any = None, collections: Any = None) -> Answer:
         self.calls.append((question, tuple(history), on_token is not None))
-        ans = self.engine.ask(question, history, on_token=on_token)
+        ans = self.engine.ask(question, history, on_token=on_token, collections=collections)
         self.answers.append(ans)
         return ans
 

@@ -11,12 +11,13 @@ import asyncio
 import json
 import logging
 import os
+from pathlib import Path
 
 import pytest
 
 from bot_fixtures import *  # noqa: F403 - fixtures
 from bot_fixtures import embed_of, mention, replies_to
-from fakes.discord import FLAG_EPHEMERAL, Perm
+from fakes.discord import FLAG_EPHEMERAL, FakeDiscordConfig, Perm
 from fakes.news import DATA_DIR, fake_news_server
 from index import EngineConfig, FetchSettings, open_engine
 
@@ -34,7 +35,19 @@ def site():
 
 
 def web_files(paths) -> list:
+    """Articles the feed watcher saved into the operator's corpus (HERALD_FEEDS)."""
     return sorted((paths.corpus / "web").rglob("*.md")) if (paths.corpus / "web").exists() else []
+
+
+def server_folder(paths) -> Path:
+    """The fake server's own collection, where /add saves (collections/ beside the index folder)."""
+    return paths.root / "collections" / f"guild-{FakeDiscordConfig().guild_id}"
+
+
+def added_files(paths) -> list:
+    """Articles /add saved into the server's collection."""
+    web = server_folder(paths) / "web"
+    return sorted(web.rglob("*.md")) if web.exists() else []
 
 
 def titles(engine) -> set[str]:
@@ -69,7 +82,7 @@ async def test_add_is_for_manage_server_only(fake, start_herald, built_index, si
     assert cb.json["type"] == 4 and cb.json["data"]["flags"] & FLAG_EPHEMERAL
     assert "Manage Server" in cb.json["data"]["content"]
     await asyncio.sleep(0.3)
-    assert site.hits[HARBOUR] == 0 and web_files(built_index) == []
+    assert site.hits[HARBOUR] == 0 and added_files(built_index) == []
     assert not bot.reindexing and bot.engine is engine
     assert bot.feed_watcher.task is None  # no feeds set, no watcher
 
@@ -89,8 +102,8 @@ async def test_add_an_article_then_a_question_is_answered_from_it(fake, start_he
     line = first["content"]
     assert line.startswith(f"Added: {HARBOUR_TITLE} (Coastal Times, 5 Mar 2024)"), line
     assert "\n" not in line and first["flags"] & FLAG_EPHEMERAL
-    files = web_files(built_index)
-    assert len(files) == 1 and files[0].relative_to(built_index.corpus).parts[:2] == ("web", "127.0.0.1")
+    files = added_files(built_index)
+    assert len(files) == 1 and files[0].relative_to(server_folder(built_index)).parts[:2] == ("web", "127.0.0.1")
     assert "Mireille Okonkwo" in files[0].read_text(encoding="utf-8")
 
     # The rebuild runs in the background; its end is reported to the same person, privately.
@@ -112,7 +125,7 @@ async def test_add_an_article_then_a_question_is_answered_from_it(fake, start_he
     assert again.startswith("Already indexed, unchanged"), again
     await fake.assert_no_request(method="POST", path=rf"/webhooks/\d+/{inter.token}", duration=0.5,
                                  since=fake.mark())
-    assert not bot.reindexing and bot.engine is current and len(web_files(built_index)) == 1
+    assert not bot.reindexing and bot.engine is current and len(added_files(built_index)) == 1
 
 
 async def test_add_a_missing_page_says_so_politely_and_adds_nothing(fake, start_herald, built_index, site):
@@ -126,7 +139,7 @@ async def test_add_a_missing_page_says_so_politely_and_adds_nothing(fake, start_
     assert "Traceback" not in text and reply["flags"] & FLAG_EPHEMERAL
     assert site.hits["/missing.html"] == 1
     await fake.assert_no_request(method="POST", path=rf"/webhooks/\d+/{inter.token}", duration=0.5, since=fake.mark())
-    assert web_files(built_index) == [] and not bot.reindexing and bot.engine is engine
+    assert added_files(built_index) == [] and not bot.reindexing and bot.engine is engine
 
     # Not a web address at all: the same polite kind of answer, and no request leaves.
     inter = await fake.send_slash_command("add", {"url": "harbour bridge"}, user=fake.config.admin)
@@ -183,7 +196,7 @@ async def test_add_of_an_internal_address_is_refused_politely(fake, start_herald
     inter = await fake.send_slash_command("add", {"url": site.url(HARBOUR)}, user=fake.config.admin)
     text = (await fake.wait_for_followup(inter, timeout=15)).json["content"]
     assert text.startswith("Sorry") and "private or internal address" in text and "\n" not in text, text
-    assert site.hits[HARBOUR] == 0 and web_files(built_index) == [] and not bot.reindexing
+    assert site.hits[HARBOUR] == 0 and added_files(built_index) == [] and not bot.reindexing
 
 
 async def test_add_reply_shows_a_hostile_title_as_text(fake, start_herald, built_index, site):

@@ -30,7 +30,8 @@ from discord.ext import commands
 
 from bot.discord_bot.conversation import Conversations
 from bot.discord_bot.feedback import AnswerMemory, FeedbackLog
-from bot.discord_bot.tasks import Done, FeedWatcher, FetchPool, Reindexer
+from bot.discord_bot.guilds import ServerCollections
+from bot.discord_bot.tasks import CollectionJanitor, Done, FeedWatcher, FetchPool, Reindexer
 from bot.discord_bot.util import allowed_mentions, polite, reply_to
 from bot.format import fit_content
 from bot.settings import Settings
@@ -51,7 +52,8 @@ class HeraldBot(commands.Bot):
     """The Discord client. Text commands are off: questions come from /ask, mentions and DMs."""
 
     initial_extensions: tuple[str, ...] = ("bot.discord_bot.cogs.asking", "bot.discord_bot.cogs.admin",
-                                           "bot.discord_bot.cogs.news", "bot.discord_bot.cogs.feedback")
+                                           "bot.discord_bot.cogs.news", "bot.discord_bot.cogs.feeds",
+                                           "bot.discord_bot.cogs.feedback")
     fetch_workers = 3  # /adds and feed polls at once; more wait their turn (each ends by HERALD_FETCH_DEADLINE)
 
     def __init__(self, *, settings: Settings, engine: Engine, feedback: FeedbackLog | None = None,
@@ -73,8 +75,10 @@ class HeraldBot(commands.Bot):
         self.conversations = Conversations()
         self.limiter = asyncio.Semaphore(settings.max_concurrency)
         self.fetches = FetchPool(self.fetch_workers)
+        self.servers = ServerCollections(settings)
         self.reindexer = Reindexer(settings, self._install, engine_factory)
-        self.feed_watcher = FeedWatcher(settings, self.fetches, self.reindexer)
+        self.feed_watcher = FeedWatcher(settings, self.fetches, self.reindexer, self.servers)
+        self.janitor = CollectionJanitor(self.servers, self.reindexer)
         self.synced_commands: list[app_commands.AppCommand] = []
 
     # ------------------------------------------------------------------------------------ startup
@@ -85,6 +89,7 @@ class HeraldBot(commands.Bot):
             await self.load_extension(name)
         await self.sync_commands()
         self.feed_watcher.start()
+        self.janitor.start()
 
     async def sync_commands(self) -> None:
         """To the dev guild (instant) when one is set, else globally (can take up to an hour to show)."""
@@ -110,6 +115,20 @@ class HeraldBot(commands.Bot):
                  if self.settings.channel_allowlist else "every channel it can read")
         log.info("connected as %s (id %s) in %d server(s); answering in %s", self.user,
                  self.user.id if self.user else "?", len(self.guilds), where)
+        for gid in self.servers.orphans({g.id for g in self.guilds}):  # removed from them while offline
+            self.servers.left(gid)
+            log.info("not in server %s any more: its articles are removed in %g h unless the bot is added back",
+                     gid, self.settings.guild_grace_hours)
+
+    async def on_guild_remove(self, guild: discord.Guild) -> None:
+        """Removed from a server (kicked, or the server deleted): its collection goes after the grace period."""
+        if self.servers.left(guild.id):
+            log.info("left server %s (%s): its articles are removed in %g h unless the bot is added back",
+                     guild.name, guild.id, self.settings.guild_grace_hours)
+
+    async def on_guild_join(self, guild: discord.Guild) -> None:
+        if self.servers.rejoined(guild.id):
+            log.info("back in server %s (%s) within the grace period: its articles are kept", guild.name, guild.id)
 
     async def on_message(self, message: discord.Message) -> None:
         """No text commands: the asking cog listens for mentions and DMs."""
@@ -117,14 +136,16 @@ class HeraldBot(commands.Bot):
     # ---------------------------------------------------------------------------------- answering
 
     async def answer(self, question: str, history: Sequence[Turn] = (),
-                     on_token: Callable[[str], None] | None = None) -> Answer:
-        """``Engine.ask`` in a worker thread, at most ``max_concurrency`` at a time.
+                     on_token: Callable[[str], None] | None = None, guild_id: int | None = None) -> Answer:
+        """``Engine.ask`` in a worker thread, at most ``max_concurrency`` at a time, over what a question
+        from ``guild_id`` (None: a DM) may see (``ServerCollections.scope``).
 
         ``on_token`` is called in that worker thread (hand the pieces to the loop, never touch Discord
-        there). Only the arguments given are passed on, so a plain question is ``engine.ask(question)``.
+        there).
         """
         engine = self.engine  # this question keeps this engine even if /reindex swaps in another
-        kwargs: dict[str, Any] = {}
+        self.servers.touch(guild_id)
+        kwargs: dict[str, Any] = {"collections": self.servers.scope(guild_id)}
         if history:
             kwargs["history"] = tuple(history)
         if on_token is not None:
@@ -162,13 +183,13 @@ class HeraldBot(commands.Bot):
     def reindexing(self) -> bool:
         return self.reindexer.running
 
-    def start_reindex(self, done: Done | None = None) -> bool:
+    def start_reindex(self, done: Done | None = None, collections: Sequence[str] | None = None) -> bool:
         """``Reindexer.start``: rebuild now, False if a rebuild is already running."""
-        return self.reindexer.start(done=done)
+        return self.reindexer.start(done=done, collections=collections)
 
-    def reindex_soon(self, done: Done | None = None) -> None:
+    def reindex_soon(self, done: Done | None = None, collections: Sequence[str] | None = None) -> None:
         """``Reindexer.soon``: rebuild now, or after the rebuild running."""
-        self.reindexer.soon(done=done)
+        self.reindexer.soon(done=done, collections=collections)
 
     async def wait_reindexed(self) -> None:
         await self.reindexer.wait()
@@ -179,7 +200,7 @@ class HeraldBot(commands.Bot):
 
     async def close(self) -> None:
         """Stop the feed watcher and pending rebuild requests first (no new rebuild starts), then disconnect."""
-        tasks = self.feed_watcher.stop() + self.reindexer.cancel_pending()
+        tasks = self.feed_watcher.stop() + self.janitor.stop() + self.reindexer.cancel_pending()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
         self.fetches.close()

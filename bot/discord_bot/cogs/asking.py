@@ -95,21 +95,24 @@ class AskingCog(commands.Cog):
         wait = self.cooldowns.retry_after(user_id)
         if wait > 0:
             return f"\u23f3 You're asking a little fast: try again in {math.ceil(wait)} s.", ""
+        if not self.bot.servers.scope(getattr(guild, "id", None)):
+            return "There are no articles I can answer from here: ask in a server that has added some.", ""
         self.cooldowns.mark(user_id)
         return None, question
 
     async def answer_message(self, question: str, *, started: float, user_id: int, where: str, via: str,
-                             history: Sequence[Turn] = (),
+                             history: Sequence[Turn] = (), guild_id: int | None = None,
                              on_token: Callable[[str], None] | None = None) -> Reply:
+        """The answer to one question from ``guild_id`` (None: a DM), over what that server may see."""
         from bot.discord_bot.cogs.feedback import feedback_view
         from bot.discord_bot.feedback import AnswerRecord
 
-        # Only what is given: a plain question stays ``bot.answer(question)`` (as the benchmark's control calls it).
         extra: dict[str, Any] = {k: v for k, v in (("history", history), ("on_token", on_token)) if v}
-        ans = await self.bot.answer(question, **extra)
+        ans = await self.bot.answer(question, guild_id=guild_id, **extra)
         elapsed = (time.perf_counter() - started) * 1000
         self.bot.log_question(ans, user_id=user_id, where=where, via=via, elapsed_ms=elapsed, turns=len(history))
-        msg = guard_limits(format_answer(ans, elapsed_ms=elapsed))
+        msg = guard_limits(format_answer(ans, elapsed_ms=elapsed,
+                                         collection_label=lambda c: self.bot.servers.label(c, guild_id)))
         key = self.bot.answers.remember(AnswerRecord.from_answer(ans))
         return Reply(ans, msg.content, to_embed(msg), feedback_view(key))
 
@@ -186,7 +189,8 @@ class AskingCog(commands.Cog):
 
         reply, previewed = await self.answer_streamed(
             cleaned, show, interaction.delete_original_response, started=started, user_id=interaction.user.id,
-            where=where_of(interaction.channel, interaction.guild), via="slash", history=history)
+            where=where_of(interaction.channel, interaction.guild), via="slash", history=history,
+            guild_id=interaction.guild_id)
         if previewed:  # the preview is the deferred response: the answer replaces it
             sent: Any = await interaction.edit_original_response(
                 content=reply.content, embed=reply.embed, view=reply.view, allowed_mentions=allowed_mentions())
@@ -254,7 +258,7 @@ class AskingCog(commands.Cog):
             reply, previewed = await self.answer_streamed(
                 question, show, remove, started=started, user_id=message.author.id,
                 where=where_of(message.channel, message.guild), via="dm" if message.guild is None else "mention",
-                history=history)
+                history=history, guild_id=message.guild.id if message.guild is not None else None)
         sent: discord.Message | None = None
         if previewed and preview is not None:  # the answer replaces the preview (content cleared)
             try:
