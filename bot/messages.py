@@ -15,6 +15,7 @@ from index import (
     AddResult,
     Answer,
     BuildBusyError,
+    CollectionError,
     CorpusError,
     FeedResult,
     FetchError,
@@ -228,6 +229,14 @@ def _mismatch(e: IndexMismatchError) -> str:
     return f"index format {e.found} is not this Herald's ({e.expected}); {_REBUILD}"
 
 
+def _collection(e: CollectionError) -> str:
+    if e.problem == "unknown":
+        return (f"there is no collection {e.name!r} (no folder of that name and nothing of it in the index); "
+                f"`herald collections` lists them")
+    return (f"{e.name!r} is not a collection name: a name is 1 to 64 lowercase letters, digits, '-' or '_', "
+            f"starting with a letter or digit (base, guild-<server id>)")
+
+
 def _question(e: QuestionError) -> str:
     if e.problem == "not_text":
         return "the question holds bytes that are not UTF-8 text; retype it or save it as UTF-8"
@@ -294,6 +303,8 @@ def explain(exc: BaseException) -> str:
         return _model(exc)
     if isinstance(exc, QuestionError):
         return _question(exc)
+    if isinstance(exc, CollectionError):
+        return _collection(exc)
     if isinstance(exc, QuestionSetError):
         return _question_set(exc)
     if isinstance(exc, UnknownBackendError):

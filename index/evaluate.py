@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -114,13 +115,16 @@ def load_qa(path: Path) -> list[QAItem]:
     return items
 
 
-def evaluate(engine: Engine, items: list[QAItem], list_sources: int = 5) -> EvalResult:
+def evaluate(engine: Engine, items: list[QAItem], list_sources: int = 5,
+             collections: Iterable[str] | None = None) -> EvalResult:
     """Ask every question; ``list_sources`` sources are listed for recall@5 (the answer is made from the
-    usual ``top_k``, so a language model is scored on what users get)."""
+    usual ``top_k``, so a language model is scored on what users get). ``collections``: search only these,
+    as a question asked in one server does (None: every collection)."""
     result = EvalResult()
+    scope = None if collections is None else tuple(collections)  # an iterator would be used up by one question
     for item in items:
         try:
-            answer = engine.ask(item.question, list_sources=list_sources)
+            answer = engine.ask(item.question, list_sources=list_sources, collections=scope)
         except QuestionError as exc:
             raise QuestionSetError(item.path or "questions", "bad_question", item.line, exc.problem) from exc
         result.items.append((item, answer))
