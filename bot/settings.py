@@ -70,6 +70,7 @@ class Settings:
     guild_max_feeds: int = 5
     guild_adds_per_hour: int = 20
     guild_grace_hours: float = 168.0  # a server's collection is kept this long after the bot leaves it
+    dm_servers: bool = False  # DMs also search the servers the asker shares with the bot, each named
 
     @property
     def collections_root(self) -> Path:
@@ -292,6 +293,7 @@ SETTINGS: tuple[Var | Group, ...] = (
         problem="HERALD_GUILD_ADDS_PER_HOUR cannot be negative (0: no /add at all)"),
     Var("HERALD_GUILD_GRACE_HOURS", "guild_grace_hours", _number(float), check=lambda v: v >= 0,
         problem="HERALD_GUILD_GRACE_HOURS cannot be negative (0: remove a server's articles when the bot leaves)"),
+    Var("HERALD_DM_SERVERS", "dm_servers", _number(bool)),
 )
 
 _FIELD_DEFAULTS = {f.name: f.default for f in dataclasses.fields(Settings)}

@@ -249,3 +249,22 @@ async def test_without_the_base_corpus_a_server_sees_only_its_own(fake, start_he
     await rebuilt(fake, inter)
     listed = await notice(fake, "sources", None, cfg.user, cfg.guild_id)
     assert HARBOUR_TITLE in listed and "1 article:" in listed, listed
+
+
+async def test_dms_may_search_the_servers_the_asker_shares_with_the_bot(fake, start_herald, built_index, site):
+    """HERALD_DM_SERVERS: a DM searches base plus the servers the asker is in with the bot, each named."""
+    bot = await two_servers(start_herald, built_index, dm_servers=True)
+    cfg, b = fake.config, fake.config.guild_b
+    inter, _ = await add_in(fake, site.url(HARBOUR), cfg.guild_id, cfg.admin)
+    await rebuilt(fake, inter)
+    inter, _ = await add_in(fake, site.url(FERRY), b.id, b.admin)
+    await rebuilt(fake, inter)
+
+    in_both = await ask_in(fake, CRACKS, None, cfg.user)  # bob is in A and B
+    assert any(HARBOUR_TITLE in f["name"] for f in in_both.get("fields", [])), in_both
+    assert f"the articles of the server {cfg.guild_name}" in json.dumps(in_both)
+    only_b = await ask_in(fake, CRACKS, None, b.admin)  # erin is in B only: A's article is not hers to see
+    assert only_b["description"].startswith(ABSTAIN_MESSAGE) and HARBOUR_TITLE not in json.dumps(only_b)
+    outsider = await ask_in(fake, CRACKS, None, cfg.outsider)
+    assert outsider["description"].startswith(ABSTAIN_MESSAGE)
+    assert set(await bot.shared_servers(cfg.user.id)) == {cfg.guild_id, b.id}

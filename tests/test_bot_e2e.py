@@ -429,8 +429,8 @@ async def test_twenty_questions_at_once_while_heartbeats_flow(fake, start_herald
                                                               on_the_loop, work):
     bot = await start_herald(WorkingEngine(real_engine, work))
     if on_the_loop:  # the mistake the bot avoids: answering on the event loop; the same check must catch it
-        async def blocking_answer(question: str, guild_id: int | None = None, **kwargs):
-            return bot.engine.ask(question, collections=bot.servers.scope(guild_id), **kwargs)
+        async def blocking_answer(question: str, guild_id: int | None = None, collections=None, **kwargs):
+            return bot.engine.ask(question, collections=collections, **kwargs)
         bot.answer = blocking_answer
     await fake.wait_for_heartbeats(2, timeout=5)
     beats_before, acks_before = fake.heartbeats_received, fake.heartbeat_acks_sent

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -55,6 +56,7 @@ class HeraldBot(commands.Bot):
                                            "bot.discord_bot.cogs.news", "bot.discord_bot.cogs.feeds",
                                            "bot.discord_bot.cogs.feedback")
     fetch_workers = 3  # /adds and feed polls at once; more wait their turn (each ends by HERALD_FETCH_DEADLINE)
+    SHARED_FOR = 600.0  # seconds a DM asker's servers are remembered (HERALD_DM_SERVERS)
 
     def __init__(self, *, settings: Settings, engine: Engine, feedback: FeedbackLog | None = None,
                  answers: AnswerMemory | None = None,
@@ -79,6 +81,7 @@ class HeraldBot(commands.Bot):
         self.reindexer = Reindexer(settings, self._install, engine_factory)
         self.feed_watcher = FeedWatcher(settings, self.fetches, self.reindexer, self.servers)
         self.janitor = CollectionJanitor(self.servers, self.reindexer)
+        self._shared: dict[int, tuple[float, list[int]]] = {}  # user -> (when, servers shared with the bot)
         self.synced_commands: list[app_commands.AppCommand] = []
 
     # ------------------------------------------------------------------------------------ startup
@@ -136,22 +139,57 @@ class HeraldBot(commands.Bot):
     # ---------------------------------------------------------------------------------- answering
 
     async def answer(self, question: str, history: Sequence[Turn] = (),
-                     on_token: Callable[[str], None] | None = None, guild_id: int | None = None) -> Answer:
-        """``Engine.ask`` in a worker thread, at most ``max_concurrency`` at a time, over what a question
-        from ``guild_id`` (None: a DM) may see (``ServerCollections.scope``).
+                     on_token: Callable[[str], None] | None = None, guild_id: int | None = None,
+                     collections: Sequence[str] | None = None) -> Answer:
+        """``Engine.ask`` in a worker thread, at most ``max_concurrency`` at a time, over ``collections``
+        (default: what a question from ``guild_id``, None for a DM, may see: ``ServerCollections.scope``).
 
         ``on_token`` is called in that worker thread (hand the pieces to the loop, never touch Discord
         there).
         """
         engine = self.engine  # this question keeps this engine even if /reindex swaps in another
         self.servers.touch(guild_id)
-        kwargs: dict[str, Any] = {"collections": self.servers.scope(guild_id)}
+        scope = self.servers.scope(guild_id) if collections is None else tuple(collections)
+        kwargs: dict[str, Any] = {"collections": scope}
         if history:
             kwargs["history"] = tuple(history)
         if on_token is not None:
             kwargs["on_token"] = on_token
         async with self.limiter:
             return await asyncio.to_thread(engine.ask, question, **kwargs)
+
+    async def scope_for(self, guild_id: int | None, user_id: int) -> tuple[str, ...]:
+        """What a question from ``user_id`` in ``guild_id`` (None: a DM) searches: the server's scope, or
+        for a DM ``base`` plus, with HERALD_DM_SERVERS, the servers the asker shares with the bot."""
+        if guild_id is not None or not self.settings.dm_servers:
+            return self.servers.scope(guild_id)
+        return self.servers.dm_scope(await self.shared_servers(user_id))
+
+    async def shared_servers(self, user_id: int) -> list[int]:
+        """Servers with articles that ``user_id`` is a member of: one member lookup per server (the bot has
+        no member list: no privileged intent), remembered for ``SHARED_FOR`` seconds."""
+        now = time.monotonic()
+        cached = self._shared.get(user_id)
+        if cached is not None and now - cached[0] < self.SHARED_FOR:
+            return cached[1]
+        found = []
+        for gid in self.servers.servers_with_collections():
+            guild = self.get_guild(gid)
+            if guild is None:
+                continue
+            if guild.get_member(user_id) is None:
+                try:
+                    await guild.fetch_member(user_id)
+                except discord.NotFound:
+                    continue
+                except discord.HTTPException as exc:
+                    log.warning("could not look up user %s in server %s: %s %s", user_id, gid, exc.status, exc.text)
+                    continue
+            found.append(gid)
+        if len(self._shared) > 10_000:
+            self._shared.clear()
+        self._shared[user_id] = (now, found)
+        return found
 
     @property
     def history_turns(self) -> int:

@@ -47,11 +47,31 @@ class ServerCollections:
         """What a question searches: ``base`` when visible, plus the server's own collection."""
         return self.settings.scope(BASE_COLLECTION if guild_id is None else collection_name(guild_id))
 
-    def label(self, collection: str, guild_id: int | None) -> str:
-        """How a source's collection is named to people ("" for ``base``)."""
+    def label(self, collection: str, guild_id: int | None, names: dict[int, str] | None = None) -> str:
+        """How a source's collection is named to people ("" for ``base``): "this server's articles" in the
+        server itself, elsewhere (a DM) the server's name from ``names``."""
         if collection == BASE_COLLECTION:
             return ""
-        return "this server's articles" if guild_of(collection) == guild_id else f"collection {collection}"
+        gid = guild_of(collection)
+        if gid is not None and gid == guild_id:
+            return "this server's articles"
+        name = (names or {}).get(gid) if gid is not None else None
+        return f"the articles of the server {name}" if name else f"collection {collection}"
+
+    def dm_scope(self, shared: list[int]) -> tuple[str, ...]:
+        """What a DM searches: ``base`` (when visible), plus, where the operator allows it
+        (HERALD_DM_SERVERS), the collections of ``shared``, the servers the asker is in with the bot."""
+        extra = tuple(collection_name(g) for g in shared) if self.settings.dm_servers else ()
+        return self.scope(None) + extra
+
+    def servers_with_collections(self) -> list[int]:
+        """Servers that have a collection and have not been left."""
+        out = []
+        for name in self.store.names():
+            gid = guild_of(name)
+            if gid is not None and not self.store.meta(name).get("left_at"):
+                out.append(gid)
+        return out
 
     # ----------------------------------------------------------------------------------- quotas
 

@@ -29,6 +29,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.discord_bot.conversation import turn_from_message, turn_of
+from bot.discord_bot.guilds import guild_of
 from bot.discord_bot.streaming import StreamPreview
 from bot.discord_bot.util import allowed_mentions, guard_limits, polite, reply_to, to_embed, where_of
 from bot.format import format_answer
@@ -95,7 +96,8 @@ class AskingCog(commands.Cog):
         wait = self.cooldowns.retry_after(user_id)
         if wait > 0:
             return f"\u23f3 You're asking a little fast: try again in {math.ceil(wait)} s.", ""
-        if not self.bot.servers.scope(getattr(guild, "id", None)):
+        if not self.bot.servers.scope(getattr(guild, "id", None)) and not (guild is None
+                                                                           and self.bot.settings.dm_servers):
             return "There are no articles I can answer from here: ask in a server that has added some.", ""
         self.cooldowns.mark(user_id)
         return None, question
@@ -108,11 +110,14 @@ class AskingCog(commands.Cog):
         from bot.discord_bot.feedback import AnswerRecord
 
         extra: dict[str, Any] = {k: v for k, v in (("history", history), ("on_token", on_token)) if v}
-        ans = await self.bot.answer(question, guild_id=guild_id, **extra)
+        scope = await self.bot.scope_for(guild_id, user_id)
+        ans = await self.bot.answer(question, guild_id=guild_id, collections=scope, **extra)
         elapsed = (time.perf_counter() - started) * 1000
         self.bot.log_question(ans, user_id=user_id, where=where, via=via, elapsed_ms=elapsed, turns=len(history))
+        names = {gid: g.name for gid in {guild_of(s.collection) for s in ans.sources} - {None, guild_id}
+                 if gid is not None and (g := self.bot.get_guild(gid)) is not None}
         msg = guard_limits(format_answer(ans, elapsed_ms=elapsed,
-                                         collection_label=lambda c: self.bot.servers.label(c, guild_id)))
+                                         collection_label=lambda c: self.bot.servers.label(c, guild_id, names)))
         key = self.bot.answers.remember(AnswerRecord.from_answer(ans))
         return Reply(ans, msg.content, to_embed(msg), feedback_view(key))
 
