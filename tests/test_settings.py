@@ -258,3 +258,16 @@ def test_bad_tuned_values_fail_when_registered():
         tune_for_model("broken", abstain_threshold=1.5)
     with pytest.raises(TypeError):
         tune_for_model("broken", no_such_field=1)
+
+
+def test_collections_folder_must_be_a_folder(tmp_path) -> None:
+    from bot.settings import SettingsError, load_settings
+
+    a_file = tmp_path / "collections"
+    a_file.write_text("not a folder", encoding="utf-8")
+    with pytest.raises(SettingsError, match="HERALD_COLLECTIONS must be a folder"):
+        load_settings(env_file=None, environ={"HERALD_COLLECTIONS": str(a_file)})
+    ok = load_settings(env_file=None, environ={"HERALD_COLLECTIONS": str(tmp_path / "new")})
+    assert ok.collections_root == tmp_path / "new" and ok.engine_config().collections_dir == tmp_path / "new"
+    assert load_settings(env_file=None, environ={"HERALD_INDEX": str(tmp_path / "x" / "index")}).collections_root \
+        == tmp_path / "x" / "collections"
