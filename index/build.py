@@ -346,7 +346,7 @@ def _embed_new(plan: list[_Planned], embedder: Embedder, report: BuildReport, pr
     # A one-sentence chunk is its sentence, and wire copy repeats sentences: embed each text once.
     distinct = list(dict.fromkeys(texts))
     row = {t: i for i, t in enumerate(distinct)}
-    with build_threads(busy_threads):
+    with build_threads(busy_threads, work=len(distinct)):
         unique_vecs = embed_all(embedder, distinct,
                                 (lambda done: progress(done, len(distinct))) if progress else None)
     vecs = unique_vecs[[row[t] for t in texts]] if texts else unique_vecs
