@@ -20,7 +20,7 @@ from index.embed.models import Embedder, embed_all
 from index.errors import CorpusError, IndexCorruptError, IndexMismatchError, IndexMissingError
 from index.ingest.chunking import Chunk, ChunkSettings, chunk_sections, document_sentences
 from index.ingest.collections import BASE, CollectionsSource, collection_of
-from index.ingest.corpus import CLEANER_VERSION, Document
+from index.ingest.corpus import CLEANER_VERSION, Document, text_key
 from index.ingest.dedup import simhash
 from index.ingest.sources import DocumentSource, FolderSource
 from index.store import (
@@ -288,17 +288,44 @@ def _read(source: DocumentSource, previous: LoadedIndex | None,
           collections: Sequence[str] | None) -> tuple[list[Document], dict[str, str]]:
     """The documents to build from and the fingerprints of everything their source holds: with a scope
     (and an index to keep the rest from), the scope's documents read now and the others' as indexed."""
-    if collections is None or previous is None:
+    if previous is None:
         return list(source.documents()), source.fingerprints()
-    scope = set(collections)
-    if isinstance(source, CollectionsSource):
+    scope = set(collections) if collections is not None else None
+    if scope is not None and isinstance(source, CollectionsSource):
         source = source.scoped(tuple(scope))
-    fresh = [d for d in source.documents() if d.collection in scope]
-    prints = {k: v for k, v in source.fingerprints().items() if collection_of(k) in scope}
-    prints.update({k: v for k, v in built_fingerprints(previous.manifest).items() if collection_of(k) not in scope})
-    prints.update({k: v for k, v in previous.manifest.get("skipped", {}).items() if collection_of(k) not in scope})
-    kept = [d for d in previous.documents if d.collection not in scope]
-    return sorted(kept + fresh, key=lambda d: (d.collection != BASE, d.collection)), prints
+    prints = {k: v for k, v in source.fingerprints().items() if scope is None or collection_of(k) in scope}
+    docs = _changed_documents(source, previous, prints)
+    if scope is not None:
+        prints.update({k: v for k, v in built_fingerprints(previous.manifest).items()
+                       if collection_of(k) not in scope})
+        prints.update({k: v for k, v in previous.manifest.get("skipped", {}).items() if collection_of(k) not in scope})
+        kept = [d for d in previous.documents if d.collection not in scope]
+        docs = sorted(kept + docs, key=lambda d: (d.collection != BASE, d.collection))
+    if not docs:  # what reading every file would have said
+        raise CorpusError("empty", source.location)
+    return docs, prints
+
+
+def _changed_documents(source: DocumentSource, previous: LoadedIndex, prints: dict[str, str]) -> list[Document]:
+    """The documents behind ``prints``, in their order: an unchanged one as the index has it (its file is not
+    parsed again: its fingerprint says it is the same), a new or changed one parsed now. A file skipped last
+    time (empty, unreadable, a copy of another article) is read again only when it changed or when an
+    article was removed (it may have been the copy's original)."""
+    built = built_fingerprints(previous.manifest)
+    skipped = previous.manifest.get("skipped", {})
+    same = {i for i, fp in prints.items() if built.get(i) == fp and i in previous.doc_by_id}
+    removed = any(i not in prints for i in built)
+    need = [i for i, fp in prints.items() if i not in same and (removed or skipped.get(i) != fp)]
+    seen = {text_key(previous.doc_by_id[i].text): i for i in same}
+    parsed: dict[str, Document] = {}
+    for doc in source.documents_of(need) if need else ():
+        original = seen.get(text_key(doc.text))
+        if original is not None:  # as load_corpus does within one folder: one copy of an article
+            log.warning("skipping %s: the same article as %s", doc.path or doc.id, original)
+            continue
+        seen[text_key(doc.text)] = doc.id
+        parsed[doc.id] = doc
+    return [previous.doc_by_id[i] if i in same else parsed[i] for i in prints if i in same or i in parsed]
 
 
 def _build_locked(source: DocumentSource, index_dir: Path, embedder: Embedder, chunking: ChunkSettings,

@@ -18,7 +18,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -216,6 +216,18 @@ class CollectionsSource(DocumentSource):
             for doc in load_corpus(folder):
                 doc.id, doc.collection = qualified(name, doc.id), name
                 yield doc
+
+    def documents_of(self, ids: Collection[str]) -> Iterator[Document]:
+        wanted = set(ids)
+        base_ids = {i for i in wanted if collection_of(i) == BASE}
+        if base_ids and self._wanted(BASE):
+            yield from self.base.documents_of(base_ids)
+        for name, folder in self._others():
+            mine = {i.split(":", 1)[1] for i in wanted if collection_of(i) == name}
+            if mine:
+                for doc in load_corpus(folder, only=mine):
+                    doc.id, doc.collection = qualified(name, doc.id), name
+                    yield doc
 
     def check(self) -> None:
         if self._wanted(BASE):

@@ -12,6 +12,7 @@ import html
 import logging
 import os
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
@@ -481,12 +482,21 @@ def corpus_fingerprints(corpus_dir: Path) -> dict[str, str]:
     return prints
 
 
-def load_corpus(corpus_dir: Path, max_bytes: int = MAX_ARTICLE_BYTES) -> list[Document]:
-    """Every readable article under the folder. Skipped, each with a warning naming the file: unreadable,
-    empty or over ``max_bytes`` files, and a second copy of an article already read (same text)."""
+def text_key(text: str) -> str:
+    """What makes two articles "the same article": their text, white space and case folded."""
+    return hashlib.sha256(" ".join(text.split()).casefold().encode("utf-8")).hexdigest()
+
+
+def load_corpus(corpus_dir: Path, max_bytes: int = MAX_ARTICLE_BYTES,
+                only: Collection[str] | None = None) -> list[Document]:
+    """Every readable article under the folder (``only``: just the files with these ids, and no error when
+    none is usable). Skipped, each with a warning naming the file: unreadable, empty or over ``max_bytes``
+    files, and a second copy of an article already read (same text)."""
     docs: list[Document] = []
     by_text: dict[str, str] = {}
     for doc_id, path in corpus_files(corpus_dir):
+        if only is not None and doc_id not in only:
+            continue
         try:
             size = path.stat().st_size
             if size > max_bytes:
@@ -503,12 +513,12 @@ def load_corpus(corpus_dir: Path, max_bytes: int = MAX_ARTICLE_BYTES) -> list[Do
         doc = parse_document(path, doc_id, raw)
         if doc is None:
             continue
-        key = hashlib.sha256(" ".join(doc.text.split()).casefold().encode("utf-8")).hexdigest()
+        key = text_key(doc.text)
         if key in by_text:
             log.warning("skipping %s: the same article as %s", path, by_text[key])
             continue
         by_text[key] = doc_id
         docs.append(doc)
-    if not docs:
+    if not docs and only is None:
         raise CorpusError("empty", corpus_dir)
     return docs

@@ -8,7 +8,7 @@ settings.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -34,6 +34,12 @@ class DocumentSource(Protocol):
         """Raise the error a build would, before any work (by default: nothing to check cheaply)."""
         return None
 
+    def documents_of(self, ids: Collection[str]) -> Iterator[Document]:
+        """The usable documents among ``ids`` (an update parses only what changed; by default every
+        document is parsed and the others dropped: a source that can read one document alone overrides it)."""
+        wanted = set(ids)
+        return (d for d in self.documents() if d.id in wanted)
+
 
 SOURCES: Registry[DocumentSource] = Registry("document source")
 
@@ -52,6 +58,9 @@ class FolderSource(DocumentSource):
 
     def documents(self) -> Iterator[Document]:
         yield from load_corpus(self.path)
+
+    def documents_of(self, ids: Collection[str]) -> Iterator[Document]:
+        yield from load_corpus(self.path, only=set(ids))
 
     def check(self) -> None:
         """Raise the CorpusError a build would, before any work (a missing folder, no articles)."""

@@ -1,0 +1,82 @@
+"""Updates do work in proportion to what changed (issue 19, item 5): an unchanged article's file is not
+parsed again (its fingerprint says it is the same), and the result is the index a full build makes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from index.build import build_index
+from index.store import load_index
+
+STORY = "---\ntitle: {title}\n---\n{title} happened on Monday, officials said.\n\nIt was the {n}th time this year.\n"
+
+
+@pytest.fixture
+def parses(monkeypatch) -> list[str]:
+    """The ids of the documents parsed, in order."""
+    import index.ingest.corpus as corpus
+
+    seen: list[str] = []
+    real = corpus.parse_document
+
+    def counting(path, doc_id, raw):
+        seen.append(doc_id)
+        return real(path, doc_id, raw)
+
+    monkeypatch.setattr(corpus, "parse_document", counting)
+    return seen
+
+
+def _write(folder, name: str, title: str, n: int) -> None:
+    (folder / name).write_text(STORY.format(title=title, n=n), encoding="utf-8")
+
+
+def _records(index_dir) -> list[dict]:
+    return [json.loads(line) for line in (index_dir / "documents.jsonl").read_text(encoding="utf-8").splitlines()]
+
+
+def test_an_update_parses_only_new_and_changed_files(herald_paths, fake_embedder, parses) -> None:
+    corpus, index_dir = herald_paths.corpus, herald_paths.index
+    for i in range(5):
+        _write(corpus, f"s{i}.md", f"Story {i} of the harbour", i)
+    build_index(corpus, index_dir, fake_embedder)
+    assert sorted(parses) == [f"s{i}.md" for i in range(5)]
+    parses.clear()
+    _write(corpus, "s5.md", "A new story about ferries", 5)
+    _write(corpus, "s2.md", "Story 2, corrected", 2)
+    report = build_index(corpus, index_dir, fake_embedder)
+    assert sorted(parses) == ["s2.md", "s5.md"]
+    assert report.added == ["s5.md"] and report.changed == ["s2.md"] and len(report.unchanged) == 4
+    parses.clear()
+    assert not build_index(corpus, index_dir, fake_embedder).changed_anything and parses == []
+
+
+def test_the_update_is_the_index_a_full_build_makes(herald_paths, fake_embedder, tmp_path) -> None:
+    corpus, index_dir = herald_paths.corpus, herald_paths.index
+    for i in range(4):
+        _write(corpus, f"s{i}.md", f"Story {i} of the harbour", i)
+    build_index(corpus, index_dir, fake_embedder)
+    _write(corpus, "s1.md", "Story 1, corrected", 1)
+    (corpus / "s3.md").unlink()
+    _write(corpus, "s4.md", "Story 4 arrives", 4)
+    build_index(corpus, index_dir, fake_embedder)
+    fresh = tmp_path / "fresh"
+    build_index(corpus, fresh, fake_embedder)
+    assert [{k: v for k, v in d.items()} for d in _records(index_dir)] == _records(fresh)
+    assert load_index(index_dir).chunks == load_index(fresh).chunks
+
+
+def test_a_copy_waits_for_its_original_to_go(herald_paths, fake_embedder, caplog) -> None:
+    corpus, index_dir = herald_paths.corpus, herald_paths.index
+    _write(corpus, "a.md", "The harbour story", 1)
+    _write(corpus, "b.md", "Another story", 2)
+    build_index(corpus, index_dir, fake_embedder)
+    (corpus / "z-copy.md").write_bytes((corpus / "a.md").read_bytes())
+    build_index(corpus, index_dir, fake_embedder)
+    assert [d.id for d in load_index(index_dir).documents] == ["a.md", "b.md"]
+    assert any("z-copy.md" in r.getMessage() and "same article as a.md" in r.getMessage() for r in caplog.records)
+    (corpus / "a.md").unlink()
+    build_index(corpus, index_dir, fake_embedder)
+    assert [d.id for d in load_index(index_dir).documents] == ["b.md", "z-copy.md"]
