@@ -232,8 +232,11 @@ def _vectors(previous: LoadedIndex | None, plan: list[_Planned], new_chunk_vecs:
     return store, ids, sentences
 
 
-def _records(plan: list[_Planned], ids: list[int]) -> tuple[list[dict], list[dict], dict[str, dict]]:
-    """documents.jsonl and chunks.jsonl records, and the manifest's per-document entries."""
+def _records(plan: list[_Planned], ids: list[int],
+             previous: LoadedIndex | None = None) -> tuple[list[dict], list[dict], dict[str, dict]]:
+    """documents.jsonl and chunks.jsonl records, and the manifest's per-document entries (a reused
+    document keeps the SimHash its entry recorded: hashing every article again made updates O(corpus))."""
+    recorded = previous.manifest.get("documents", {}) if previous is not None else {}
     docs, chunks, manifest_docs = [], [], {}
     sent_base = 0
     it = iter(ids)
@@ -252,8 +255,13 @@ def _records(plan: list[_Planned], ids: list[int]) -> tuple[list[dict], list[dic
         manifest_docs[d.id] = {"fingerprint": d.fingerprint, "title": d.title, "chunks": len(p.chunks),
                                "collection": d.collection,
                                "url": d.url, "date": d.date, "outlet": (d.meta or {}).get("outlet"),
-                               "simhash": format(simhash(d.text), "016x")}
+                               "simhash": _simhash_of(d, p.reused, recorded)}
     return docs, chunks, manifest_docs
+
+
+def _simhash_of(doc: Document, reused: bool, recorded: dict[str, dict]) -> str:
+    kept = (recorded.get(doc.id) or {}).get("simhash") if reused else None
+    return kept if isinstance(kept, str) else format(simhash(doc.text), "016x")
 
 
 def build_index(source: DocumentSource | Path | str, index_dir: Path, embedder: Embedder,
@@ -350,7 +358,7 @@ def _build_locked(source: DocumentSource, index_dir: Path, embedder: Embedder, c
 
     chunk_vecs, sent_vecs = _embed_new(plan, embedder, report, progress, busy_threads)
     store, ids, sentences = _vectors(previous, plan, chunk_vecs, sent_vecs, store_kind, embedder.dim)
-    docs_rec, chunks_rec, manifest_docs = _records(plan, ids)
+    docs_rec, chunks_rec, manifest_docs = _records(plan, ids, previous)
     report.chunks = len(chunks_rec)
     if report.chunks == 0:
         raise CorpusError("no_sentences", source.location)
