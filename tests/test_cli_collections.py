@@ -14,32 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_collections import BRIDGE, ORCHIDS  # the two stories, one per server
 
 from fakes.news import fake_news_server
 from index import CollectionError, Collections, EngineConfig, open_engine
-
-BRIDGE = """---
-title: Harbour bridge reopens in Valparaiso
-url: https://news.example/valparaiso-bridge
-outlet: Coast Gazette
----
-The Valparaiso harbour bridge reopened on Tuesday after eighteen months of repairs.
-
-Engineers replaced forty steel cables that salt air had corroded, the port authority said.
-
-The repairs cost 92 million pesos, paid by the regional government.
-"""
-
-ORCHIDS = """---
-title: Orchid festival draws record crowds in Chiang Mai
-url: https://news.example/orchids
----
-The orchid festival in Chiang Mai drew a record 300,000 visitors this year.
-
-Growers from twelve provinces showed rare slipper orchids in the old city's gardens.
-
-The festival ends on Sunday with a parade of floats covered in flowers.
-"""
 
 BRIDGE_Q = "How much did the Valparaiso harbour bridge repairs cost?"
 ORCHID_Q = "How many visitors came to the orchid festival in Chiang Mai?"
