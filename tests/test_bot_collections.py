@@ -177,7 +177,7 @@ async def test_quotas_refuse_with_a_message_and_change_nothing(fake, start_heral
     assert site.hits["/feed.xml"] == 0
 
 
-async def test_feeds_of_one_server_never_poll_into_another(fake, start_herald, built_index, site):
+async def test_feeds_of_one_server_never_poll_into_another(fake, start_herald, built_index, site, herald_logs):
     bot = await two_servers(start_herald, built_index, feed_interval=0.2)
     cfg, b = fake.config, fake.config.guild_b
     assert "Manage Server" in await notice(fake, "feeds", {"url": site.url("/feed.xml")}, cfg.user,
@@ -189,6 +189,8 @@ async def test_feeds_of_one_server_never_poll_into_another(fake, start_herald, b
     assert len(saved(built_index, cfg.guild_id)) == 2 and not folder(built_index, b.id).exists()
     assert not (built_index.corpus / "web").exists()
     assert (folder(built_index, cfg.guild_id) / ".feeds.json").exists()
+    who = f"server {cfg.guild_name} ({cfg.guild_id}): feed {site.url('/feed.xml')}"
+    assert any(m.startswith(who) for m in herald_logs.messages("herald")), "the watcher's lines name the server"
 
     listed = await notice(fake, "feeds", {}, cfg.user, cfg.guild_id, sub="list")  # listing needs no permission
     assert site.url("/feed.xml") in listed
