@@ -152,8 +152,9 @@ class Engine:
         ``list_sources``: list this many sources if more than ``top_k`` (evaluation's recall@5); the
         answerer still reads only the ``top_k`` best, as a user's question would.
         ``collections``: search only the documents of these collections (None: every one). The filter is
-        exact, and everything after it (abstention, near-duplicates, sources) sees only what it let through,
-        so a question about another collection's article is not answered.
+        exact (``Retriever.retrieve``: no candidate of these collections is lost to it), and everything after
+        it (abstention, near-duplicates, sources) sees only what it let through, so a question about
+        another collection's article is not answered.
         """
         started = time.perf_counter()
         s = self.settings

@@ -105,3 +105,50 @@ def test_a_bbc_index_grows_from_the_largest_sample_it_contains(tmp_path):
     assert bbc_seed(tmp_path, 4) == tmp_path / "squad-all"  # never itself
     built("squad-all+bbc1in2")
     assert bbc_seed(tmp_path, 1) == tmp_path / "squad-all+bbc1in2"
+
+
+def test_the_collections_benchmark_splits_by_article_and_merges_by_confidence():
+    """benchmarks/collections.py's pure logic: four collections of whole articles, the separate indexes'
+    merge rule, the exactness check, and builds that embed each distinct text once."""
+    import dataclasses
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from benchmarks.collections import TextCache, deeper, exact, merge, split_articles
+    from index.types import Answer, Source
+
+    split = split_articles(16)
+    assert split == {"base": range(0, 4), "guild-1": range(4, 8), "guild-2": range(8, 12), "guild-3": range(12, 16)}
+    assert sorted(i for r in split_articles(7).values() for i in r) == list(range(7))  # uneven: every article once
+
+    def source(doc: str, score: float) -> Source:
+        return Source("text", "title", doc, score, 0, 4)
+
+    base = Answer("q", "from base", False, [source("a", 0.9), source("b", 0.5)], confidence=0.6, latency_ms=1)
+    own = Answer("q", "from guild", False, [source("c", 0.7)], confidence=0.8, latency_ms=1)
+    merged = merge([base, own], k=2)
+    assert merged.answer == "from guild" and [s.doc_id for s in merged.sources] == ["a", "c"]
+    assert merge([base, own, dataclasses.replace(own, answer="tie")]).answer == "from guild"  # the first of equals
+
+    allowed = {1, 2, 3}.__contains__
+    assert exact([9, 1, 2], [1, 2, 3], allowed)  # 9 is outside the scope: the filter may drop it
+    assert not exact([1, 2, 3], [1, 3, 4], allowed)  # 2 was lost
+    # ... to a chunk the unfiltered search never re-scored (4), 2 keeping its score: the depth, not the filter
+    in_scope = {1, 2, 3, 4}.__contains__
+    assert deeper([(1, .9), (2, .5), (3, .4)], [(1, .9), (4, .6), (2, .5)], in_scope, k=2)
+    assert not deeper([(1, .9), (2, .5), (4, .4)], [(1, .9), (4, .6), (2, .5)], in_scope, k=2)  # 4 was ranked
+    assert not deeper([(1, .9), (2, .5)], [(1, .9), (4, .6), (2, .3)], in_scope, k=2)  # 2's score changed
+
+    calls: list[list[str]] = []
+
+    def encode_all(texts, batch_size=64):
+        calls.append(list(texts))
+        return np.ones((len(texts), 2), dtype=np.float32)
+
+    real = SimpleNamespace(name="fake", dim=2, weights="w", multilingual=False, encode_all=encode_all)
+    cache = TextCache(real)
+    assert cache.encode_all(["x", "y", "x"]).shape == (3, 2)
+    assert cache.encode_all(["y", "z"]).shape == (2, 2)
+    assert calls == [["x", "y"], ["z"]] and cache.embedded == 3
+    assert (cache.name, cache.dim, cache.weights) == ("fake", 2, "w")  # the manifest the real one would write

@@ -327,7 +327,11 @@ class Retriever:
 
         ``query``: the question already prepared by ``query()`` (the engine needs it too: made once).
         ``rows``: rank only these chunks (a collection filter, ``LoadedIndex.rows_of``; None: all of them).
-        Both lists are exact within them, so a chunk an unfiltered search would rank still ranks.
+        Both lists are exact within them: every chunk of ``rows`` in an unfiltered candidate list is in the
+        filtered one with the same scores. The filtered ranking re-scores at least as deep among ``rows``
+        (other collections no longer take re-scoring places), so its top k can differ from the unfiltered
+        top k's chunks of ``rows`` only by a chunk that Herald's own score ranks higher (10 of 4,360
+        questions in benchmarks/collections.py).
         """
         s = self.settings
         mode = mode or s.mode
