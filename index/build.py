@@ -212,24 +212,34 @@ def _vectors(previous: LoadedIndex | None, plan: list[_Planned], new_chunk_vecs:
     else:
         store, next_id = new_store(store_kind, dim), 0
     ids: list[int] = []
-    sent_parts: list[np.ndarray] = []
+    pieces: list[tuple[np.ndarray, int, int]] = []  # (matrix, start, stop): the sentence rows, in plan order
     new_ids: list[int] = []
-    ci = si = 0
+    si = 0
     for p in plan:
         if p.reused and previous is not None:  # nothing is reused without a previous index
             ids.extend(previous.chunk_ids[r] for r in previous.chunk_rows_by_doc.get(p.doc.id, []))
-            sent_parts.append(previous.sentence_vectors[previous.sentence_rows_by_doc[p.doc.id]])
+            start, count = previous.sentence_span(p.doc.id)
+            _extend(pieces, previous.sentence_vectors, start, start + count)
             continue
         fresh = list(range(next_id, next_id + len(p.chunks)))
         next_id += len(p.chunks)
         ids.extend(fresh)
         new_ids.extend(fresh)
-        sent_parts.append(new_sent_vecs[si:si + len(p.sentences)])
-        ci += len(p.chunks)
+        _extend(pieces, new_sent_vecs, si, si + len(p.sentences))
         si += len(p.sentences)
     store.add(new_ids, new_chunk_vecs)
-    sentences = np.vstack(sent_parts).astype(np.float32) if sent_parts else np.zeros((0, dim), np.float32)
+    # Neighbouring documents' rows are one slice: an update copies a few large blocks, not one per document.
+    parts = [m[a:b] for m, a, b in pieces]
+    sentences = np.concatenate(parts).astype(np.float32, copy=False) if parts else np.zeros((0, dim), np.float32)
     return store, ids, sentences
+
+
+def _extend(pieces: list[tuple[np.ndarray, int, int]], matrix: np.ndarray, start: int, stop: int) -> None:
+    """Add rows ``start:stop`` of ``matrix``, joining the last piece when they continue it."""
+    if pieces and pieces[-1][0] is matrix and pieces[-1][2] == start:
+        pieces[-1] = (matrix, pieces[-1][1], stop)
+    elif stop > start:
+        pieces.append((matrix, start, stop))
 
 
 def _records(plan: list[_Planned], ids: list[int],

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from index.build import build_index
@@ -65,7 +66,21 @@ def test_the_update_is_the_index_a_full_build_makes(herald_paths, fake_embedder,
     fresh = tmp_path / "fresh"
     build_index(corpus, fresh, fake_embedder)
     assert [{k: v for k, v in d.items()} for d in _records(index_dir)] == _records(fresh)
-    assert load_index(index_dir).chunks == load_index(fresh).chunks
+    updated, built = load_index(index_dir), load_index(fresh)
+    assert updated.chunks == built.chunks
+    assert np.array_equal(updated.sentence_vectors, built.sentence_vectors)  # the same rows, in the same order
+    assert np.array_equal(updated.chunk_vectors(), built.chunk_vectors())
+
+
+def test_a_chunk_record_has_every_field_in_order() -> None:
+    """chunks.jsonl is written by hand (Chunk.to_dict): a new field must not be left out of it."""
+    from dataclasses import fields
+
+    from index.ingest.chunking import Chunk
+
+    chunk = Chunk("d", "T", "text", 0, 4, [(0, 2), (2, 4)], "https://x.example/")
+    assert list(chunk.to_dict()) == [f.name for f in fields(Chunk)]
+    assert Chunk.from_dict(chunk.to_dict()) == chunk
 
 
 def test_a_copy_waits_for_its_original_to_go(herald_paths, fake_embedder, caplog) -> None:

@@ -53,9 +53,10 @@ class Chunk:
     url: str | None = None
 
     def to_dict(self) -> dict[str, object]:
-        d = asdict(self)
-        d["sentences"] = [list(s) for s in self.sentences]
-        return d
+        """The record chunks.jsonl holds (fields in declaration order; written out by hand because
+        ``dataclasses.asdict`` deep-copies, and an update writes every chunk's record)."""
+        return {"doc_id": self.doc_id, "title": self.title, "text": self.text, "start": self.start, "end": self.end,
+                "sentences": [[a, b] for a, b in self.sentences], "url": self.url}
 
     @classmethod
     def from_dict(cls, d: dict) -> Chunk:

@@ -145,6 +145,19 @@ class LoadedIndex:
             out.setdefault(chunk.doc_id, []).append(row)
         return out
 
+    def sentence_span(self, doc_id: str) -> tuple[int, int]:
+        """(first row, count) of a document's sentences: they are contiguous, in index order."""
+        return self._sentence_spans[doc_id]
+
+    @cached_property
+    def _sentence_spans(self) -> dict[str, tuple[int, int]]:
+        out, offset = {}, 0
+        for d in self.documents:
+            n = len(self.doc_sentences[d.id])
+            out[d.id] = (offset, n)
+            offset += n
+        return out
+
     @cached_property
     def sentence_rows_by_doc(self) -> dict[str, list[int]]:
         out: dict[str, list[int]] = {}
