@@ -218,3 +218,10 @@ def test_a_tentative_answer_says_so_before_the_answer_and_in_the_footer():
     assert "low confidence 0.71" in unsure["footer"]["text"] and unsure["color"] != sure["color"]
     assert TENTATIVE_MESSAGE not in sure["description"] and "low confidence" not in sure["footer"]["text"]
     assert not check_limits(format_answer(answer(text="x" * 5000, tentative=True)))
+
+
+def test_poll_intervals_read_as_people_say_them() -> None:
+    from bot.discord_bot.cogs.feeds import every
+
+    assert [every(s) for s in (0.2, 20, 900, 3600, 7200, 5400 * 2)] == \
+        ["every 0 s", "every 20 s", "every 15 min", "every 60 min", "every 2 h", "every 3 h"]

@@ -162,6 +162,11 @@ class FeedWatcher:
         self._servers = servers or ServerCollections(settings)
         self.task: asyncio.Task | None = None
         self.stopping = threading.Event()  # a poll under way ends before its next item once set
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def lock(self, collection: str) -> asyncio.Lock:
+        """One poll at a time per collection (its feeds' state file): the watcher and /feeds add take it."""
+        return self._locks.setdefault(collection, asyncio.Lock())
 
     def start(self) -> bool:
         """Start polling in the background (False when no feed is followed or it runs already)."""
@@ -182,8 +187,10 @@ class FeedWatcher:
     async def poll_once(self) -> list[str]:
         """One poll of every feed; the collections that got news (rebuilt, after any rebuild running)."""
         s, changed = self.settings, []
-        if s.feeds and await self._poll("", s.corpus_dir, s.feeds, s.feed_state_file, s.feed_max_items):
-            changed.append(BASE_COLLECTION)
+        if s.feeds:
+            async with self.lock(BASE_COLLECTION):
+                if await self._poll("", s.corpus_dir, s.feeds, s.feed_state_file, s.feed_max_items):
+                    changed.append(BASE_COLLECTION)
         for gid in self._servers.with_feeds():
             name, store = collection_name(gid), self._servers.store
             who = f"server {store.meta(name).get('owner_name') or '?'} ({gid}): "
@@ -191,9 +198,10 @@ class FeedWatcher:
             if not room:
                 log.warning("%sfeeds not polled: the server has its %d articles", who, s.guild_max_articles)
                 continue
-            if await self._poll(who, store.folder(name), self._servers.feeds(gid), store.feed_state(name),
-                                min(s.feed_max_items, room)):
-                changed.append(name)
+            async with self.lock(name):
+                if await self._poll(who, store.folder(name), self._servers.feeds(gid), store.feed_state(name),
+                                    min(s.feed_max_items, room)):
+                    changed.append(name)
         if changed:
             # Wait for a rebuild already running: it may have read the folders before these articles.
             await self._reindexer.start_after_running(collections=changed)

@@ -25,6 +25,15 @@ log = logging.getLogger("herald.bot")
 MAX_FEED_URL = 2048
 
 
+def every(seconds: float) -> str:
+    """``every 15 min`` (or ``every 20 s``, ``every 2 h``): how often the watcher polls, as people say it."""
+    if seconds < 90:
+        return f"every {seconds:.0f} s"
+    if seconds < 5400:
+        return f"every {seconds / 60:.0f} min"
+    return f"every {seconds / 3600:.1f} h".replace(".0 h", " h")
+
+
 def _shown(url: str) -> str:
     link = safe_url(url)
     return f"<{link}>" if link else neutralise(url)
@@ -61,8 +70,9 @@ class FeedsCog(commands.GroupCog, group_name="feeds", group_description="The new
             return
         log.info("/feeds add by user=%s in server %s: %s", interaction.user.id, gid, redact_url(url))
         await interaction.response.defer(ephemeral=True, thinking=True)
+        async with self.bot.feed_watcher.lock(collection_name(gid)):  # never beside the watcher's poll of it
+            await self._first_poll(interaction, gid, url)
         self.bot.feed_watcher.start()  # it may have had nothing to watch until now
-        await self._first_poll(interaction, gid, url)
 
     async def _first_poll(self, interaction: discord.Interaction, gid: int, url: str) -> None:
         servers, name, s = self.bot.servers, collection_name(gid), self.bot.settings
@@ -75,13 +85,13 @@ class FeedsCog(commands.GroupCog, group_name="feeds", group_description="The new
         [res] = await self.bot.run_fetch(poll_feeds, servers.store.folder(name), [url], servers.store.feed_state(name),
                                          s.fetch, min(s.feed_max_items, room))
         if res.error is not None:
-            await self.bot.send_notice(f"{head} Its first poll failed: {explain(res.error)} I'll keep trying every "
-                                       f"{s.feed_interval / 60:g} min; `/feeds remove` stops it.",
+            await self.bot.send_notice(f"{head} Its first poll failed: {explain(res.error)} I'll keep trying "
+                                       f"{every(s.feed_interval)}; `/feeds remove` stops it.",
                                        interaction=interaction)
             return
         if not res.changed:
-            await self.bot.send_notice(f"{head} No new articles in it yet; I check it every "
-                                       f"{s.feed_interval / 60:g} min.", interaction=interaction)
+            await self.bot.send_notice(f"{head} No new articles in it yet; I check it {every(s.feed_interval)}.",
+                                       interaction=interaction)
             return
 
         async def report(summary: str) -> None:
