@@ -43,6 +43,7 @@ from index.ingest.corpus import Document
 from index.ingest.feeds import FeedResult, poll_feeds
 from index.ingest.sources import SOURCES, DocumentSource, FolderSource
 from index.ingest.web import AddResult, FetchError, FetchSettings, add_url, redact_url
+from index.search.reader import FolderReader, IndexReader
 from index.search.retrieval import SearchSettings, search_for, tuned_values
 from index.store import Staleness
 from index.store.vectors import VECTOR_STORES, FaissStore, VectorStore
@@ -62,7 +63,7 @@ __all__ = [
     "add_url", "poll_feeds", "AddResult", "FeedResult", "FetchSettings", "FetchError", "redact_url",
     # seams
     "DocumentSource", "Document", "FolderSource", "SOURCES",
-    "VectorStore", "FaissStore", "VECTOR_STORES",
+    "VectorStore", "FaissStore", "VECTOR_STORES", "IndexReader", "FolderReader",
     "Answerer", "ExtractiveAnswerer", "LLMAnswerer", "LLMSettings", "FALLBACK_REASONS", "Draft", "ANSWERERS",
     "Embedder", "register_embedder", "EMBEDDERS",
     # errors

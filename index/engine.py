@@ -26,6 +26,7 @@ from index.ingest.chunking import ChunkSettings
 from index.ingest.collections import CollectionsSource, collection_of
 from index.ingest.corpus import CLEANER_VERSION, Document
 from index.ingest.sources import DocumentSource, open_source
+from index.search.reader import IndexReader
 from index.search.retrieval import Candidate, Retriever, SearchSettings, answer_type_of, search_for
 from index.store import (
     DEFAULT_STORE,
@@ -129,12 +130,14 @@ class Engine:
     """Answers questions from one loaded index: retrieval ranks, the engine abstains or not, the answerer
     writes. Read-only after construction, so one engine serves many threads."""
 
-    def __init__(self, index: LoadedIndex, embedder: Embedder, settings: SearchSettings = SearchSettings(),
-                 answerer: Answerer | str = "extractive", answerer_options: dict | None = None) -> None:
-        self.index = index
+    def __init__(self, index: LoadedIndex | IndexReader, embedder: Embedder,
+                 settings: SearchSettings = SearchSettings(), answerer: Answerer | str = "extractive",
+                 answerer_options: dict | None = None) -> None:
         self.embedder = embedder
         self.settings = settings
         self.retriever = Retriever(index, embedder, settings)
+        self.reader: IndexReader = self.retriever.reader  # everything answering reads (index/search/reader.py)
+        self.index = index  # what it was opened on (the folder index: benchmarks and tests read it)
         self.answerer = (ANSWERERS.create(answerer, settings, **(answerer_options or {}))
                          if isinstance(answerer, str) else answerer)
 
@@ -160,7 +163,7 @@ class Engine:
         s = self.settings
         q = clean_question(question, s.max_question_chars)
         search_text = self._with_history(q, history)
-        rows = self.index.rows_of(collections)
+        rows = self.reader.rows_of(collections)
         query = self.retriever.query(search_text)
         cands = self.retriever.retrieve(search_text, query=query, rows=rows)
         english = looks_english(q) or self.embedder.multilingual  # a model that reads other languages
@@ -191,15 +194,15 @@ class Engine:
 
     def documents(self, collections: Iterable[str] | None = None) -> list[DocumentInfo]:
         """The indexed articles (of ``collections`` only, when given), in index order."""
-        counts = {d: len(rows) for d, rows in self.index.chunk_rows_by_doc.items()}
+        counts = self.reader.chunk_counts()
         wanted = None if collections is None else set(collections)
         return [DocumentInfo(d.id, d.title, d.url, d.date, counts.get(d.id, 0), outlet_of(d), d.collection)
-                for d in self.index.documents if wanted is None or d.collection in wanted]
+                for d in self.reader.documents() if wanted is None or d.collection in wanted]
 
     def collections(self) -> dict[str, int]:
         """``{collection: its number of articles}`` in this index."""
         out: dict[str, int] = {}
-        for d in self.index.documents:
+        for d in self.reader.documents():
             out[d.collection] = out.get(d.collection, 0) + 1
         return out
 
@@ -210,14 +213,14 @@ class Engine:
 
     @property
     def passages(self) -> int:
-        return len(self.index.chunks)
+        return self.reader.count()
 
     # ------------------------------------------------------------------------------ internals
 
     def retrieve(self, question: str, q_vec=None, mode: str | None = None, k: int | None = None,
                  collections: Iterable[str] | None = None) -> list[Candidate]:
         """Ranked candidates (benchmarks compare modes with this)."""
-        return self.retriever.retrieve(question, q_vec, mode, k, rows=self.index.rows_of(collections))
+        return self.retriever.retrieve(question, q_vec, mode, k, rows=self.reader.rows_of(collections))
 
     def _with_history(self, question: str, history: Sequence[Turn]) -> str:
         if not history:
@@ -235,12 +238,12 @@ class Engine:
 
     def _sources(self, shown: list[Candidate], k: int) -> list[Source]:
         """The top ``k`` sources, a wire story published by several outlets shown once ("also reported by")."""
-        dup = self.index.duplicate_of
+        reader = self.reader
         out: list[Source] = []
         first_of: dict[str, Source] = {}
         for c in shown:
-            doc_id = self.index.chunks[c.row].doc_id
-            group = dup.get(doc_id, doc_id)
+            doc_id = reader.chunk(c.row).doc_id
+            group = reader.duplicate_of(doc_id)
             if group in first_of and first_of[group].doc_id != doc_id:
                 other = self._source(c)
                 label = other.outlet or other.title
@@ -260,16 +263,16 @@ class Engine:
         rest = [c for c in cands if c.score < best - _LATEST_MARGIN]
 
         def date_of(c: Candidate) -> str:
-            doc = self.index.doc_by_id.get(self.index.chunks[c.row].doc_id)
+            doc = self.reader.document(self.reader.chunk(c.row).doc_id)
             return (doc.date or "") if doc else ""
 
         return sorted(close, key=date_of, reverse=True) + rest
 
     def _source(self, c: Candidate) -> Source:
-        chunk = self.index.chunks[c.row]
-        doc = self.index.doc_by_id.get(chunk.doc_id)
+        chunk = self.reader.chunk(c.row)
+        doc = self.reader.document(chunk.doc_id)
         return Source(chunk.text, chunk.title, chunk.doc_id, c.score, chunk.start, chunk.end, chunk.url,
-                      self.index.chunk_ids[c.row], doc.date if doc else None, outlet_of(doc) if doc else None,
+                      self.reader.chunk_id(c.row), doc.date if doc else None, outlet_of(doc) if doc else None,
                       collection=doc.collection if doc else "base")
 
 

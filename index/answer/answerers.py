@@ -12,7 +12,7 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, ClassVar, Protocol, runtime_checkable
 
-from index.answer.units import units_of
+from index.answer.units import document_units
 from index.registry import Registry
 from index.types import Draft, Source, Turn
 
@@ -67,32 +67,36 @@ class ExtractiveAnswerer(Answerer):
     def short_answer(self, best: Candidate, query: Query,
                      retriever: Retriever) -> tuple[str, list[tuple[str, int, int]]]:
         s = self.settings
-        index = retriever.index
+        reader = retriever.reader
         if best.best_sentence < 0:
-            chunk = index.chunks[best.row]
+            chunk = reader.chunk(best.row)
             return " ".join(chunk.text.split()), [(chunk.doc_id, chunk.start, chunk.end)]
-        units = units_of(index, s.fragment_chars)
-        first, last = units[best.best_sentence]
-        doc_id = index.sentence_doc[best.best_sentence][0]
+        doc_id = reader.sentence_doc(best.best_sentence)[0]
+        sids, units = document_units(reader, doc_id, s.fragment_chars)
+
+        def unit_of(sid: int) -> tuple[int, int]:
+            return units[sid - sids.start]
 
         def unit_score(a: int, b: int) -> float:
             return max(retriever.sentence_score(i, query) for i in range(a, b + 1))
 
+        first, last = unit_of(best.best_sentence)
         top = unit_score(first, last)
         if s.answer_sentences > 1:
             options = []
-            if last + 1 < len(units) and index.sentence_doc[last + 1][0] == doc_id:
-                nxt = units[last + 1]
-                runs_on = index.sentence_text[last].rstrip().endswith(":")
+            if last + 1 in sids:
+                nxt = unit_of(last + 1)
+                runs_on = reader.sentence_text(last).rstrip().endswith(":")
                 options.append((unit_score(*nxt) + (1.0 if runs_on else 0.0), nxt))
-            if first > 0 and index.sentence_doc[first - 1][0] == doc_id:
-                prv = units[first - 1]
+            if first - 1 in sids:
+                prv = unit_of(first - 1)
                 options.append((unit_score(*prv), prv))
             for score, (a, b) in sorted(options, reverse=True)[:1]:
                 if score >= top - s.adjacent_margin:
                     first, last = min(first, a), max(last, b)
-        spans = [index.sentence_doc[i] for i in range(first, last + 1)]
-        doc = index.doc_by_id[doc_id]
+        spans = [reader.sentence_doc(i) for i in range(first, last + 1)]
+        doc = reader.document(doc_id)
+        assert doc is not None  # its sentence was just read
         text = " ".join(doc.text[spans[0][1]:spans[-1][2]].split())
         return trim_residue(text), spans
 

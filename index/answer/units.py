@@ -7,8 +7,12 @@ from __future__ import annotations
 
 import re
 import weakref
+from typing import TYPE_CHECKING
 
 from index.store.records import LoadedIndex
+
+if TYPE_CHECKING:
+    from index.search.reader import IndexReader
 
 # A "sentence" that is really part of its neighbour: a tweet's attribution line ("— Name (@handle) date"),
 # an exclamation fragment ("Bloody." "Hell."), a caption/byline with no full stop before a quote.
@@ -29,6 +33,24 @@ def units_of(index: LoadedIndex, fragment_chars: int) -> list[tuple[int, int]]:
             units.extend(answer_units([doc.text[a:b] for a, b in spans], len(units), fragment_chars))
         per_index[fragment_chars] = units
     return units
+
+
+_DOC_CACHE: weakref.WeakKeyDictionary[object, dict[tuple[str, int], list[tuple[int, int]]]] = \
+    weakref.WeakKeyDictionary()
+
+
+def document_units(reader: IndexReader, doc_id: str, fragment_chars: int) -> tuple[range, list[tuple[int, int]]]:
+    """(the document's sids, the (first, last) answer unit of each): one document's units, computed on first
+    use from its sentences alone (units never cross documents), so a reader need not hold every sentence."""
+    sids = reader.document_sentences(doc_id)
+    per_reader = _DOC_CACHE.setdefault(reader, {})
+    units = per_reader.get((doc_id, fragment_chars))
+    if units is None:
+        units = answer_units([reader.sentence_text(s) for s in sids], sids.start, fragment_chars)
+        if len(per_reader) > 10_000:  # a long-running bot over many documents: keep it bounded
+            per_reader.clear()
+        per_reader[(doc_id, fragment_chars)] = units
+    return sids, units
 
 
 def answer_units(texts: list[str], base: int, fragment_chars: int) -> list[tuple[int, int]]:

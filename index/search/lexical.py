@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from index.ingest.chunking import Chunk
 from index.text import content_terms
 
 Hits = list[tuple[int, float]]
@@ -59,6 +60,13 @@ class BM25Index:
     def hits(self, scores: np.ndarray, k: int) -> Hits:
         """The ``k`` best of scores already computed (hybrid retrieval needs the list and every score)."""
         return [(int(self.ids[r]), float(scores[r])) for r in top(scores, k)]
+
+
+def searched_title(chunk: Chunk) -> str:
+    """The title BM25 searches with a chunk: its document's, unless the chunk already begins with it (a
+    ``.txt`` whose first line is a sentence keeps that line in the body; counting it twice would not help)."""
+    title = " ".join(chunk.title.split())
+    return "" if " ".join(chunk.text[:len(title) + 8].split()).casefold().startswith(title.casefold()) else title
 
 
 def top(scores: np.ndarray, k: int) -> np.ndarray:

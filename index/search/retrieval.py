@@ -34,8 +34,8 @@ import numpy as np
 
 from index.embed.base import EMBEDDERS, Embedder, search_values
 from index.errors import ModelLoadError, describe
-from index.ingest.chunking import Chunk
-from index.search.lexical import BM25Index, top
+from index.search.lexical import BM25Index, searched_title, top  # noqa: F401 - searched_title: re-exported
+from index.search.reader import IndexReader
 from index.store import LoadedIndex
 from index.text import content_terms
 
@@ -220,25 +220,25 @@ def fuse(dense_hits: list[tuple[int, float]], lexical_hits: list[tuple[int, floa
     return out
 
 
-def searched_title(chunk: Chunk) -> str:
-    """The title BM25 searches with a chunk: its document's, unless the chunk already begins with it (a
-    ``.txt`` whose first line is a sentence keeps that line in the body; counting it twice would not help)."""
-    title = " ".join(chunk.title.split())
-    return "" if " ".join(chunk.text[:len(title) + 8].split()).casefold().startswith(title.casefold()) else title
-
-
 class Retriever:
     """Ranks an index's chunks for a question. Read-only after construction, so safe across threads."""
 
-    def __init__(self, index: LoadedIndex, embedder: Embedder, settings: SearchSettings = SearchSettings()) -> None:
-        self.index = index
+    def __init__(self, index: IndexReader | LoadedIndex, embedder: Embedder,
+                 settings: SearchSettings = SearchSettings()) -> None:
+        from index.search.reader import FolderReader
+
+        # A folder index loaded in memory is read through FolderReader; any other reader as it is.
+        self.reader: IndexReader = FolderReader(index) if isinstance(index, LoadedIndex) else index
+        self.index = index if isinstance(index, LoadedIndex) else None  # the folder index (benchmarks read it)
         self.embedder = embedder
         self.settings = settings
-        self.store = index.store
-        self.lexical = BM25Index(range(len(index.chunks)), [c.text for c in index.chunks],
-                                 [searched_title(c) for c in index.chunks])
-        self._idf, self._idf_unknown = self.lexical.idf, self.lexical.idf_unknown
+        self._idf, self._idf_unknown = self.reader.idf, self.reader.idf_unknown
         self._reranker = load_reranker(settings.reranker) if settings.reranker else None
+
+    @property
+    def lexical(self) -> BM25Index:
+        """The folder index's BM25 (benchmarks/ablations.py reads it)."""
+        return self.reader.lexical  # type: ignore[attr-defined]
 
     # ------------------------------------------------------------------------------------ scoring
 
@@ -261,7 +261,7 @@ class Retriever:
         return sum(self._idf_unknown for t in set(q_terms) if t not in self._idf) / total
 
     def sentence_termset(self, sid: int) -> frozenset[str]:
-        return self.index.sentence_termset(sid)
+        return self.reader.sentence_terms(sid)
 
     def sentence_scores(self, sims: list[float], covs: list[float], typed: list[bool] | None = None) -> list[float]:
         """A sentence's score: its cosine to the question mixed with its coverage of the question's words,
@@ -274,11 +274,11 @@ class Retriever:
     def typed(self, answer_type: re.Pattern | None, sids: list[int]) -> list[bool] | None:
         if answer_type is None or not self.settings.answer_type_weight:
             return None
-        return [bool(answer_type.search(self.index.sentence_text[sid])) for sid in sids]
+        return [bool(answer_type.search(self.reader.sentence_text(sid))) for sid in sids]
 
     def sentence_score(self, sid: int, query: Query) -> float:
         """One sentence's score for the query (what answerers compare neighbouring sentences with)."""
-        sim = float(self.index.sentence_vectors[sid] @ query.vector) if query.vector is not None else 0.0
+        sim = float(self.reader.sentence_vectors([sid])[0] @ query.vector) if query.vector is not None else 0.0
         return self.sentence_scores([sim], [self.coverage(query.terms, self.sentence_termset(sid))],
                                     self.typed(query.answer_type, [sid]))[0]
 
@@ -292,21 +292,9 @@ class Retriever:
         return Query(text, content_terms(text), vector, answer_type_of(text))
 
     def dense_hits(self, q_vec: np.ndarray, k: int, rows: np.ndarray | None = None) -> list[tuple[int, float]]:
-        """The store's top-k as (row, cosine), among ``rows`` only when given (exact: the store filters);
-        subclasses in benchmarks/ablations.py change it."""
-        if rows is None:
-            hits = self.store.search(q_vec, k)
-        else:
-            hits = self.store.search_within(q_vec, k, self.index.chunk_id_array[rows])
-        return [(self.index.row_of_id[i], s) for i, s in hits]
-
-    def lexical_hits(self, scores: np.ndarray, k: int, rows: np.ndarray | None = None) -> list[tuple[int, float]]:
-        """BM25's top-k of scores already computed, among ``rows`` only when given (the others never rank)."""
-        if rows is None:
-            return self.lexical.hits(scores, k)
-        masked = np.full(len(scores), -np.inf)
-        masked[rows] = scores[rows]
-        return [(r, s) for r, s in self.lexical.hits(masked, min(k, len(rows)))]
+        """The reader's dense top-k as (row, cosine), among ``rows`` only when given (exact); subclasses in
+        benchmarks/ablations.py change it."""
+        return self.reader.dense_top(q_vec, k, rows)
 
     @staticmethod
     def _vector(query: Query) -> np.ndarray:
@@ -316,10 +304,7 @@ class Retriever:
         return query.vector
 
     def _dense_of(self, q_vec: np.ndarray):
-        store = self.store
-        if not store.scores:
-            return None
-        return lambda rows: store.score(q_vec, [self.index.chunk_ids[r] for r in rows])
+        return self.reader.dense_scores(q_vec)
 
     def retrieve(self, question: str, q_vec: np.ndarray | None = None, mode: str | None = None,
                  k: int | None = None, query: Query | None = None, rows: np.ndarray | None = None) -> list[Candidate]:
@@ -336,21 +321,19 @@ class Retriever:
         s = self.settings
         mode = mode or s.mode
         k = k or s.top_k
-        n = len(self.index.chunks) if rows is None else len(rows)
+        n = self.reader.count() if rows is None else len(rows)
         if not n:
             return []
         query = query or self.query(question, q_vec, mode)
         if mode == "dense":
             return [Candidate(r, d, 0.0, d, score=d) for r, d in self._dense(self._vector(query), k, rows)]
         if mode == "bm25":
-            return [Candidate(r, 0.0, b, b, score=b)
-                    for r, b in self.lexical_hits(self.lexical.scores(query.terms), k, rows)]
+            return [Candidate(r, 0.0, b, b, score=b) for r, b in self.reader.lexical_top(query.terms, k, rows)[0]]
         pool = min(n, s.candidates)
-        lex_all = self.lexical.scores(query.terms) if query.terms else None  # once: the list and the fill
-        lexical_hits = self.lexical_hits(lex_all, pool, rows) if lex_all is not None else []
+        lexical_hits, lexical_of = (self.reader.lexical_top(query.terms, pool, rows) if query.terms
+                                    else ([], lambda chosen: np.zeros(len(chosen))))
         q_vec = self._vector(query)
-        fused = fuse(self._dense(q_vec, pool, rows), lexical_hits, s, self._dense_of(q_vec),
-                     (lambda rows: lex_all[rows]) if lex_all is not None else (lambda rows: [0.0] * len(rows)))
+        fused = fuse(self._dense(q_vec, pool, rows), lexical_hits, s, self._dense_of(q_vec), lexical_of)
         cands = [Candidate(r, d, b, f) for r, d, b, f in fused][:max(k, s.rescore_candidates)]
         self.rescore(cands, query)
         if self._reranker is not None:
@@ -366,8 +349,8 @@ class Retriever:
         """Score each candidate's sentences against the question; a chunk is as good as its best sentence."""
         s = self.settings
         for c in cands:
-            sids = self.index.chunk_sentence_ids[c.row]
-            sims = (self.index.sentence_vectors[sids] @ query.vector).tolist() if sids else []
+            sids = self.reader.chunk_sentences(c.row)
+            sims = (self.reader.sentence_vectors(sids) @ query.vector).tolist() if sids else []
             covs = [self.coverage(query.terms, self.sentence_termset(sid)) for sid in sids]
             scores = self.sentence_scores(sims, covs, self.typed(query.answer_type, sids))
             c.sentence_sims, c.sentence_coverage, c.sentence_scores = sims, covs, scores
@@ -385,7 +368,7 @@ class Retriever:
             return
         reranker = self._reranker
         assert reranker is not None  # called only when a reranker is set
-        logits = np.asarray(reranker.predict([(question, self.index.chunks[c.row].text) for c in head]),
+        logits = np.asarray(reranker.predict([(question, self.reader.chunk(c.row).text) for c in head]),
                             dtype=np.float64).reshape(-1)
         probs = 1.0 / (1.0 + np.exp(-logits))
         for c, p in zip(head, probs):
@@ -405,11 +388,11 @@ class Retriever:
         if mode == "dense":
             return cand.dense
         if mode == "bm25":
-            return self.coverage(q_terms, self.lexical.termsets[cand.row])
-        cov_chunk = self.coverage(q_terms, self.lexical.termsets[cand.row])
+            return self.coverage(q_terms, self.reader.chunk_terms(cand.row))
+        cov_chunk = self.coverage(q_terms, self.reader.chunk_terms(cand.row))
         sim = max(cand.dense, max(cand.sentence_sims, default=cand.dense))
         if cand.best_sentence >= 0:
-            pos = self.index.chunk_sentence_ids[cand.row].index(cand.best_sentence)
+            pos = self.reader.chunk_sentences(cand.row).index(cand.best_sentence)
             cov = 0.5 * (cand.sentence_coverage[pos] + cov_chunk)
         else:
             cov = cov_chunk
@@ -423,7 +406,7 @@ class Retriever:
         for c in cands:
             if c.best_sentence >= 0 and c.best_sentence in seen:
                 continue
-            seen.update(self.index.chunk_sentence_ids[c.row] if c.best_sentence >= 0 else ())
+            seen.update(self.reader.chunk_sentences(c.row) if c.best_sentence >= 0 else ())
             out.append(c)
         return out
 
