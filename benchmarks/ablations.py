@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from index.answer.units import units_of
+from index.answer.units import document_units
 from index.embed.models import DEFAULT_MODEL, SentenceTransformerEmbedder, get_embedder
 from index.engine import Engine
 from index.ingest.chunking import ChunkSettings
@@ -205,7 +205,9 @@ def article_part(qa_file: Path, corpus: Path, model: str) -> str:
 
     with tempfile.TemporaryDirectory() as tmp:
         eng = open_engine(EngineConfig(corpus=corpus, index_dir=Path(tmp) / "index", model=model))
-    sents, units, emb = eng.index.sentence_text, units_of(eng.index, eng.settings.fragment_chars), eng.embedder
+    fc = eng.settings.fragment_chars
+    units = [u for d in eng.reader.documents() for u in document_units(eng.reader, d.id, fc)[1]]
+    sents, emb = eng.index.sentence_text, eng.embedder
     items = [json.loads(line) for line in qa_file.read_text(encoding="utf-8").splitlines() if line.strip()]
     items = [it for it in items if it["answers"]]
     qs = [clean_question(it["question"]) for it in items]

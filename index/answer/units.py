@@ -1,6 +1,7 @@
 """Answer units: a sentence with the fragments that belong to it, what the extractive answerer quotes.
 
-Computed per loaded index on first use and kept beside it (not on it: the store knows nothing of answers).
+Computed per document on first use and kept beside its reader (not on it: the index knows nothing of
+answers).
 """
 
 from __future__ import annotations
@@ -9,8 +10,6 @@ import re
 import weakref
 from typing import TYPE_CHECKING
 
-from index.store.records import LoadedIndex
-
 if TYPE_CHECKING:
     from index.search.reader import IndexReader
 
@@ -18,22 +17,6 @@ if TYPE_CHECKING:
 # an exclamation fragment ("Bloody." "Hell."), a caption/byline with no full stop before a quote.
 _ATTRIBUTION_RE = re.compile(r"^\s*[—–-]\s")
 _TERMINAL_RE = re.compile(r"[.!?…”\"’')\]]\s*$")
-
-_CACHE: weakref.WeakKeyDictionary[LoadedIndex, dict[int, list[tuple[int, int]]]] = weakref.WeakKeyDictionary()
-
-
-def units_of(index: LoadedIndex, fragment_chars: int) -> list[tuple[int, int]]:
-    """(first, last) sentence of the answer unit of every sentence of ``index``, computed once per index."""
-    per_index = _CACHE.setdefault(index, {})
-    units = per_index.get(fragment_chars)
-    if units is None:
-        units = []
-        for doc in index.documents:
-            spans = index.doc_sentences[doc.id]
-            units.extend(answer_units([doc.text[a:b] for a, b in spans], len(units), fragment_chars))
-        per_index[fragment_chars] = units
-    return units
-
 
 _DOC_CACHE: weakref.WeakKeyDictionary[object, dict[tuple[str, int], list[tuple[int, int]]]] = \
     weakref.WeakKeyDictionary()
