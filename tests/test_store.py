@@ -510,3 +510,68 @@ def test_a_model_folder_retrained_under_the_same_name_is_refused_then_rebuilt(tm
     assert read_manifest(config.index_dir)["model_weights"] != "" and again.answer
     assert first.answer  # the first index answered too
     embed._CACHE.pop(str(folder), None)
+
+
+# ------------------------------------------------------------------------- HNSW efSearch grows with the store
+
+
+def _unit(n: int, dim: int, seed: int = 0) -> np.ndarray:
+    v = np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def _graph_ef(store) -> int:
+    """The efSearch the FAISS graph itself holds (what a search really uses)."""
+    import faiss
+
+    return int(faiss.downcast_index(store._index.index).hnsw.efSearch)
+
+
+def test_the_automatic_ef_search_grows_with_the_store_and_never_drops_below_128():
+    from index.store.vectors import EF_SEARCH_FLOOR, auto_ef_search
+
+    sizes = [0, 1, 50_000, 100_000, 200_000, 300_000, 500_000, 1_000_000, 2_000_000, 10_000_000]
+    values = [auto_ef_search(n) for n in sizes]
+    assert EF_SEARCH_FLOOR == 128 and min(values) == 128 and values[0] == values[2] == 128
+    assert values == sorted(values) and all(v % 16 == 0 for v in values)
+    # 512 per million vectors, in steps of 16 (docs/scale.md: recall@10 >= 0.96 at 200,000 to 1,000,000)
+    assert [auto_ef_search(n) for n in (250_000, 250_001, 300_000, 500_000, 1_000_000)] == [128, 144, 160, 256, 512]
+
+
+def test_the_store_applies_the_rule_after_adds_a_delete_and_a_load(tmp_path, monkeypatch):
+    """A rule that grows at small sizes (the real one only grows past 250,000 vectors) shows each step re-tunes."""
+    from index.store import vectors
+    from index.store.vectors import FaissStore
+
+    monkeypatch.setattr(vectors, "auto_ef_search", lambda n: 100 + n)
+    rows = _unit(260, 8)
+    store = FaissStore(8, hnsw_above=100)
+    store.add(range(80), rows[:80])
+    assert not store.approximate and store.search_ef == 180
+    store.add(range(80, 200), rows[80:200])  # past the threshold: rebuilt as HNSW
+    assert store.approximate and _graph_ef(store) == store.search_ef == 300
+    store.add(range(200, 260), rows[200:])  # added to the graph in place
+    assert _graph_ef(store) == 360
+    store.delete(range(10))  # HNSW rebuilds from the kept vectors
+    assert _graph_ef(store) == 350
+    store.save(tmp_path)
+    monkeypatch.setattr(vectors, "auto_ef_search", lambda n: 2 * n)  # the file's own efSearch is not kept
+    assert _graph_ef(FaissStore.load(tmp_path, 8)) == 500
+
+
+def test_an_explicit_ef_search_wins_over_the_rule_also_after_a_load(tmp_path, monkeypatch):
+    from index.store import vectors
+    from index.store.vectors import FaissStore, auto_ef_search, load_store
+
+    rows = _unit(300, 8)
+    store = FaissStore(8, hnsw_above=100, ef_search=40)
+    store.add(range(300), rows)
+    assert store.approximate and _graph_ef(store) == store.search_ef == 40
+    store.save(tmp_path)
+    assert _graph_ef(FaissStore.load(tmp_path, 8)) == auto_ef_search(300) == 128  # an old file gets the rule
+    assert _graph_ef(load_store("faiss", tmp_path, 8, ef_search=64)) == 64
+    monkeypatch.setattr(vectors, "auto_ef_search", lambda n: 999)
+    store.set_ef_search(None)  # back to automatic
+    assert _graph_ef(store) == 999
+    store.set_ef_search(200)
+    assert _graph_ef(store) == 200 and store.search(rows[7], 1)[0][0] == 7

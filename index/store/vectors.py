@@ -9,7 +9,9 @@ registered in ``VECTOR_STORES``; the name is saved in the manifest and the same 
 ``hnsw_above`` vectors. benchmarks/ann.py (BBC sentence vectors, one thread): HNSW is already 2.6x
 faster at 10,000 vectors, but that saves under 1 ms of a ~14 ms answer; at 50,000 exact search costs
 8 ms, more than half an answer, and HNSW (M 32, efSearch 128) cuts it to 0.8 ms at recall@40 0.983
-against exact. Hence 50,000. ``numpy`` is an exact reference kept for tests and as the simplest example of the seam.
+against exact. Hence 50,000. A bigger graph needs a wider search: efSearch grows with the vectors
+(``auto_ef_search``: 128 up to 250,000, 512 at a million) unless the ``ef_search`` option fixes it
+(docs/scale.md). ``numpy`` is an exact reference kept for tests and as the simplest example of the seam.
 """
 
 from __future__ import annotations
@@ -86,6 +88,23 @@ def _sorted_hits(ids: np.ndarray, scores: np.ndarray, k: int) -> Hits:
     return [(int(ids[i]), float(scores[i])) for i in order]
 
 
+#: The automatic efSearch never goes below this: the fixed value before issue 19, which the rule keeps up to
+#: 250,000 vectors (recall@10 0.97 at 200,000 in docs/scale.md).
+EF_SEARCH_FLOOR = 128
+#: efSearch = 512 * (n / 1,000,000) ** 1.0: the efSearch recall@10 0.96 needed grew as n^1.00 from 200,000 to
+#: 1,000,000 BBC chunk vectors (and noisy copies), and was 0.67 to 0.87 of this at each size (docs/scale.md).
+#: Past 1,000,000 the rule is an extrapolation.
+_EF_AT_1M, _EF_EXPONENT = 512.0, 1.0
+
+
+def auto_ef_search(n: int) -> int:
+    """efSearch for an HNSW graph of ``n`` vectors: a graph's greedy search misses more true neighbours as it
+    grows, so the beam widens with ``n`` to hold recall@10 >= 0.95 with a margin (docs/scale.md, "HNSW recall
+    as the corpus grows"). Rounded up to a multiple of 16, never below EF_SEARCH_FLOOR."""
+    ef = _EF_AT_1M * (max(int(n), 0) / 1_000_000) ** _EF_EXPONENT
+    return max(EF_SEARCH_FLOOR, -(-int(np.ceil(ef)) // 16) * 16)
+
+
 class FaissStore(VectorStore):
     """FAISS: exact inner product (``IndexFlatIP``) up to ``hnsw_above`` vectors, HNSW above.
 
@@ -100,13 +119,13 @@ class FaissStore(VectorStore):
     files = (FILE,)
     scores = True
 
-    def __init__(self, dim: int, hnsw_above: int = 50_000, hnsw_m: int = 32, ef_search: int = 128,
+    def __init__(self, dim: int, hnsw_above: int = 50_000, hnsw_m: int = 32, ef_search: int | None = None,
                  ef_construction: int = 80, index=None) -> None:
         import faiss
 
         self.dim = int(dim)
         self.hnsw_above, self.hnsw_m = hnsw_above, hnsw_m
-        self.ef_search, self.ef_construction = ef_search, ef_construction
+        self.ef_search, self.ef_construction = ef_search, ef_construction  # ef_search None: auto_ef_search
         self._index = index if index is not None else faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
         self._tune()
 
@@ -118,12 +137,23 @@ class FaissStore(VectorStore):
 
         return isinstance(faiss.downcast_index(self._index.index), faiss.IndexHNSW)
 
+    @property
+    def search_ef(self) -> int:
+        """The efSearch an HNSW search uses: the ``ef_search`` option, else the rule for this many vectors."""
+        return int(self.ef_search) if self.ef_search is not None else auto_ef_search(len(self))
+
+    def set_ef_search(self, ef_search: int | None) -> None:
+        """Change the ``ef_search`` option (None: automatic) on a live store (benchmarks compare values)."""
+        self.ef_search = ef_search
+        self._tune()
+
     def _tune(self) -> None:
+        """Give the HNSW graph its efSearch; called whenever the option or the number of vectors changes."""
         import faiss
 
         inner = faiss.downcast_index(self._index.index)
         if isinstance(inner, faiss.IndexHNSW):
-            inner.hnsw.efSearch = self.ef_search
+            inner.hnsw.efSearch = self.search_ef
 
     def _ids(self) -> np.ndarray:
         import faiss
@@ -146,9 +176,9 @@ class FaissStore(VectorStore):
         else:
             inner = faiss.IndexFlatIP(self.dim)
         self._index = faiss.IndexIDMap2(inner)
-        self._tune()
         if len(ids):
             self._index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), ids.astype(np.int64))
+        self._tune()
 
     # ----------------------------------------------------------------------------------- the seam
 
@@ -164,6 +194,7 @@ class FaissStore(VectorStore):
             self._rebuild(np.concatenate([self._ids(), ids_a]), np.vstack([self._vectors(), vectors]))
         else:
             self._index.add_with_ids(vectors, ids_a)
+            self._tune()  # a bigger graph needs a wider search (auto_ef_search)
 
     def delete(self, ids: Sequence[int]) -> None:
         drop = np.asarray(list(ids), dtype=np.int64)
