@@ -21,7 +21,6 @@ from index.errors import CorpusError, IndexCorruptError, IndexMismatchError, Ind
 from index.ingest.chunking import Chunk, ChunkSettings, chunk_sections, document_sentences
 from index.ingest.collections import BASE, CollectionsSource, collection_of
 from index.ingest.corpus import CLEANER_VERSION, Document, text_key
-from index.ingest.dedup import simhash
 from index.ingest.sources import DocumentSource, FolderSource
 from index.store import (
     DEFAULT_STORE,
@@ -33,9 +32,8 @@ from index.store import (
     check_replaceable,
     clean_leftovers,
     load_index,
-    write_index,
 )
-from index.store.vectors import VectorStore, new_store
+from index.store.writer import DocumentUpdate, FolderWriter, IndexChange
 from index.threads import build_threads
 
 # Called with (texts embedded, texts to embed); a BuildProgress also hears about sentence splitting (the CLI
@@ -198,82 +196,6 @@ def _plan(docs: list[Document], previous: LoadedIndex | None, chunking: ChunkSet
     return plan
 
 
-def _vectors(previous: LoadedIndex | None, plan: list[_Planned], new_chunk_vecs: np.ndarray,
-             new_sent_vecs: np.ndarray, store_kind: str, dim: int) -> tuple[VectorStore, list[int], np.ndarray]:
-    """The vector store (the previous one minus stale chunks, plus new ones), each chunk's id in plan
-    order, and the sentence matrix in plan order."""
-    keep_docs = {p.doc.id for p in plan if p.reused}
-    if previous is not None:
-        store = previous.store
-        stale_ids = [previous.chunk_ids[r] for d, rows in previous.chunk_rows_by_doc.items()
-                     if d not in keep_docs for r in rows]
-        store.delete(stale_ids)
-        next_id = max(previous.chunk_ids, default=-1) + 1
-    else:
-        store, next_id = new_store(store_kind, dim), 0
-    ids: list[int] = []
-    pieces: list[tuple[np.ndarray, int, int]] = []  # (matrix, start, stop): the sentence rows, in plan order
-    new_ids: list[int] = []
-    si = 0
-    for p in plan:
-        if p.reused and previous is not None:  # nothing is reused without a previous index
-            ids.extend(previous.chunk_ids[r] for r in previous.chunk_rows_by_doc.get(p.doc.id, []))
-            start, count = previous.sentence_span(p.doc.id)
-            _extend(pieces, previous.sentence_vectors, start, start + count)
-            continue
-        fresh = list(range(next_id, next_id + len(p.chunks)))
-        next_id += len(p.chunks)
-        ids.extend(fresh)
-        new_ids.extend(fresh)
-        _extend(pieces, new_sent_vecs, si, si + len(p.sentences))
-        si += len(p.sentences)
-    store.add(new_ids, new_chunk_vecs)
-    # Neighbouring documents' rows are one slice: an update copies a few large blocks, not one per document.
-    parts = [m[a:b] for m, a, b in pieces]
-    sentences = np.concatenate(parts).astype(np.float32, copy=False) if parts else np.zeros((0, dim), np.float32)
-    return store, ids, sentences
-
-
-def _extend(pieces: list[tuple[np.ndarray, int, int]], matrix: np.ndarray, start: int, stop: int) -> None:
-    """Add rows ``start:stop`` of ``matrix``, joining the last piece when they continue it."""
-    if pieces and pieces[-1][0] is matrix and pieces[-1][2] == start:
-        pieces[-1] = (matrix, pieces[-1][1], stop)
-    elif stop > start:
-        pieces.append((matrix, start, stop))
-
-
-def _records(plan: list[_Planned], ids: list[int],
-             previous: LoadedIndex | None = None) -> tuple[list[dict], list[dict], dict[str, dict]]:
-    """documents.jsonl and chunks.jsonl records, and the manifest's per-document entries (a reused
-    document keeps the SimHash its entry recorded: hashing every article again made updates O(corpus))."""
-    recorded = previous.manifest.get("documents", {}) if previous is not None else {}
-    docs, chunks, manifest_docs = [], [], {}
-    sent_base = 0
-    it = iter(ids)
-    for p in plan:
-        row_of = {span: sent_base + i for i, span in enumerate(p.sentences)}
-        for chunk in p.chunks:
-            rec = chunk.to_dict()
-            rec["id"] = next(it)
-            rec["sentence_ids"] = [row_of[(s[0], s[1])] for s in chunk.sentences]
-            chunks.append(rec)
-        sent_base += len(p.sentences)
-        d = p.doc
-        docs.append({"id": d.id, "title": d.title, "text": d.text, "path": d.path, "url": d.url, "date": d.date,
-                     "fingerprint": d.fingerprint, "meta": d.meta, "collection": d.collection,
-                     "sentences": [list(s) for s in p.sentences]})
-        manifest_docs[d.id] = {"fingerprint": d.fingerprint, "title": d.title, "chunks": len(p.chunks),
-                               "collection": d.collection,
-                               "url": d.url, "date": d.date, "outlet": (d.meta or {}).get("outlet"),
-                               "simhash": _simhash_of(d, p.reused, recorded)}
-    return docs, chunks, manifest_docs
-
-
-def _simhash_of(doc: Document, reused: bool, recorded: dict[str, dict]) -> str:
-    kept = (recorded.get(doc.id) or {}).get("simhash") if reused else None
-    return kept if isinstance(kept, str) else format(simhash(doc.text), "016x")
-
-
 def build_index(source: DocumentSource | Path | str, index_dir: Path, embedder: Embedder,
                 chunking: ChunkSettings = ChunkSettings(), progress: Progress | None = None,
                 full: bool = False, store_kind: str = DEFAULT_STORE, busy_threads: int = 0,
@@ -367,16 +289,27 @@ def _build_locked(source: DocumentSource, index_dir: Path, embedder: Embedder, c
         return report
 
     chunk_vecs, sent_vecs = _embed_new(plan, embedder, report, progress, busy_threads)
-    store, ids, sentences = _vectors(previous, plan, chunk_vecs, sent_vecs, store_kind, embedder.dim)
-    docs_rec, chunks_rec, manifest_docs = _records(plan, ids, previous)
-    report.chunks = len(chunks_rec)
-    if report.chunks == 0:
+    change = IndexChange([p.doc.id for p in plan], _updates(plan, chunk_vecs, sent_vecs), report.removed, skipped)
+    if not any(p.chunks for p in plan):
         raise CorpusError("no_sentences", source.location)
     report.seconds = time.perf_counter() - started
-    manifest = _manifest(source, embedder, chunking, store_kind, report, skipped, manifest_docs,
-                         len(docs_rec), int(sentences.shape[0]))
-    write_index(index_dir, manifest, docs_rec, chunks_rec, store, sentences)
+    change.about = _about(source, embedder, chunking, store_kind, report)
+    written = FolderWriter(index_dir, previous, store_kind, embedder.dim).apply(change)
+    report.chunks = written.chunks
     return report
+
+
+def _updates(plan: list[_Planned], chunk_vecs: np.ndarray, sent_vecs: np.ndarray) -> list[DocumentUpdate]:
+    """The new and changed documents with their vectors (``_embed_new``'s rows, in plan order)."""
+    out, ci, si = [], 0, 0
+    for p in plan:
+        if p.reused:
+            continue
+        out.append(DocumentUpdate(p.doc, p.chunks, p.sentences, chunk_vecs[ci:ci + len(p.chunks)],
+                                  sent_vecs[si:si + len(p.sentences)]))
+        ci += len(p.chunks)
+        si += len(p.sentences)
+    return out
 
 
 def _embed_new(plan: list[_Planned], embedder: Embedder, report: BuildReport, progress: Progress | None,
@@ -398,10 +331,10 @@ def _embed_new(plan: list[_Planned], embedder: Embedder, report: BuildReport, pr
     return vecs[:n_chunks], vecs[n_chunks:]
 
 
-def _manifest(source: DocumentSource, embedder: Embedder, chunking: ChunkSettings, store_kind: str,
-              report: BuildReport, skipped: dict[str, str], manifest_docs: dict[str, dict], n_docs: int,
-              n_sentences: int) -> dict:
-    """What the index says about itself: the model, store, chunking and corpus that made it."""
+def _about(source: DocumentSource, embedder: Embedder, chunking: ChunkSettings, store_kind: str,
+           report: BuildReport) -> dict:
+    """What the index says about itself: the model, store, chunking and corpus that made it (the writer
+    adds its documents and counts)."""
     return {
         "format_version": FORMAT_VERSION,
         "model": embedder.name,
@@ -411,9 +344,6 @@ def _manifest(source: DocumentSource, embedder: Embedder, chunking: ChunkSetting
         "vector_store": store_kind,
         "chunking": chunking.to_dict(),
         "cleaner_version": CLEANER_VERSION,
-        "documents": manifest_docs,
-        "skipped": skipped,
-        "counts": {"documents": n_docs, "chunks": report.chunks, "sentences": n_sentences},
         "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "build_seconds": round(report.seconds, 3),
         "corpus": source.location,

@@ -1,0 +1,173 @@
+"""Changing an index: the writing half of the index seam (issue 19; the reading half is
+index/search/reader.py).
+
+A build decides *what* changes (index/build.py: which documents are new, changed or gone, their chunks,
+sentences and vectors) and hands an ``IndexChange`` to an ``IndexWriter``, which applies all of it or
+none: a reader sees the index before or after, never between. ``FolderWriter`` is the folder index: it
+carries every unchanged document over from the previous index and swaps a new folder into place
+(index/store/disk.py). A database writer applies the same change in one transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from index.ingest.chunking import Chunk
+from index.ingest.corpus import Document
+from index.ingest.dedup import simhash
+from index.store.disk import write_index
+from index.store.records import LoadedIndex
+from index.store.vectors import VectorStore, new_store
+
+
+@dataclass
+class DocumentUpdate:
+    """A new or changed document, ready to store: its chunks and sentence spans, and their vectors."""
+
+    doc: Document
+    chunks: list[Chunk]
+    sentences: list[tuple[int, int]]
+    chunk_vectors: np.ndarray
+    sentence_vectors: np.ndarray
+
+
+@dataclass
+class IndexChange:
+    """What a build changes. ``upserts`` replace any document of the same id; ``removed`` go; every other
+    document of ``order`` (the new index's documents, in order) stays as it is. ``about`` describes the
+    index (model, dimension, chunking, corpus...), ``skipped`` the source's files that hold no article."""
+
+    order: list[str]
+    upserts: list[DocumentUpdate] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+    about: dict = field(default_factory=dict)
+
+
+@dataclass
+class Written:
+    """What the index holds once a change is applied."""
+
+    documents: int
+    chunks: int
+    sentences: int
+
+
+@runtime_checkable
+class IndexWriter(Protocol):
+    """Applies an ``IndexChange`` whole (see the module doc)."""
+
+    def apply(self, change: IndexChange) -> Written: ...
+
+
+class FolderWriter(IndexWriter):
+    """The folder index: ``previous`` (the index the change is relative to, None for a first build) gives
+    the unchanged documents' records and vectors; the result is written as a new folder and swapped in."""
+
+    def __init__(self, index_dir: Path, previous: LoadedIndex | None, store_kind: str, dim: int) -> None:
+        self.index_dir, self.previous, self.store_kind, self.dim = Path(index_dir), previous, store_kind, dim
+
+    def apply(self, change: IndexChange) -> Written:
+        fresh = {u.doc.id: u for u in change.upserts}
+        store, ids = self._store(change, fresh)
+        docs, chunks, entries, sentences = self._records(change, fresh, ids)
+        counts = Written(len(docs), len(chunks), int(sentences.shape[0]))
+        manifest = {**change.about, "documents": entries, "skipped": change.skipped,
+                    "counts": {"documents": counts.documents, "chunks": counts.chunks, "sentences": counts.sentences}}
+        write_index(self.index_dir, manifest, docs, chunks, store, sentences)
+        return counts
+
+    def _kept(self, doc_id: str, fresh: dict[str, DocumentUpdate]) -> bool:
+        return doc_id not in fresh and self.previous is not None and doc_id in self.previous.doc_by_id
+
+    def _store(self, change: IndexChange, fresh: dict[str, DocumentUpdate]) -> tuple[VectorStore, dict[str, list[int]]]:
+        """The vector store (the previous one minus stale chunks, plus the new ones) and each document's
+        chunk ids."""
+        prev, ids = self.previous, {}
+        if prev is not None:
+            store = prev.store
+            kept = {d for d in change.order if self._kept(d, fresh)}
+            store.delete([prev.chunk_ids[r] for d, rows in prev.chunk_rows_by_doc.items() if d not in kept
+                          for r in rows])
+            next_id = max(prev.chunk_ids, default=-1) + 1
+            ids = {d: [prev.chunk_ids[r] for r in prev.chunk_rows_by_doc.get(d, [])] for d in kept}
+        else:
+            store, next_id = new_store(self.store_kind, self.dim), 0
+        new_ids: list[int] = []
+        vectors = []
+        for doc_id in change.order:
+            if doc_id in fresh:
+                n = len(fresh[doc_id].chunks)
+                ids[doc_id] = list(range(next_id, next_id + n))
+                next_id += n
+                new_ids.extend(ids[doc_id])
+                vectors.append(fresh[doc_id].chunk_vectors)
+        store.add(new_ids, np.vstack(vectors) if vectors else np.zeros((0, self.dim), np.float32))
+        return store, ids
+
+    def _records(self, change: IndexChange, fresh: dict[str, DocumentUpdate],
+                 ids: dict[str, list[int]]) -> tuple[list[dict], list[dict], dict[str, dict], np.ndarray]:
+        """documents.jsonl and chunks.jsonl records, the manifest's per-document entries and the sentence
+        matrix, in ``order``. A kept document keeps the SimHash its entry recorded (hashing every article
+        again made updates O(corpus)); its sentence rows are copied in a few contiguous blocks."""
+        prev = self.previous
+        recorded = prev.manifest.get("documents", {}) if prev is not None else {}
+        docs, chunks, entries = [], [], {}
+        pieces: list[tuple[np.ndarray, int, int]] = []
+        sent_base = 0
+        for doc_id in change.order:
+            if doc_id in fresh:
+                u = fresh[doc_id]
+                doc, doc_chunks, spans, hashed = u.doc, u.chunks, u.sentences, None
+                _extend(pieces, u.sentence_vectors, 0, len(spans))
+            else:
+                assert prev is not None  # a document is kept only from a previous index
+                doc = prev.doc_by_id[doc_id]
+                doc_chunks = [prev.chunks[r] for r in prev.chunk_rows_by_doc.get(doc_id, [])]
+                spans = list(prev.doc_sentences[doc_id])
+                start, count = prev.sentence_span(doc_id)
+                _extend(pieces, prev.sentence_vectors, start, start + count)
+                hashed = (recorded.get(doc_id) or {}).get("simhash")
+            chunks.extend(_chunk_records(doc_chunks, ids[doc_id], spans, sent_base))
+            sent_base += len(spans)
+            docs.append(_document_record(doc, spans))
+            entries[doc_id] = _manifest_entry(doc, len(doc_chunks), hashed)
+        parts = [m[a:b] for m, a, b in pieces]
+        sentences = (np.concatenate(parts).astype(np.float32, copy=False) if parts
+                     else np.zeros((0, self.dim), np.float32))
+        return docs, chunks, entries, sentences
+
+
+def _chunk_records(chunks: list[Chunk], ids: list[int], spans: list[tuple[int, int]], base: int) -> list[dict]:
+    row_of = {span: base + i for i, span in enumerate(spans)}
+    out = []
+    for chunk, cid in zip(chunks, ids):
+        rec = chunk.to_dict()
+        rec["id"] = cid
+        rec["sentence_ids"] = [row_of[(s[0], s[1])] for s in chunk.sentences]
+        out.append(rec)
+    return out
+
+
+def _document_record(d: Document, spans: list[tuple[int, int]]) -> dict:
+    return {"id": d.id, "title": d.title, "text": d.text, "path": d.path, "url": d.url, "date": d.date,
+            "fingerprint": d.fingerprint, "meta": d.meta, "collection": d.collection,
+            "sentences": [list(s) for s in spans]}
+
+
+def _manifest_entry(d: Document, n_chunks: int, hashed: str | None) -> dict:
+    return {"fingerprint": d.fingerprint, "title": d.title, "chunks": n_chunks, "collection": d.collection,
+            "url": d.url, "date": d.date, "outlet": (d.meta or {}).get("outlet"),
+            "simhash": hashed if isinstance(hashed, str) else format(simhash(d.text), "016x")}
+
+
+def _extend(pieces: list[tuple[np.ndarray, int, int]], matrix: np.ndarray, start: int, stop: int) -> None:
+    """Add rows ``start:stop`` of ``matrix``, joining the last piece when they continue it."""
+    if pieces and pieces[-1][0] is matrix and pieces[-1][2] == start:
+        pieces[-1] = (matrix, pieces[-1][1], stop)
+    elif stop > start:
+        pieces.append((matrix, start, stop))
