@@ -18,6 +18,7 @@ from index.errors import HeraldError, IndexCorruptError, IndexMismatchError, Ind
 from index.ingest.chunking import ChunkSettings, chunk_document, document_sentences
 from index.ingest.corpus import CLEANER_VERSION, corpus_fingerprints, fingerprint_bytes, load_corpus
 from index.store import FORMAT_VERSION, MANIFEST, RECORD_FILES, check_compatible, load_index, read_manifest
+from index.store.vectors import FaissStore
 
 
 def leftovers(index_dir):
@@ -75,7 +76,7 @@ def test_round_trip(built_index, fake_embedder):
     assert len(loaded.store) == len(expected_chunks) and loaded.store.dim == 64
     assert loaded.model == "test-hash" and loaded.dim == 64
     assert_vectors_match_texts(loaded, fake_embedder)
-    assert sorted(p.name for p in built_index.index.iterdir()) == sorted([*RECORD_FILES, "index.faiss"])
+    assert sorted(p.name for p in built_index.index.iterdir()) == sorted([*RECORD_FILES, *FaissStore.files])
     assert leftovers(built_index.index) == []
 
 
@@ -575,3 +576,37 @@ def test_an_explicit_ef_search_wins_over_the_rule_also_after_a_load(tmp_path, mo
     assert _graph_ef(store) == 999
     store.set_ef_search(200)
     assert _graph_ef(store) == 200 and store.search(rows[7], 1)[0][0] == 7
+
+
+def test_hnsw_deletes_mark_instead_of_rebuilding(tmp_path) -> None:
+    """Issue 19: a delete in an HNSW graph marks the ids (searches skip them, the marks are saved) and the
+    graph is rebuilt only when more than COMPACT_ABOVE of it is marked."""
+    from index.store.vectors import FaissStore, NumpyStore
+
+    rng = np.random.default_rng(3)
+    vecs = rng.standard_normal((400, 16)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    ids = np.arange(1000, 1400)
+    store, ref = FaissStore(16, hnsw_above=100), NumpyStore(16)
+    store.add(ids, vecs)
+    ref.add(ids, vecs)
+    graph = store._index
+    gone = ids[::20]  # 20 of 400: 5%, under the compaction share
+    store.delete(gone)
+    ref.delete(gone)
+    assert store._index is graph and len(store) == 380  # marked, not rebuilt
+    for q in vecs[:40]:
+        got = {i for i, _ in store.search(q, 10)}
+        assert not got & set(gone.tolist())
+        assert len(got & {i for i, _ in ref.search(q, 10)}) >= 8  # still the neighbours (approximate)
+    assert {i for i, _ in store.search_within(vecs[1], 5, ids[1:6])} == set(ids[1:6].tolist())
+    names = store.save(tmp_path)
+    assert names == [FaissStore.FILE, FaissStore.DELETED]
+    back = FaissStore.load(tmp_path, 16, hnsw_above=100)
+    assert len(back) == 380 and not {i for i, _ in back.search(vecs[0], 10)} & set(gone.tolist())
+    back.add(gone[:3], vecs[::20][:3])  # an id given again: the marks are compacted away first
+    assert len(back) == 383 and back._index is not graph and not len(back._deleted)
+    store.delete(ids[1:60])  # now well over 10%: rebuilt from the live vectors
+    live = set(ids.tolist()) - set(gone.tolist()) - set(ids[1:60].tolist())
+    assert store._index is not graph and not len(store._deleted) and len(store) == len(live)
+    assert {i for i, _ in store.search(vecs[100], 50)} <= live

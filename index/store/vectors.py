@@ -109,15 +109,18 @@ class FaissStore(VectorStore):
     """FAISS: exact inner product (``IndexFlatIP``) up to ``hnsw_above`` vectors, HNSW above.
 
     Ids go through ``IndexIDMap2`` so deletes and incremental builds keep them stable. HNSW cannot delete
-    in place, so a delete there rebuilds the graph from the kept vectors (builds are rare; searches are
-    not). ``score(vector, ids)`` gives exact scores for chosen ids, which hybrid fusion uses for chunks
-    only the lexical side found.
+    in place: a deleted id is marked (saved beside the index, ``DELETED``) and searches skip it; the graph
+    is rebuilt from the live vectors only when more than ``COMPACT_ABOVE`` of it is marked, so changing an
+    article no longer rebuilds a large graph (issue 19). ``score(vector, ids)`` gives exact scores for
+    chosen ids, which hybrid fusion uses for chunks only the lexical side found.
     """
 
     kind = "faiss"
     FILE = "index.faiss"
-    files = (FILE,)
+    DELETED = "index.faiss.deleted.npy"
+    files = (FILE, DELETED)
     scores = True
+    COMPACT_ABOVE = 0.1  # share of an HNSW graph's vectors marked deleted before it is rebuilt
 
     def __init__(self, dim: int, hnsw_above: int = 50_000, hnsw_m: int = 32, ef_search: int | None = None,
                  ef_construction: int = 80, index=None) -> None:
@@ -127,6 +130,7 @@ class FaissStore(VectorStore):
         self.hnsw_above, self.hnsw_m = hnsw_above, hnsw_m
         self.ef_search, self.ef_construction = ef_search, ef_construction  # ef_search None: auto_ef_search
         self._index = index if index is not None else faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
+        self._deleted = np.zeros(0, dtype=np.int64)  # ids marked deleted in an HNSW graph (sorted)
         self._tune()
 
     # ------------------------------------------------------------------------------ kinds of index
@@ -166,6 +170,20 @@ class FaissStore(VectorStore):
             return np.zeros((0, self.dim), dtype=np.float32)
         return self._index.index.reconstruct_n(0, n)
 
+    def _live(self) -> tuple[np.ndarray, np.ndarray]:
+        """The ids and vectors not marked deleted."""
+        ids, vectors = self._ids(), self._vectors()
+        if not len(self._deleted):
+            return ids, vectors
+        keep = ~np.isin(ids, self._deleted)
+        return ids[keep], vectors[keep]
+
+    def _compact(self) -> None:
+        """Rebuild the graph from the live vectors: the marks are gone."""
+        ids, vectors = self._live()
+        self._deleted = np.zeros(0, dtype=np.int64)
+        self._rebuild(ids, vectors)
+
     def _rebuild(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         """A new index of the right kind for ``len(ids)`` vectors."""
         import faiss
@@ -183,13 +201,15 @@ class FaissStore(VectorStore):
     # ----------------------------------------------------------------------------------- the seam
 
     def __len__(self) -> int:
-        return int(self._index.ntotal)
+        return int(self._index.ntotal) - len(self._deleted)
 
     def add(self, ids: Sequence[int], vectors: np.ndarray) -> None:
         ids_a = np.asarray(ids, dtype=np.int64)
         vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(ids_a), self.dim)
         if not len(ids_a):
             return
+        if len(self._deleted) and np.isin(ids_a, self._deleted).any():
+            self._compact()  # an id marked deleted is given again: the graph must not hold it twice
         if len(self) + len(ids_a) > self.hnsw_above and not self.approximate:
             self._rebuild(np.concatenate([self._ids(), ids_a]), np.vstack([self._vectors(), vectors]))
         else:
@@ -201,9 +221,12 @@ class FaissStore(VectorStore):
         if not len(drop) or not len(self):
             return
         if self.approximate:
-            current = self._ids()
-            keep = ~np.isin(current, drop)
-            self._rebuild(current[keep], self._vectors()[keep])
+            present = np.intersect1d(drop, self._ids())
+            self._deleted = np.union1d(self._deleted, present)
+            if len(self._deleted) > self.COMPACT_ABOVE * self._index.ntotal:
+                self._compact()
+            else:
+                self._tune()
         else:
             import faiss
 
@@ -214,7 +237,15 @@ class FaissStore(VectorStore):
         if k <= 0:
             return []
         q = np.ascontiguousarray(vector, dtype=np.float32).reshape(1, self.dim)
-        scores, ids = self._index.search(q, k)
+        if not len(self._deleted):
+            scores, ids = self._index.search(q, k)
+            return _sorted_hits(ids[0], scores[0], k)
+        import faiss as _faiss
+
+        faiss: Any = _faiss  # its stubs lack the selector parameters
+        marked = faiss.IDSelectorBatch(self._deleted)
+        skip = faiss.IDSelectorNot(marked)  # both kept alive until the search returns
+        scores, ids = self._index.search(q, k, params=faiss.SearchParametersHNSW(sel=skip, efSearch=self.search_ef))
         return _sorted_hits(ids[0], scores[0], k)
 
     def search_within(self, vector: np.ndarray, k: int, within: Sequence[int]) -> Hits:
@@ -257,7 +288,9 @@ class FaissStore(VectorStore):
         import faiss
 
         faiss.write_index(self._index, str(Path(folder) / self.FILE))
-        return [self.FILE]
+        with open(Path(folder) / self.DELETED, "wb") as fh:
+            np.save(fh, self._deleted, allow_pickle=False)
+        return [self.FILE, self.DELETED]
 
     @classmethod
     def load(cls, folder: Path, dim: int, **options) -> FaissStore:
@@ -268,7 +301,12 @@ class FaissStore(VectorStore):
             index = faiss.IndexIDMap2(index) if index.ntotal == 0 else _with_row_ids(index)
         if index.d != dim:
             raise ValueError(f"FAISS index has {index.d} dimensions, expected {dim}")
-        return cls(dim, index=index, **options)
+        store = cls(dim, index=index, **options)
+        marks = Path(folder) / cls.DELETED
+        if marks.exists():  # an index saved before marks were kept has none
+            store._deleted = np.sort(np.load(marks, allow_pickle=False).astype(np.int64))
+            store._tune()
+        return store
 
 
 def _with_row_ids(flat) -> object:
