@@ -47,6 +47,7 @@ class Settings:
     model: str = DEFAULT_MODEL
     source: str = "folder"
     vector_store: str = "faiss"
+    vector_store_options: tuple[tuple[str, Any], ...] = ()  # HERALD_VECTOR_STORE_OPTIONS, e.g. ef_search=256
     answerer: str = "extractive"
     search: SearchSettings = SearchSettings()
     chunking: ChunkSettings = ChunkSettings()
@@ -116,7 +117,7 @@ class Settings:
                             vector_store=self.vector_store, answerer=self.answerer, search=self.model_search(),
                             chunking=self.chunking, workers=self.max_concurrency,
                             answerer_options={"llm": self.llm} if self.answerer == "llm" else {},
-                            collections_dir=self.collections_root)
+                            collections_dir=self.collections_root, store_options=dict(self.vector_store_options))
 
     def with_overrides(self, **changes: Any) -> Settings:
         """A copy with the flags the user gave (None means "not given")."""
@@ -203,6 +204,41 @@ def _urls(name: str, raw: str) -> tuple[str, ...]:
     return tuple(u for u in raw.replace(",", " ").split() if u)
 
 
+def _scalar(text: str) -> Any:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            continue
+    return text
+
+
+def _options(name: str, raw: str) -> tuple[tuple[str, Any], ...]:
+    """``key=value`` pairs separated by commas (numbers read as numbers)."""
+    out = []
+    for part in raw.replace(";", ",").split(","):
+        if not part.strip():
+            continue
+        key, sep, value = part.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise SettingsError(f"{name} must be key=value pairs separated by commas (e.g. ef_search=256), "
+                                f"got {part.strip()!r}; fix it in .env or the environment")
+        out.append((key.strip(), _scalar(value.strip())))
+    return tuple(out)
+
+
+def _check_store_options(settings: Settings) -> None:
+    """Each HERALD_VECTOR_STORE_OPTIONS key is one the chosen store takes (checked at start, not at a build)."""
+    import inspect
+
+    takes = [p for p in inspect.signature(VECTOR_STORES.factory(settings.vector_store)).parameters
+             if p not in ("self", "dim", "index") and not p.startswith("_")]
+    bad = [k for k, _ in settings.vector_store_options if k not in takes]
+    if bad:
+        raise SettingsError(f"HERALD_VECTOR_STORE_OPTIONS: the {settings.vector_store} store takes no option "
+                            f"{bad[0]!r} (it takes {', '.join(takes) or 'none'}); fix it in .env or the environment")
+
+
 def _upper(name: str, raw: str) -> str:
     return raw.upper()
 
@@ -262,6 +298,7 @@ SETTINGS: tuple[Var | Group, ...] = (
     Var("HERALD_MODEL", "model"),
     Var("HERALD_SOURCE", "source", _one_of(SOURCES)),
     Var("HERALD_VECTOR_STORE", "vector_store", _one_of(VECTOR_STORES)),
+    Var("HERALD_VECTOR_STORE_OPTIONS", "vector_store_options", _options),
     Var("HERALD_ANSWERER", "answerer", _one_of(ANSWERERS), default=_answerer_default),
     Group("HERALD_LLM_", "llm", LLMSettings),
     Var("HERALD_FEEDS", "feeds", _urls),
@@ -339,4 +376,5 @@ def load_settings(env_file: str | os.PathLike | None = ".env", environ: dict[str
                             "http://localhost:11434/v1 for Ollama) and HERALD_LLM_MODEL")
     for row in SETTINGS:
         row.verify(getattr(settings, row.field))
+    _check_store_options(settings)
     return settings

@@ -200,12 +200,13 @@ def build_index(source: DocumentSource | Path | str, index_dir: Path, embedder: 
                 chunking: ChunkSettings = ChunkSettings(), progress: Progress | None = None,
                 full: bool = False, store_kind: str = DEFAULT_STORE, busy_threads: int = 0,
                 on_wait: Callable[[], None] | None = None, wait: bool = True,
-                collections: Sequence[str] | None = None) -> BuildReport:
+                collections: Sequence[str] | None = None, store_options: dict | None = None) -> BuildReport:
     """Build or update the index at ``index_dir`` from ``source`` (a DocumentSource, or a corpus folder).
 
     ``collections``: update only these collections' documents; every other document stays exactly as the
     index has it (its rows and vectors are carried over, its folder is not even read). Without an index
-    to carry them from, everything is built.
+    to carry them from, everything is built. ``store_options``: the vector store's options (saved in the
+    manifest, used again at every load); other options than the index's move its vectors into a new store.
 
     Documents whose fingerprint is unchanged keep their vectors (no re-embedding); changed and new ones
     are embedded, all in one call so the embedder can take its bulk path; removed ones are dropped; when
@@ -221,7 +222,7 @@ def build_index(source: DocumentSource | Path | str, index_dir: Path, embedder: 
         clean_leftovers(index_dir)
         check_replaceable(index_dir)
         return _build_locked(source, index_dir, embedder, chunking, progress, full, store_kind, busy_threads,
-                             collections)
+                             collections, store_options)
 
 
 def _read(source: DocumentSource, previous: LoadedIndex | None,
@@ -270,7 +271,7 @@ def _changed_documents(source: DocumentSource, previous: LoadedIndex, prints: di
 
 def _build_locked(source: DocumentSource, index_dir: Path, embedder: Embedder, chunking: ChunkSettings,
                   progress: Progress | None, full: bool, store_kind: str, busy_threads: int,
-                  collections: Sequence[str] | None = None) -> BuildReport:
+                  collections: Sequence[str] | None = None, store_options: dict | None = None) -> BuildReport:
     started = time.perf_counter()
     previous = _previous(index_dir, embedder, chunking, store_kind, full)
     docs, all_prints = _read(source, previous, collections)
@@ -283,7 +284,9 @@ def _build_locked(source: DocumentSource, index_dir: Path, embedder: Embedder, c
     if stage is not None:
         stage("splitting", len(docs), len(docs))
     skipped = {k: v for k, v in all_prints.items() if k not in loaded_ids}
-    if previous is not None and not report.changed_anything and previous.manifest.get("skipped", {}) == skipped:
+    same_store = previous is not None and previous.manifest.get("vector_store_options", {}) == (store_options or {})
+    if previous is not None and not report.changed_anything and previous.manifest.get("skipped", {}) == skipped \
+            and same_store:
         report.chunks = len(previous.chunks)  # nothing to do: the index on disk is left as it is
         report.seconds = time.perf_counter() - started
         return report
@@ -294,7 +297,7 @@ def _build_locked(source: DocumentSource, index_dir: Path, embedder: Embedder, c
         raise CorpusError("no_sentences", source.location)
     report.seconds = time.perf_counter() - started
     change.about = _about(source, embedder, chunking, store_kind, report)
-    written = FolderWriter(index_dir, previous, store_kind, embedder.dim).apply(change)
+    written = FolderWriter(index_dir, previous, store_kind, embedder.dim, store_options).apply(change)
     report.chunks = written.chunks
     return report
 

@@ -60,6 +60,7 @@ class EngineConfig:
     answerer_options: dict = field(default_factory=dict)  # e.g. {"llm": LLMSettings(...)} for "llm"
     # One folder per collection besides ``base`` (index/ingest/collections.py); None: ``base`` only.
     collections_dir: Path | None = None
+    store_options: dict = field(default_factory=dict)  # the vector store's (e.g. {"ef_search": 256} for faiss)
 
     def open_source(self) -> DocumentSource:
         """The corpus (``base``) and every collection folder, as one source."""
@@ -318,7 +319,8 @@ def open_engine(config: EngineConfig, auto_build: bool = True, notify: Callable[
             notify(Notice("stale", Path(config.index_dir), source.location, error=exc))
             return _engine(config, loaded, embedder)
         settings_changed = (manifest.get("chunking") != config.chunking.to_dict()
-                            or manifest.get("cleaner_version") != CLEANER_VERSION)
+                            or manifest.get("cleaner_version") != CLEANER_VERSION
+                            or manifest.get("vector_store_options", {}) != config.store_options)
         if stale.stale or settings_changed:
             where = (Path(config.index_dir), source.location, stale, settings_changed)
             notify(Notice("updating", *where))
@@ -344,7 +346,7 @@ def _build(config: EngineConfig, source: DocumentSource, embedder: Embedder, pro
            wait: bool = True, collections: Sequence[str] | None = None) -> BuildReport:
     return build_index(source, config.index_dir, embedder, config.chunking, progress=progress, full=full,
                        store_kind=config.vector_store, busy_threads=busy_threads, on_wait=on_wait, wait=wait,
-                       collections=collections)
+                       collections=collections, store_options=config.store_options)
 
 
 def rebuild(config: EngineConfig, progress: Progress | None = None, full: bool = False,

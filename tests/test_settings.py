@@ -271,3 +271,17 @@ def test_collections_folder_must_be_a_folder(tmp_path) -> None:
     assert ok.collections_root == tmp_path / "new" and ok.engine_config().collections_dir == tmp_path / "new"
     assert load_settings(env_file=None, environ={"HERALD_INDEX": str(tmp_path / "x" / "index")}).collections_root \
         == tmp_path / "x" / "collections"
+
+
+def test_vector_store_options_are_read_checked_and_carried(tmp_path) -> None:
+    from bot.settings import SettingsError, load_settings
+
+    s = load_settings(env_file=None, environ={"HERALD_VECTOR_STORE_OPTIONS": "ef_search=256, hnsw_above=100000"})
+    assert s.engine_config().store_options == {"ef_search": 256, "hnsw_above": 100000}
+    assert load_settings(env_file=None, environ={}).engine_config().store_options == {}
+    with pytest.raises(SettingsError, match="takes no option 'efsearch'.*ef_search"):
+        load_settings(env_file=None, environ={"HERALD_VECTOR_STORE_OPTIONS": "efsearch=256"})
+    with pytest.raises(SettingsError, match="key=value pairs"):
+        load_settings(env_file=None, environ={"HERALD_VECTOR_STORE_OPTIONS": "ef_search"})
+    with pytest.raises(SettingsError, match="numpy store takes no option"):
+        load_settings(env_file=None, environ={"HERALD_VECTOR_STORE": "numpy", "HERALD_VECTOR_STORE_OPTIONS": "m=4"})

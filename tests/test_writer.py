@@ -46,3 +46,27 @@ def test_a_change_is_applied_whole_and_the_rest_is_kept(herald_paths, fake_embed
     new_ids = [after.chunk_ids[r] for r in after.chunk_rows_by_doc["wire.md"]]
     assert min(new_ids) > max(i for ids in kept.values() for i in ids)  # fresh ids, never reused
     assert after.manifest["counts"] == {"documents": 4, "chunks": written.chunks, "sentences": written.sentences}
+
+
+def test_store_options_are_saved_used_at_load_and_moved_into_a_new_store(herald_paths, fake_embedder) -> None:
+    """Issue 19: a store's options come from settings (EngineConfig.store_options), are saved in the
+    manifest and used at every load; changing them moves the vectors into a new store, none embedded again."""
+    from index import EngineConfig, open_engine, rebuild
+
+    corpus = herald_paths.corpus
+    for i in range(3):
+        (corpus / f"s{i}.md").write_text(STORY.format(t=f"Story {i} of the harbour", n=i), encoding="utf-8")
+    config = EngineConfig(corpus=corpus, index_dir=herald_paths.index, model=fake_embedder.name,
+                          store_options={"hnsw_above": 2, "ef_search": 48})
+    rebuild(config)
+    loaded = load_index(herald_paths.index)
+    assert loaded.manifest["vector_store_options"] == {"hnsw_above": 2, "ef_search": 48}
+    assert loaded.store.approximate and loaded.store.search_ef == 48  # the options, used at load
+    before = loaded.chunk_vectors()
+    calls = fake_embedder.calls
+    other = EngineConfig(corpus=corpus, index_dir=herald_paths.index, model=fake_embedder.name)
+    notices = []
+    engine = open_engine(other, notify=notices.append)  # other options: an update, nothing embedded
+    assert [n.kind for n in notices] == ["updating"] and fake_embedder.calls == calls
+    assert not engine.index.store.approximate and engine.index.manifest["vector_store_options"] == {}
+    assert np.array_equal(engine.index.chunk_vectors(), before)

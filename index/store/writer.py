@@ -68,15 +68,18 @@ class FolderWriter(IndexWriter):
     """The folder index: ``previous`` (the index the change is relative to, None for a first build) gives
     the unchanged documents' records and vectors; the result is written as a new folder and swapped in."""
 
-    def __init__(self, index_dir: Path, previous: LoadedIndex | None, store_kind: str, dim: int) -> None:
+    def __init__(self, index_dir: Path, previous: LoadedIndex | None, store_kind: str, dim: int,
+                 options: dict | None = None) -> None:
         self.index_dir, self.previous, self.store_kind, self.dim = Path(index_dir), previous, store_kind, dim
+        self.options = dict(options or {})  # the store's options (HERALD_VECTOR_STORE_OPTIONS), saved in the manifest
 
     def apply(self, change: IndexChange) -> Written:
         fresh = {u.doc.id: u for u in change.upserts}
         store, ids = self._store(change, fresh)
         docs, chunks, entries, sentences = self._records(change, fresh, ids)
         counts = Written(len(docs), len(chunks), int(sentences.shape[0]))
-        manifest = {**change.about, "documents": entries, "skipped": change.skipped,
+        manifest = {**change.about, "vector_store_options": self.options, "documents": entries,
+                    "skipped": change.skipped,
                     "counts": {"documents": counts.documents, "chunks": counts.chunks, "sentences": counts.sentences}}
         write_index(self.index_dir, manifest, docs, chunks, store, sentences)
         return counts
@@ -89,14 +92,19 @@ class FolderWriter(IndexWriter):
         chunk ids."""
         prev, ids = self.previous, {}
         if prev is not None:
-            store = prev.store
             kept = {d for d in change.order if self._kept(d, fresh)}
-            store.delete([prev.chunk_ids[r] for d, rows in prev.chunk_rows_by_doc.items() if d not in kept
-                          for r in rows])
-            next_id = max(prev.chunk_ids, default=-1) + 1
             ids = {d: [prev.chunk_ids[r] for r in prev.chunk_rows_by_doc.get(d, [])] for d in kept}
+            if prev.manifest.get("vector_store_options", {}) == self.options:
+                store = prev.store
+                store.delete([prev.chunk_ids[r] for d, rows in prev.chunk_rows_by_doc.items() if d not in kept
+                              for r in rows])
+            else:  # other options: a new store, the kept vectors moved into it (nothing is embedded again)
+                store = new_store(self.store_kind, self.dim, **self.options)
+                moved = [i for d in change.order if d in kept for i in ids[d]]
+                store.add(moved, prev.store.get(moved))
+            next_id = max(prev.chunk_ids, default=-1) + 1
         else:
-            store, next_id = new_store(self.store_kind, self.dim), 0
+            store, next_id = new_store(self.store_kind, self.dim, **self.options), 0
         new_ids: list[int] = []
         vectors = []
         for doc_id in change.order:
