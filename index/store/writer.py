@@ -71,7 +71,7 @@ class FolderWriter(IndexWriter):
     def __init__(self, index_dir: Path, previous: LoadedIndex | None, store_kind: str, dim: int,
                  options: dict | None = None) -> None:
         self.index_dir, self.previous, self.store_kind, self.dim = Path(index_dir), previous, store_kind, dim
-        self.options = dict(options or {})  # the store's options (HERALD_VECTOR_STORE_OPTIONS), saved in the manifest
+        self.options = dict(options or {})  # the store's options, from settings; saved in the manifest
 
     def apply(self, change: IndexChange) -> Written:
         fresh = {u.doc.id: u for u in change.upserts}
