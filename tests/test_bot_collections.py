@@ -14,9 +14,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 from test_bot_news import CRACKS, FETCH, HARBOUR, HARBOUR_TITLE, site  # noqa: F401 - site is a fixture
+from test_collections import collection_rows
 
 from bot.messages import ABSTAIN_MESSAGE
 from bot_fixtures import *  # noqa: F403 - fixtures
@@ -79,13 +79,6 @@ async def notice(fake: Any, name: str, options: dict | None, user: Any, guild_id
     return cb["data"]["content"]
 
 
-def rows_of(engine: Any, collection: str) -> dict[int, tuple[str, bytes]]:
-    idx = engine.index
-    rows = idx.rows_by_collection.get(collection, np.zeros(0, dtype=np.int64))
-    ids = [idx.chunk_ids[r] for r in rows]
-    return {i: (idx.chunks[r].text, v.tobytes()) for i, r, v in zip(ids, rows, idx.store.get(ids))}
-
-
 async def test_an_article_added_in_one_server_is_answered_there_only(fake, start_herald, built_index, site):
     bot = await two_servers(start_herald, built_index)
     cfg, b = fake.config, fake.config.guild_b
@@ -125,7 +118,7 @@ async def test_a_servers_reindex_and_forget_leave_the_other_server_untouched(fak
     await rebuilt(fake, inter)
     inter, _ = await add_in(fake, site.url(FERRY), b.id, b.admin)
     await rebuilt(fake, inter)
-    a_rows, base_rows = rows_of(bot.engine, f"guild-{cfg.guild_id}"), rows_of(bot.engine, "base")
+    a_rows, base_rows = collection_rows(bot.engine, f"guild-{cfg.guild_id}"), collection_rows(bot.engine, "base")
     assert a_rows and base_rows
 
     # A's folder changes on disk (another process, an operator): B's /reindex must not pick it up.
@@ -137,7 +130,8 @@ async def test_a_servers_reindex_and_forget_leave_the_other_server_untouched(fak
     inter = await fake.send_slash_command("reindex", user=b.admin, guild_id=b.id)
     await fake.wait_for_callback(inter)
     assert (await fake.wait_for_followup(inter, timeout=30)).json["content"].startswith("Index rebuilt")
-    assert rows_of(bot.engine, f"guild-{cfg.guild_id}") == a_rows and rows_of(bot.engine, "base") == base_rows
+    assert collection_rows(bot.engine, f"guild-{cfg.guild_id}") == a_rows
+    assert collection_rows(bot.engine, "base") == base_rows
     assert "Lighthouse keeper retires" not in {d.title for d in bot.engine.documents()}
 
     # B forgets its article: gone from B, A's rows still the same.
@@ -146,7 +140,7 @@ async def test_a_servers_reindex_and_forget_leave_the_other_server_untouched(fak
     assert "Removed 1 article" in (await fake.wait_for_followup(inter, timeout=15)).json["content"]
     await rebuilt(fake, inter)
     assert not saved(built_index, b.id) and f"guild-{b.id}" not in bot.engine.collections()
-    assert rows_of(bot.engine, f"guild-{cfg.guild_id}") == a_rows
+    assert collection_rows(bot.engine, f"guild-{cfg.guild_id}") == a_rows
 
 
 async def test_quotas_refuse_with_a_message_and_change_nothing(fake, start_herald, built_index, site):

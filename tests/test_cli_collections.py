@@ -12,9 +12,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
 import pytest
-from test_collections import BRIDGE, ORCHIDS  # the two stories, one per server
+from test_collections import BRIDGE, ORCHIDS, collection_rows  # two stories; what "untouched" means
 
 from fakes.news import fake_news_server
 from index import CollectionError, Collections, EngineConfig, open_engine
@@ -61,15 +60,6 @@ def built(three, invoke):
 def _engine(paths):
     return open_engine(EngineConfig(corpus=paths.corpus, index_dir=paths.index, model="test-hash",
                                     collections_dir=paths.root / "collections"), auto_build=False)
-
-
-def _rows(engine, collection: str) -> dict[int, tuple[str, bytes]]:
-    """{chunk id: (text, vector bytes)} of one collection's chunks: what "untouched" means."""
-    idx = engine.index
-    rows = idx.rows_by_collection.get(collection, np.zeros(0, dtype=np.int64))
-    ids = [idx.chunk_ids[r] for r in rows]
-    vecs = idx.store.get(ids)
-    return {i: (idx.chunks[r].text, vecs[n].tobytes()) for n, (i, r) in enumerate(zip(ids, rows))}
 
 
 def _ask_json(invoke, paths, question, *more, env=None) -> dict:
@@ -153,7 +143,7 @@ def test_the_wording_of_collection_errors():
 def test_build_one_collection_leaves_the_others_chunk_rows_untouched(built, fake_embedder, invoke):
     paths, cols = built
     before = _engine(paths)
-    rows_2, rows_base = _rows(before, "guild-2"), _rows(before, "base")
+    rows_2, rows_base = collection_rows(before, "guild-2"), collection_rows(before, "base")
     assert rows_2 and rows_base
     (cols.folder("guild-1") / "later.md").write_text(ORCHIDS.replace("Chiang Mai", "Lampang"), encoding="utf-8")
     (cols.folder("guild-2") / "story.md").write_text(ORCHIDS.replace("300,000", "410,000"), encoding="utf-8")
@@ -165,14 +155,15 @@ def test_build_one_collection_leaves_the_others_chunk_rows_untouched(built, fake
     assert "changed: guild-2" not in r.stdout
     assert not any("410,000" in text for text in fake_embedder.seen)  # guild-2's folder was not read
     after = _engine(paths)
-    assert _rows(after, "guild-2") == rows_2 and _rows(after, "base") == rows_base  # same ids, texts, vectors
+    assert collection_rows(after, "guild-2") == rows_2  # the same ids, texts and vectors
+    assert collection_rows(after, "base") == rows_base
     assert "guild-1:later.md" in after.index.doc_by_id
 
     r = invoke("build", *opts(paths), "--collection", "guild-1")
     assert r.stdout.startswith("Nothing changed (collection guild-1)")
     r = invoke("build", *opts(paths))  # without --collection: every collection
     assert r.exit_code == 0 and "  changed: guild-2:story.md" in r.stdout
-    assert _rows(_engine(paths), "guild-2") != rows_2
+    assert collection_rows(_engine(paths), "guild-2") != rows_2
 
 
 def test_build_a_collection_whose_folder_is_gone_drops_it_and_base_is_a_collection(built, invoke):

@@ -61,7 +61,7 @@ def three(article_corpus, fake_embedder) -> tuple[EngineConfig, Collections]:
     return config, cols
 
 
-def _rows(engine, collection: str) -> dict[int, tuple[str, bytes]]:
+def collection_rows(engine, collection: str) -> dict[int, tuple[str, bytes]]:
     """{chunk id: (text, vector bytes)} of one collection's chunks: what "untouched" means."""
     idx = engine.index
     rows = idx.rows_by_collection.get(collection, np.zeros(0, dtype=np.int64))
@@ -139,15 +139,15 @@ def test_stores_filter_exactly(hnsw_above: int) -> None:
 def test_a_scoped_rebuild_leaves_other_collections_untouched(three) -> None:
     config, cols = three
     before = open_engine(config, auto_build=False)
-    rows_1 = _rows(before, "guild-1")
+    rows_1 = collection_rows(before, "guild-1")
     (cols.folder("guild-1") / "later.md").write_text(ORCHIDS.replace("Chiang Mai", "Lampang"), encoding="utf-8")
     (cols.folder("guild-2") / "second.md").write_text(BRIDGE.replace("Valparaiso", "Antofagasta"), encoding="utf-8")
     report = rebuild(config, collections=["guild-2"])
     assert report.added == ["guild-2:second.md"]
     after = open_engine(config, auto_build=False)
-    assert _rows(after, "guild-1") == rows_1  # same chunk ids, texts and vector bytes
+    assert collection_rows(after, "guild-1") == rows_1  # same chunk ids, texts and vector bytes
     assert "guild-1:later.md" not in after.index.doc_by_id  # its folder was not read
-    assert _rows(after, "base") == _rows(before, "base")
+    assert collection_rows(after, "base") == collection_rows(before, "base")
     rebuild(config)  # an unscoped rebuild reads every folder
     assert "guild-1:later.md" in open_engine(config, auto_build=False).index.doc_by_id
 
