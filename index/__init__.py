@@ -24,6 +24,7 @@ from index.errors import (
     BuildBusyError,
     CollectionError,
     CorpusError,
+    DatabaseError,
     HeraldError,
     IndexCorruptError,
     IndexMismatchError,
@@ -67,7 +68,8 @@ __all__ = [
     "Answerer", "ExtractiveAnswerer", "LLMAnswerer", "LLMSettings", "FALLBACK_REASONS", "Draft", "ANSWERERS",
     "Embedder", "register_embedder", "EMBEDDERS",
     # errors
-    "HeraldError", "BuildBusyError", "CollectionError", "CorpusError", "IndexMissingError", "IndexPathError",
+    "HeraldError", "BuildBusyError", "CollectionError", "CorpusError", "DatabaseError", "IndexMissingError",
+    "IndexPathError",
     "IndexCorruptError", "IndexMismatchError", "IndexWriteError", "ModelLoadError", "QuestionError", "QuestionSetError",
     "UnknownBackendError",
 ]

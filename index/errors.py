@@ -128,3 +128,14 @@ class CollectionError(HeraldError):
     def __init__(self, problem: str, name: str) -> None:
         self.problem, self.name = problem, name
         super().__init__(f"collection {name!r}: {problem}")
+
+
+class DatabaseError(HeraldError):
+    """The index's database cannot be used: ``problem`` is ``unreachable`` (no connection), ``driver_missing``
+    (the optional PostgreSQL packages are not installed), ``no_vector`` (the pgvector extension is
+    missing) or ``schema_newer`` (migrated by newer code); ``where`` is the database URL without its
+    password."""
+
+    def __init__(self, problem: str, where: str = "", detail: str = "") -> None:
+        self.problem, self.where, self.detail = problem, where, detail
+        super().__init__(f"database {problem}" + (f" at {where}" if where else "") + (f": {detail}" if detail else ""))
