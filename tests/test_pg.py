@@ -13,6 +13,7 @@ pytest.importorskip("psycopg", reason="the PostgreSQL tests need herald[postgres
 
 from index.errors import DatabaseError, IndexMismatchError  # noqa: E402
 from index.pg.schema import SCHEMA_VERSION, connect, migrate, schema_version  # noqa: E402
+from index.store.writer import IndexChange  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -94,3 +95,161 @@ def test_database_errors_are_one_clear_line(problem: str, said: str) -> None:
 
     text = explain(DatabaseError(problem, "postgresql://db.example/h", "connection refused"))
     assert said in text and "\n" not in text
+
+
+# ------------------------------------------------------------------------------------------ the writer
+
+
+def _everything(loaded) -> IndexChange:
+    """Every document of a folder index as one change (how an index moves into the database)."""
+    from index.store.writer import DocumentUpdate, IndexChange
+
+    updates = []
+    for d in loaded.documents:
+        rows = loaded.chunk_rows_by_doc.get(d.id, [])
+        start, count = loaded.sentence_span(d.id)
+        updates.append(DocumentUpdate(d, [loaded.chunks[r] for r in rows], list(loaded.doc_sentences[d.id]),
+                                      loaded.store.get([loaded.chunk_ids[r] for r in rows]),
+                                      loaded.sentence_vectors[start:start + count]))
+    return IndexChange([d.id for d in loaded.documents], updates)
+
+
+@pytest.fixture
+def folder_index(article_corpus, fake_embedder):
+    from test_collections import BRIDGE, ORCHIDS
+
+    from index import EngineConfig, rebuild
+    from index.store import load_index
+
+    root = article_corpus.root / "collections"
+    for name, text in (("guild-1", BRIDGE), ("guild-2", ORCHIDS)):
+        (root / name).mkdir(parents=True)
+        (root / name / "story.md").write_text(text, encoding="utf-8")
+    rebuild(EngineConfig(corpus=article_corpus.corpus, index_dir=article_corpus.index, model=fake_embedder.name,
+                         collections_dir=root))
+    return load_index(article_corpus.index)
+
+
+def _counts(conn) -> tuple[int, int, int, int]:
+    return conn.execute("SELECT (SELECT count(*) FROM documents), (SELECT count(*) FROM chunks), "
+                        "(SELECT count(*) FROM sentences), (SELECT count(*) FROM chunk_terms)").fetchone()
+
+
+def test_the_writer_stores_a_whole_index(database, folder_index) -> None:
+    import numpy as np
+
+    from index.pg.writer import PostgresWriter
+
+    conn = connect(database)
+    migrate(conn, folder_index.dim)
+    written = PostgresWriter(conn).apply(_everything(folder_index))
+    assert (written.documents, written.chunks, written.sentences) == \
+        (len(folder_index.documents), len(folder_index.chunks), len(folder_index.sentence_text))
+    for d in folder_index.documents:  # each document's sentence ids are one contiguous block
+        first, n = conn.execute("SELECT first_sentence, sentences FROM documents WHERE id = %s", (d.id,)).fetchone()
+        ids = [r[0] for r in conn.execute("SELECT id FROM sentences WHERE doc_id = %s ORDER BY id", (d.id,))]
+        assert ids == list(range(first, first + n)) and n == len(folder_index.doc_sentences[d.id])
+    stored = conn.execute("SELECT embedding FROM chunks ORDER BY id").fetchall()
+    assert np.allclose(np.vstack([r[0].to_numpy() for r in stored]), folder_index.chunk_vectors(), atol=1e-6)
+    bad = conn.execute("SELECT count(*) FROM chunks c WHERE terms <> (SELECT coalesce(sum(tf), 0) FROM chunk_terms t "
+                       "WHERE t.chunk_id = c.id)").fetchone()[0]
+    assert bad == 0  # BM25's document lengths agree with the stored term frequencies
+    assert {r[0] for r in conn.execute("SELECT DISTINCT collection FROM chunks")} == {"base", "guild-1", "guild-2"}
+
+
+def test_a_change_replaces_and_removes_and_keeps_the_rest(database, folder_index) -> None:
+    from dataclasses import replace
+
+    from index.pg.writer import PostgresWriter
+    from index.store.writer import IndexChange
+
+    conn = connect(database)
+    migrate(conn, folder_index.dim)
+    writer = PostgresWriter(conn)
+    everything = _everything(folder_index)
+    writer.apply(everything)
+    kept_before = conn.execute("SELECT id, body FROM chunks WHERE doc_id = %s ORDER BY id",
+                               (folder_index.documents[0].id,)).fetchall()
+    orchids = next(u for u in everything.upserts if u.doc.collection == "guild-2")
+    changed = replace(orchids, doc=replace(orchids.doc, fingerprint="c5-changed"))
+    written = writer.apply(IndexChange([], [changed], removed=["guild-1:story.md"]))
+    assert written.documents == len(folder_index.documents) - 1
+    assert conn.execute("SELECT count(*) FROM chunks WHERE doc_id = 'guild-1:story.md'").fetchone()[0] == 0
+    assert conn.execute("SELECT fingerprint FROM documents WHERE id = %s", (orchids.doc.id,)).fetchone()[0] == \
+        "c5-changed"
+    assert conn.execute("SELECT id, body FROM chunks WHERE doc_id = %s ORDER BY id",
+                        (folder_index.documents[0].id,)).fetchall() == kept_before
+
+
+def test_a_failed_change_leaves_the_previous_state(database, folder_index) -> None:
+    """All or nothing: a change that fails half way (a vector of the wrong width) writes nothing."""
+    from dataclasses import replace
+
+    import numpy as np
+    import psycopg
+
+    from index.pg.writer import PostgresWriter
+    from index.store.writer import IndexChange
+
+    conn = connect(database)
+    migrate(conn, folder_index.dim)
+    writer = PostgresWriter(conn)
+    everything = _everything(folder_index)
+    writer.apply(everything)
+    before = _counts(conn)
+    good, bad = everything.upserts[0], everything.upserts[1]
+    broken = replace(bad, chunk_vectors=np.zeros((len(bad.chunks), 3), np.float32))
+    with pytest.raises(psycopg.Error):
+        writer.apply(IndexChange([], [good, broken], removed=[everything.upserts[2].doc.id]))
+    assert _counts(conn) == before
+
+
+_KILLED_WRITER = """
+import sys, time
+from pathlib import Path
+sys.path.insert(0, {tests!r})
+from index.pg.schema import connect
+from index.pg.writer import PostgresWriter
+from index.store import load_index
+from test_pg import _everything
+
+writer = PostgresWriter(connect({url!r}))
+real = PostgresWriter._insert
+def slow(self, *args):
+    real(self, *args)
+    Path({marker!r}).write_text("inside")  # one document written, the transaction still open
+    time.sleep(60)
+PostgresWriter._insert = slow
+writer.apply(_everything(load_index({index!r})))
+"""
+
+
+def test_a_writer_killed_mid_change_leaves_the_previous_state(database, folder_index, tmp_path) -> None:
+    """SIGKILL in the middle of a change: the database answers from the state before it, and the next
+    writer (waiting for the lock the dead one held) completes."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from index.pg.writer import PostgresWriter
+
+    conn = connect(database)
+    migrate(conn, folder_index.dim)
+    first = _everything(folder_index)
+    PostgresWriter(conn).apply(IndexChange([], first.upserts[:2]))
+    before = _counts(conn)
+    marker = tmp_path / "inside"
+    script = _KILLED_WRITER.format(tests=str(Path(__file__).parent), url=database, marker=str(marker),
+                                   index=str(folder_index.path))
+    child = subprocess.Popen([sys.executable, "-c", script])
+    deadline = time.monotonic() + 60
+    while not marker.exists() and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert marker.exists(), "the writer never got inside its transaction"
+    child.send_signal(signal.SIGKILL)
+    child.wait(10)
+    assert _counts(conn) == before  # nothing of the killed change is visible
+    written = PostgresWriter(connect(database)).apply(first)  # the next run completes
+    assert written.documents == len(folder_index.documents)
