@@ -264,6 +264,17 @@ class HeraldBot(commands.Bot):
         except discord.HTTPException as exc:
             log.warning("could not tell the user about an error: %s", exc)
 
+    async def manager_only(self, interaction: discord.Interaction, action: str) -> bool:
+        """Whether the member may run a Manage Server command; if not, they are told so (privately).
+
+        Default permissions hide these commands from others in the client, but server admins can override
+        them per channel or role, so every such command checks again when it runs."""
+        if interaction.permissions.manage_guild:
+            return True
+        await self.send_notice(f"Only members with the Manage Server permission can {action}.",
+                               interaction=interaction)
+        return False
+
     async def send_notice(self, text: str, *, interaction: discord.Interaction | None = None,
                           message: discord.Message | None = None) -> None:
         """A short reply: private (ephemeral) to an interaction, a non-pinging reply to a message."""

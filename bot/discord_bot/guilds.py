@@ -10,6 +10,7 @@ metadata is never written by two tasks at once.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -64,14 +65,20 @@ class ServerCollections:
         extra = tuple(collection_name(g) for g in shared) if self.settings.dm_servers else ()
         return self.scope(None) + extra
 
-    def servers_with_collections(self) -> list[int]:
-        """Servers that have a collection and have not been left."""
-        out = []
+    def _servers(self) -> Iterator[tuple[int, str, dict]]:
+        """(server id, collection name, metadata) of every server's collection on disk."""
         for name in self.store.names():
             gid = guild_of(name)
-            if gid is not None and not self.store.meta(name).get("left_at"):
-                out.append(gid)
-        return out
+            if gid is not None:
+                yield gid, name, self.store.meta(name)
+
+    def _exists(self, name: str) -> bool:
+        """Whether the collection has a folder (one stat, not a listing of every collection)."""
+        return self.store.folder(name).is_dir()
+
+    def servers_with_collections(self) -> list[int]:
+        """Servers that have a collection and have not been left."""
+        return [gid for gid, _, meta in self._servers() if not meta.get("left_at")]
 
     # ----------------------------------------------------------------------------------- quotas
 
@@ -120,7 +127,7 @@ class ServerCollections:
             return
         name = collection_name(guild_id)
         now = time.monotonic()
-        if now - self._touched.get(name, -_TOUCH_EVERY) < _TOUCH_EVERY or name not in self.store.names():
+        if now - self._touched.get(name, -_TOUCH_EVERY) < _TOUCH_EVERY or not self._exists(name):
             return
         self._touched[name] = now
         self._update(guild_id, last_used=_now_iso())
@@ -129,7 +136,7 @@ class ServerCollections:
 
     def feeds(self, guild_id: int) -> list[str]:
         name = collection_name(guild_id)
-        feeds = self.store.meta(name).get("feeds", []) if name in self.store.names() else []
+        feeds = self.store.meta(name).get("feeds", [])  # {} when the server has no collection yet
         return [f for f in feeds if isinstance(f, str)]
 
     def follow(self, guild_id: int, guild_name: str | None, url: str) -> str | None:
@@ -153,20 +160,14 @@ class ServerCollections:
 
     def with_feeds(self) -> list[int]:
         """Servers that follow at least one feed (and are not being removed)."""
-        out = []
-        for name in self.store.names():
-            gid = guild_of(name)
-            meta = self.store.meta(name)
-            if gid is not None and meta.get("feeds") and not meta.get("left_at"):
-                out.append(gid)
-        return out
+        return [gid for gid, _, meta in self._servers() if meta.get("feeds") and not meta.get("left_at")]
 
     # -------------------------------------------------------------------------------- lifecycle
 
     def left(self, guild_id: int, when: float | None = None) -> bool:
         """The bot left the server: its collection goes after the grace period (False: it has none)."""
         name = collection_name(guild_id)
-        if name not in self.store.names():
+        if not self._exists(name):
             return False
         if not self.store.meta(name).get("left_at"):
             self._update(guild_id, left_at=time.time() if when is None else when)
@@ -175,27 +176,18 @@ class ServerCollections:
     def rejoined(self, guild_id: int) -> bool:
         """The bot is back in the server within the grace period: its collection stays."""
         name = collection_name(guild_id)
-        if name not in self.store.names() or not self.store.meta(name).get("left_at"):
+        if not self._exists(name) or not self.store.meta(name).get("left_at"):
             return False
         self._update(guild_id, left_at=None)
         return True
 
     def orphans(self, guild_ids: set[int]) -> list[int]:
         """Collections of servers the bot is not in (it was removed while offline), not yet marked."""
-        out = []
-        for name in self.store.names():
-            gid = guild_of(name)
-            if gid is not None and gid not in guild_ids and not self.store.meta(name).get("left_at"):
-                out.append(gid)
-        return out
+        return [gid for gid, _, meta in self._servers() if gid not in guild_ids and not meta.get("left_at")]
 
     def expired(self, now: float | None = None) -> list[str]:
         """Collections whose grace period is over."""
         now = time.time() if now is None else now
         grace = self.settings.guild_grace_hours * 3600
-        out = []
-        for name in self.store.names():
-            left_at = self.store.meta(name).get("left_at")
-            if isinstance(left_at, (int, float)) and now - left_at >= grace:
-                out.append(name)
-        return out
+        return [name for _, name, meta in self._servers()
+                if isinstance(meta.get("left_at"), (int, float)) and now - meta["left_at"] >= grace]

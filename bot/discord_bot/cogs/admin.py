@@ -26,10 +26,7 @@ class AdminCog(commands.Cog):
     @app_commands.default_permissions(manage_guild=True)  # hidden from others in the client...
     @app_commands.guild_only()
     async def reindex(self, interaction: discord.Interaction) -> None:
-        # ...and checked here too: server admins can override default permissions per channel or role.
-        if not interaction.permissions.manage_guild:
-            await self.bot.send_notice("Only members with the Manage Server permission can rebuild the index.",
-                                       interaction=interaction)
+        if not await self.bot.manager_only(interaction, "rebuild the index"):  # ...and checked here too
             return
 
         async def report(summary: str) -> None:

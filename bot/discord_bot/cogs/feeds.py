@@ -43,19 +43,12 @@ class FeedsCog(commands.GroupCog, group_name="feeds", group_description="The new
     def __init__(self, bot: HeraldBot) -> None:
         self.bot = bot
 
-    async def _manager(self, interaction: discord.Interaction) -> bool:
-        if interaction.permissions.manage_guild:
-            return True
-        await self.bot.send_notice("Only members with the Manage Server permission can change this server's feeds.",
-                                   interaction=interaction)
-        return False
-
     @app_commands.command(name="add", description="Follow an RSS or Atom feed: its articles join this server's "
                                                    "(Manage Server).")
     @app_commands.describe(url="The feed's address (http:// or https://)")
     @app_commands.guild_only()
     async def add(self, interaction: discord.Interaction, url: str) -> None:
-        if not await self._manager(interaction):
+        if not await self.bot.manager_only(interaction, "change this server's feeds"):
             return
         gid, url = int(interaction.guild_id or 0), clean_url(url)
         if not url.lower().startswith(("http://", "https://")) or len(url) > MAX_FEED_URL or any(c.isspace()
@@ -106,7 +99,7 @@ class FeedsCog(commands.GroupCog, group_name="feeds", group_description="The new
     @app_commands.describe(url="The feed's address, as listed by /feeds list")
     @app_commands.guild_only()
     async def remove(self, interaction: discord.Interaction, url: str) -> None:
-        if not await self._manager(interaction):
+        if not await self.bot.manager_only(interaction, "change this server's feeds"):
             return
         gid = int(interaction.guild_id or 0)
         if not self.bot.servers.unfollow(gid, clean_url(url)):

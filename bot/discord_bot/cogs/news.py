@@ -38,12 +38,6 @@ def clean_url(text: str) -> str:
     return url
 
 
-def _manager(interaction: discord.Interaction) -> bool:
-    # Default permissions hide the command from others in the client, but server admins can override them
-    # per channel or role: checked here too.
-    return bool(interaction.permissions.manage_guild)
-
-
 class NewsCog(commands.Cog):
     """/add and /forget (Manage Server), /feeds: each server's own articles, in its own collection."""
 
@@ -56,9 +50,7 @@ class NewsCog(commands.Cog):
     @app_commands.default_permissions(manage_guild=True)  # hidden from others in the client...
     @app_commands.guild_only()
     async def add(self, interaction: discord.Interaction, url: str) -> None:
-        if not _manager(interaction):
-            await self.bot.send_notice("Only members with the Manage Server permission can add articles.",
-                                       interaction=interaction)
+        if not await self.bot.manager_only(interaction, "add articles"):  # ...and checked here too
             return
         gid, url = int(interaction.guild_id or 0), clean_url(url)
         servers = self.bot.servers
@@ -96,12 +88,10 @@ class NewsCog(commands.Cog):
     @app_commands.default_permissions(manage_guild=True)
     @app_commands.guild_only()
     async def forget(self, interaction: discord.Interaction, url: str) -> None:
-        if not _manager(interaction):
-            await self.bot.send_notice("Only members with the Manage Server permission can remove articles.",
-                                       interaction=interaction)
+        if not await self.bot.manager_only(interaction, "remove articles"):
             return
         name = collection_name(int(interaction.guild_id or 0))
-        removed = self.bot.servers.store.forget(name, clean_url(url)) if name in self.bot.servers.store.names() else []
+        removed = self.bot.servers.store.forget(name, clean_url(url))  # [] when the server has added nothing
         log.info("/forget by user=%s in %s: %s (%d file(s))", interaction.user.id, name, redact_url(clean_url(url)),
                  len(removed))
         if not removed:
