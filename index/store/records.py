@@ -158,16 +158,6 @@ class LoadedIndex:
             offset += n
         return out
 
-    @cached_property
-    def sentence_rows_by_doc(self) -> dict[str, list[int]]:
-        out: dict[str, list[int]] = {}
-        offset = 0
-        for d in self.documents:
-            n = len(self.doc_sentences[d.id])
-            out[d.id] = list(range(offset, offset + n))
-            offset += n
-        return out
-
     def staleness(self, fingerprints: dict[str, str]) -> Staleness:
         """Compare a source's fingerprints now with the ones the manifest recorded."""
         return compare_fingerprints(built_fingerprints(self.manifest), fingerprints, self.manifest.get("skipped", {}))
