@@ -210,3 +210,16 @@ def test_without_a_collections_folder_everything_is_base(article_corpus, fake_em
     assert engine.ask("Who vetoed the resolution?", collections=["base"]).answer == \
         engine.ask("Who vetoed the resolution?").answer
     shutil.rmtree(article_corpus.index)
+
+
+def test_a_collection_without_a_usable_article_adds_nothing(three) -> None:
+    """A server folder holding only an empty file (or nothing yet) adds no document; it does not fail the
+    build for everyone (it did: "no articles found in collections/guild-3")."""
+    config, cols = three
+    cols.folder("guild-3").mkdir()
+    (cols.folder("guild-3") / "empty.md").write_text("", encoding="utf-8")
+    cols.folder("guild-4").mkdir()
+    rebuild(config)  # an update reads only what changed
+    report = rebuild(config, full=True)  # a full build reads every folder
+    assert report.documents == 3 and set(open_engine(config, auto_build=False).collections()) == \
+        {"base", "guild-1", "guild-2"}

@@ -211,9 +211,13 @@ class CollectionsSource(DocumentSource):
         if self._wanted(BASE):
             yield from self.base.documents()
         for name, folder in self._others():
-            if not corpus_files(folder):
-                continue
-            for doc in load_corpus(folder):
+            try:
+                docs = load_corpus(folder)  # one walk of the folder
+            except CorpusError as exc:
+                if exc.problem == "empty":  # no usable article (none yet, or only empty files): nothing to add
+                    continue
+                raise
+            for doc in docs:
                 doc.id, doc.collection = qualified(name, doc.id), name
                 yield doc
 
