@@ -157,17 +157,24 @@ def test_the_writer_stores_a_whole_index(database, folder_index) -> None:
     assert {r[0] for r in conn.execute("SELECT DISTINCT collection FROM chunks")} == {"base", "guild-1", "guild-2"}
 
 
-def test_a_change_replaces_and_removes_and_keeps_the_rest(database, folder_index) -> None:
-    from dataclasses import replace
-
+@pytest.fixture
+def stored(database, folder_index):
+    """A migrated database holding the whole folder index: (connection, its writer, the change that filled it)."""
     from index.pg.writer import PostgresWriter
-    from index.store.writer import IndexChange
 
     conn = connect(database)
     migrate(conn, folder_index.dim)
-    writer = PostgresWriter(conn)
-    everything = _everything(folder_index)
+    writer, everything = PostgresWriter(conn), _everything(folder_index)
     writer.apply(everything)
+    return conn, writer, everything
+
+
+def test_a_change_replaces_and_removes_and_keeps_the_rest(stored, folder_index) -> None:
+    from dataclasses import replace
+
+    from index.store.writer import IndexChange
+
+    conn, writer, everything = stored
     kept_before = conn.execute("SELECT id, body FROM chunks WHERE doc_id = %s ORDER BY id",
                                (folder_index.documents[0].id,)).fetchall()
     orchids = next(u for u in everything.upserts if u.doc.collection == "guild-2")
@@ -181,21 +188,16 @@ def test_a_change_replaces_and_removes_and_keeps_the_rest(database, folder_index
                         (folder_index.documents[0].id,)).fetchall() == kept_before
 
 
-def test_a_failed_change_leaves_the_previous_state(database, folder_index) -> None:
+def test_a_failed_change_leaves_the_previous_state(stored) -> None:
     """All or nothing: a change that fails half way (a vector of the wrong width) writes nothing."""
     from dataclasses import replace
 
     import numpy as np
     import psycopg
 
-    from index.pg.writer import PostgresWriter
     from index.store.writer import IndexChange
 
-    conn = connect(database)
-    migrate(conn, folder_index.dim)
-    writer = PostgresWriter(conn)
-    everything = _everything(folder_index)
-    writer.apply(everything)
+    conn, writer, everything = stored
     before = _counts(conn)
     good, bad = everything.upserts[0], everything.upserts[1]
     broken = replace(bad, chunk_vectors=np.zeros((len(bad.chunks), 3), np.float32))
