@@ -59,8 +59,8 @@ MIGRATIONS: dict[int, Callable[[int], list[str]]] = {1: _v1}
 
 def connect(url: str, *, connect_timeout: float = 10.0, statement_timeout_ms: int = 30_000) -> Any:
     """A connection with Herald's settings: every statement time-limited, statements never prepared (a
-    prepared generic plan sends a filtered vector search through the HNSW index, which loses most rows of a
-    small collection: recall 0.106 for a 1% filter in a check here). DatabaseError when it cannot connect."""
+    prepared generic plan can send a filtered vector search through the HNSW index, which pgvector filters
+    after the search, so most rows of a small collection are lost). DatabaseError when it cannot connect."""
     try:
         import psycopg
     except ImportError as exc:
