@@ -75,6 +75,8 @@ class BuildReport:
 
 @dataclass
 class _Planned:
+    """A document of the build: its new chunks and sentence spans, or ``reused`` (then both empty)."""
+
     doc: Document
     chunks: list[Chunk]
     sentences: list[tuple[int, int]]
@@ -173,7 +175,8 @@ def _split_apart(docs: list[Document], chunking: ChunkSettings, stage: Callable[
 def _plan(docs: list[Document], previous: LoadedIndex | None, chunking: ChunkSettings,
           report: BuildReport, stage: Callable[[str, int, int], None] | None = None,
           embedder: Embedder | None = None) -> list[_Planned]:
-    """Per document: reuse its chunks and sentences, or split it (once) into new ones."""
+    """Per document: split it (once) into new chunks and sentences, or mark it reused (the writer carries
+    its records and vectors over from the previous index: nothing of it is copied here)."""
     old_fp = built_fingerprints(previous.manifest) if previous else {}
     reuse = {d.id for d in docs if previous is not None and old_fp.get(d.id) == d.fingerprint}
     new = [d for d in docs if d.id not in reuse]
@@ -183,9 +186,8 @@ def _plan(docs: list[Document], previous: LoadedIndex | None, chunking: ChunkSet
     split = dict(zip((d.id for d in new), _split(new, chunking, stage, meanwhile)))
     plan = []
     for doc in docs:
-        if doc.id in reuse and previous is not None:  # reuse is empty without a previous index
-            chunks = [previous.chunks[r] for r in previous.chunk_rows_by_doc.get(doc.id, [])]
-            plan.append(_Planned(doc, chunks, list(previous.doc_sentences[doc.id]), True))
+        if doc.id in reuse:
+            plan.append(_Planned(doc, [], [], True))
             report.unchanged.append(doc.id)
             continue
         sections = split[doc.id]
@@ -293,7 +295,8 @@ def _build_locked(source: DocumentSource, index_dir: Path, embedder: Embedder, c
 
     chunk_vecs, sent_vecs = _embed_new(plan, embedder, report, progress, busy_threads)
     change = IndexChange([p.doc.id for p in plan], _updates(plan, chunk_vecs, sent_vecs), report.removed, skipped)
-    if not any(p.chunks for p in plan):
+    kept = previous.chunk_rows_by_doc if previous is not None else {}
+    if not any(p.chunks or (p.reused and kept.get(p.doc.id)) for p in plan):
         raise CorpusError("no_sentences", source.location)
     report.seconds = time.perf_counter() - started
     change.about = _about(source, embedder, chunking, store_kind, report)
