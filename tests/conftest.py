@@ -230,3 +230,32 @@ def raises_said(exc_type: type[BaseException], match: str) -> Iterator[pytest.Ex
         yield info
     said = explain(info.value)
     assert re.search(match, said), f"{match!r} not in {said!r}"
+
+
+# ------------------------------------------------------------------------------------------ PostgreSQL
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory):
+    """One real PostgreSQL with pgvector for the whole run, from PyPI's pgserver (make test installs it), its
+    data in a temporary folder removed at the end; it listens on a unix socket, never on a network."""
+    pgserver = pytest.importorskip("pgserver", reason="the PostgreSQL tests need pgserver (make test installs it)")
+    pytest.importorskip("psycopg", reason="the PostgreSQL tests need herald[postgres] (make test installs it)")
+    srv = pgserver.get_server(str(tmp_path_factory.mktemp("pg")), cleanup_mode="delete")
+    yield srv
+    srv.cleanup()
+
+
+@pytest.fixture
+def database(pg_server) -> str:
+    """A fresh, empty database for one test; its URL."""
+    import uuid
+
+    from index.pg.schema import connect
+
+    name = "t_" + uuid.uuid4().hex[:12]
+    admin = connect(pg_server.get_uri())
+    admin.autocommit = True
+    admin.execute(f"CREATE DATABASE {name}")
+    admin.close()
+    return pg_server.get_uri().replace("/postgres?", f"/{name}?")

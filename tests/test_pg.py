@@ -8,33 +8,12 @@ import threading
 
 import pytest
 
-pgserver = pytest.importorskip("pgserver", reason="the PostgreSQL tests need pgserver (make test installs it)")
+pytest.importorskip("pgserver", reason="the PostgreSQL tests need pgserver (make test installs it)")
 pytest.importorskip("psycopg", reason="the PostgreSQL tests need herald[postgres] (make test installs it)")
 
 from index.errors import DatabaseError, IndexMismatchError  # noqa: E402
 from index.pg.schema import SCHEMA_VERSION, connect, migrate, schema_version  # noqa: E402
 from index.store.writer import IndexChange  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """One PostgreSQL for this module, its data in a temporary folder removed at the end."""
-    srv = pgserver.get_server(str(tmp_path_factory.mktemp("pg")), cleanup_mode="delete")
-    yield srv
-    srv.cleanup()
-
-
-@pytest.fixture
-def database(server):
-    """A fresh, empty database for one test; its URL."""
-    import uuid
-
-    name = "t_" + uuid.uuid4().hex[:12]
-    admin = connect(server.get_uri())
-    admin.autocommit = True
-    admin.execute(f"CREATE DATABASE {name}")
-    admin.close()
-    yield server.get_uri().replace("/postgres?", f"/{name}?")
 
 
 def test_migrate_creates_the_schema_once(database) -> None:

@@ -4,8 +4,11 @@ whose schema is newer than this code or whose vectors have another width. ``conn
 with the settings every Herald connection uses, failing with a typed error (``DatabaseError``).
 
 Tables (version 1): documents, chunks (with their pgvector embedding and an HNSW index for inner
-product), sentences (embedding), chunk_terms (BM25 kept exact: term frequencies and chunk lengths), feed
-state and feedback votes; ``herald_meta`` holds the schema version and the vector width.
+product), sentences (embedding), chunk_terms (BM25 kept exact: term frequencies over title and text,
+``in_text`` for the text-only document frequencies coverage uses), skipped (source files not indexed, with
+their fingerprints), feed state and feedback votes; ``herald_meta`` holds the schema version, the vector
+width, the ``generation`` every change bumps (readers drop what they cached when it moves), the next
+chunk and sentence ids (never reused) and ``about`` (the model, chunking and cleaner that built the index).
 """
 
 from __future__ import annotations
@@ -28,8 +31,8 @@ def _v1(dim: int) -> list[str]:
         """CREATE TABLE documents (
             id text PRIMARY KEY, collection text NOT NULL, title text NOT NULL, body text NOT NULL,
             path text, url text, date text, fingerprint text NOT NULL, meta jsonb NOT NULL DEFAULT '{}',
-            simhash bigint NOT NULL, first_sentence bigint NOT NULL, sentences integer NOT NULL,
-            position bigint NOT NULL)""",
+            simhash bigint NOT NULL, text_key text NOT NULL, first_sentence bigint NOT NULL,
+            sentences integer NOT NULL, position bigint NOT NULL)""",
         "CREATE INDEX documents_collection ON documents (collection)",
         f"""CREATE TABLE chunks (
             id bigint PRIMARY KEY, doc_id text NOT NULL REFERENCES documents ON DELETE CASCADE,
@@ -44,8 +47,9 @@ def _v1(dim: int) -> list[str]:
             start_at integer NOT NULL, end_at integer NOT NULL, embedding vector({dim}) NOT NULL)""",
         """CREATE TABLE chunk_terms (
             term text NOT NULL, chunk_id bigint NOT NULL REFERENCES chunks ON DELETE CASCADE,
-            tf integer NOT NULL, PRIMARY KEY (term, chunk_id))""",
+            tf integer NOT NULL, in_text boolean NOT NULL, PRIMARY KEY (term, chunk_id))""",
         "CREATE INDEX chunk_terms_chunk ON chunk_terms (chunk_id)",
+        "CREATE TABLE skipped (id text PRIMARY KEY, collection text NOT NULL, fingerprint text NOT NULL)",
         """CREATE TABLE feed_state (
             collection text NOT NULL, feed text NOT NULL, state jsonb NOT NULL, PRIMARY KEY (collection, feed))""",
         """CREATE TABLE feedback (
@@ -107,6 +111,8 @@ def migrate(conn: Any, dim: int) -> int:
                     conn.execute(statement)
             conn.execute("INSERT INTO herald_meta VALUES ('schema_version', %s), ('dim', %s) ON CONFLICT (key) "
                          "DO UPDATE SET value = EXCLUDED.value", (str(SCHEMA_VERSION), str(dim)))
+            conn.execute("INSERT INTO herald_meta VALUES ('generation', '0'), ('next_chunk', '0'), "
+                         "('next_sentence', '0') ON CONFLICT (key) DO NOTHING")
     except psycopg.errors.FeatureNotSupported as exc:  # CREATE EXTENSION vector where pgvector is missing
         raise DatabaseError("no_vector", "", _first_line(exc)) from exc
     except psycopg.errors.UndefinedFile as exc:

@@ -3,8 +3,10 @@ one transaction, under an advisory lock so one writer changes the index at a tim
 process) sees the index before or after the change, never between; a writer killed mid-transaction leaves
 the previous state (PostgreSQL rolls it back).
 
-Ids: a new chunk gets the next id after the highest in the table, a new document's sentences one
-contiguous block of ids (readers rely on a document's sentence ids being consecutive). Documents keep the
+Ids: new chunks and sentences take the next ids ``herald_meta`` keeps (never reused, so a reader's cached
+record of a removed chunk is never another chunk's), a document's sentences one contiguous block (readers
+rely on a document's sentence ids being consecutive). Every change bumps ``generation``: readers in other
+processes see it at their next question and drop what they cached. Documents keep the
 order they arrived in (``position``); a changed document moves to the end.
 """
 
@@ -15,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from index.ingest.collections import collection_of
+from index.ingest.corpus import text_key
 from index.ingest.dedup import simhash
 from index.search.lexical import searched_title
 from index.store.writer import DocumentUpdate, IndexChange, IndexWriter, Written
@@ -39,44 +43,71 @@ class PostgresWriter(IndexWriter):
             gone = sorted(set(change.removed) | {u.doc.id for u in change.upserts})
             if gone:
                 conn.execute("DELETE FROM documents WHERE id = ANY(%s)", (gone,))
-            chunk_id, sentence_id, position = conn.execute(
-                "SELECT (SELECT coalesce(max(id), -1) + 1 FROM chunks), (SELECT coalesce(max(id), -1) + 1 FROM "
-                "sentences), (SELECT coalesce(max(position), -1) + 1 FROM documents)").fetchone()
+            meta = dict(conn.execute("SELECT key, value FROM herald_meta WHERE key IN "
+                                     "('next_chunk', 'next_sentence', 'generation')").fetchall())
+            chunk_id, sentence_id = int(meta.get("next_chunk", 0)), int(meta.get("next_sentence", 0))
+            position = conn.execute("SELECT coalesce(max(position), -1) + 1 FROM documents").fetchone()[0]
             for u in change.upserts:
                 self._insert(u, chunk_id, sentence_id, position)
                 chunk_id, sentence_id, position = chunk_id + len(u.chunks), sentence_id + len(u.sentences), position + 1
+            self._skipped(change)
+            self._meta({"next_chunk": chunk_id, "next_sentence": sentence_id,
+                        "generation": int(meta.get("generation", 0)) + 1, **self._about(change)})
             docs, chunks, sentences = conn.execute(
                 "SELECT (SELECT count(*) FROM documents), (SELECT count(*) FROM chunks), "
                 "(SELECT count(*) FROM sentences)").fetchone()
         return Written(int(docs), int(chunks), int(sentences))
+
+    def _skipped(self, change: IndexChange) -> None:
+        """Files not indexed (``change.skipped``, of the collections the change read: ``change.scope``)."""
+        if change.scope is None:
+            self.conn.execute("DELETE FROM skipped")
+        else:
+            self.conn.execute("DELETE FROM skipped WHERE collection = ANY(%s)", (list(change.scope),))
+        for doc_id, fingerprint in change.skipped.items():
+            self.conn.execute("INSERT INTO skipped VALUES (%s, %s, %s) ON CONFLICT (id) DO UPDATE SET "
+                              "fingerprint = EXCLUDED.fingerprint", (doc_id, collection_of(doc_id), fingerprint))
+
+    @staticmethod
+    def _about(change: IndexChange) -> dict:
+        return {"about": _json(change.about)} if change.about else {}
+
+    def _meta(self, values: dict) -> None:
+        for key, value in values.items():
+            self.conn.execute("INSERT INTO herald_meta VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET "
+                              "value = EXCLUDED.value", (key, str(value)))
 
     def _insert(self, u: DocumentUpdate, first_chunk: int, first_sentence: int, position: int) -> None:
         d, conn = u.doc, self.conn
         hashed = simhash(d.text)
         conn.execute(
             "INSERT INTO documents (id, collection, title, body, path, url, date, fingerprint, meta, simhash, "
-            "first_sentence, sentences, position) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s, %s, %s)",
+            "text_key, first_sentence, sentences, position) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s, "
+            "%s, %s, %s, %s)",
             (d.id, d.collection, d.title, d.text, d.path, d.url, d.date, d.fingerprint, _json(d.meta),
-             hashed - (1 << 64) if hashed >= 1 << 63 else hashed, first_sentence, len(u.sentences), position))
+             hashed - (1 << 64) if hashed >= 1 << 63 else hashed, text_key(d.text), first_sentence,
+             len(u.sentences), position))
         row_of = {span: first_sentence + i for i, span in enumerate(u.sentences)}
         with conn.cursor().copy("COPY sentences (id, doc_id, start_at, end_at, embedding) FROM STDIN "
                                 "WITH (FORMAT BINARY)") as cp:
             cp.set_types(["int8", "text", "int4", "int4", "vector"])
             for (a, b), vec in zip(u.sentences, u.sentence_vectors):
                 cp.write_row((row_of[(a, b)], d.id, a, b, np.asarray(vec, dtype=np.float32)))
-        terms: list[tuple[str, int, int]] = []
+        terms: list[tuple[str, int, int, bool]] = []
         with conn.cursor().copy("COPY chunks (id, doc_id, collection, body, title, start_at, end_at, url, "
                                 "sentence_ids, terms, embedding) FROM STDIN WITH (FORMAT BINARY)") as cp:
             cp.set_types(["int8", "text", "text", "text", "text", "int4", "int4", "text", "int8[]", "int4", "vector"])
             for n, (chunk, vec) in enumerate(zip(u.chunks, u.chunk_vectors)):
                 cid = first_chunk + n
-                tokens = content_terms(searched_title(chunk)) + content_terms(chunk.text)
-                terms.extend((t, cid, tf) for t, tf in Counter(tokens).items())
+                in_text = content_terms(chunk.text)
+                tokens = content_terms(searched_title(chunk)) + in_text
+                text_set = set(in_text)
+                terms.extend((t, cid, tf, t in text_set) for t, tf in Counter(tokens).items())
                 cp.write_row((cid, d.id, d.collection, chunk.text, chunk.title, chunk.start, chunk.end, chunk.url,
-                              [row_of[(s[0], s[1])] for s in chunk.sentences], len(tokens),
+                              [row_of[(s[0], s[1])] for s in chunk.sentences], max(1, len(tokens)),
                               np.asarray(vec, dtype=np.float32)))
-        with conn.cursor().copy("COPY chunk_terms (term, chunk_id, tf) FROM STDIN WITH (FORMAT BINARY)") as cp:
-            cp.set_types(["text", "int8", "int4"])
+        with conn.cursor().copy("COPY chunk_terms (term, chunk_id, tf, in_text) FROM STDIN WITH (FORMAT BINARY)") as cp:
+            cp.set_types(["text", "int8", "int4", "bool"])
             for row in terms:
                 cp.write_row(row)
 

@@ -46,6 +46,7 @@ class IndexChange:
     removed: list[str] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
     about: dict = field(default_factory=dict)
+    scope: tuple[str, ...] | None = None  # the collections read ("skipped" is theirs); None: every one
 
 
 @dataclass
