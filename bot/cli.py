@@ -192,6 +192,16 @@ def _places(settings: Any, name: str) -> tuple[Path, Path]:
     return store.folder(name), store.feed_state(name)
 
 
+def _feed_states(settings: Any, collection: str, path: Path) -> Any:
+    """What a poll of ``collection``'s feeds keeps its state in: the database's rows when one is configured
+    (shared with the bot and other `herald watch` processes; read afresh), else the file at ``path``."""
+    if not settings.database_url:
+        return path
+    from index import feed_states
+
+    return feed_states(settings.engine_config(), collection, path)
+
+
 def _check_known(settings: Any, name: str, indexed: Callable[[], Iterable[str]]) -> str:
     """``name`` when it is a collection: ``base``, a folder under the collections folder, or in the index
     (``indexed`` is asked only when there is no folder); else CollectionError, ``bad_name`` or ``unknown``."""
@@ -237,7 +247,7 @@ def build(settings: Any, full: bool, collection: str | None) -> None:
             raise click.UsageError("--full re-embeds every collection; leave out --collection (or --full)")
         _check_known(settings, collection, lambda: _indexed_collections(settings))
     update, close = _progress_bar()
-    waiting = f"Another process is building the index at {settings.index_dir}; waiting for it to finish."
+    waiting = f"Another process is building the index at {settings.index_place}; waiting for it to finish."
     try:
         report = rebuild(settings.engine_config(), progress=update, full=full,
                          on_wait=lambda: click.echo(waiting, err=True),
@@ -255,10 +265,10 @@ def _echo_build(settings: Any, report: Any, full: bool, collection: str | None) 
         parts = ["rebuilt from scratch" + ("" if full else ": the old index was damaged or made with other settings")]
     only = f" (collection {collection})" if collection is not None else ""
     if not report.changed_anything:
-        click.echo(f"Nothing changed{only}: the index at {settings.index_dir} is up to date "
+        click.echo(f"Nothing changed{only}: the index at {settings.index_place} is up to date "
                    f"({report.documents} document(s), {report.chunks} chunks).")
         return
-    click.echo(f"Index at {settings.index_dir}{only}: {report.documents} document(s), {report.chunks} chunks "
+    click.echo(f"Index at {settings.index_place}{only}: {report.documents} document(s), {report.chunks} chunks "
                f"({', '.join(parts)}; {report.embedded_texts} texts embedded in {report.seconds:.1f} s).")
     if report.full_rebuild:
         return
@@ -429,7 +439,7 @@ def info(settings: Any, as_json: bool, check: bool, collection: str | None) -> N
     for doc in d.documents:
         counts[doc.collection] = counts.get(doc.collection, 0) + 1
     summary = {
-        "index": str(d.index_dir), "model": d.model, "dim": d.dim, "vector_store": d.vector_store,
+        "index": d.database or str(d.index_dir), "model": d.model, "dim": d.dim, "vector_store": d.vector_store,
         "documents": len(d.documents), "chunks": d.chunks, "sentences": d.sentences, "built_at": d.built_at,
         "chunking": d.chunking, "corpus": str(settings.corpus_dir), "state": state,
         "collection": collection, "collections": counts,
@@ -494,7 +504,9 @@ def _print_info(d: Any, docs: list, summary: dict[str, Any], damage: str, check:
         click.echo(t(f"  - {doc.title}{label} [{doc.id}, {doc.chunks} chunks]{home}"))
     if damage:
         raise click.ClickException(t(damage))
-    if check:
+    if d.database:
+        click.echo(f"Database:  {d.index_bytes / 1e6:.0f} MB in PostgreSQL (its own transactions keep it whole)")
+    elif check:
         click.echo("Check:     every file matches its checksum; the index loads.")
     elif d.checksums_verified:
         click.echo("Checksums: every file matches its checksum.")
@@ -598,7 +610,8 @@ def add(settings: Any, urls: tuple[str, ...], is_feed: bool, no_index: bool, col
     folder, feed_state = _places(settings, collection)
     failures = to_index = 0
     if is_feed:
-        for res in poll_feeds(folder, urls, feed_state, settings.fetch, settings.feed_max_items):
+        for res in poll_feeds(folder, urls, _feed_states(settings, collection, feed_state), settings.fetch,
+                              settings.feed_max_items):
             counts = _echo_feed(res)
             failures += counts.failed
             to_index += counts.changed
@@ -623,14 +636,14 @@ def watch(settings: Any, once: bool) -> None:
     """Poll the feeds in HERALD_FEEDS every HERALD_FEED_INTERVAL seconds; add new items and update the index."""
     import time
 
-    from index import poll_feeds
+    from index import BASE_COLLECTION, poll_feeds
 
     if not settings.feeds:
         raise click.UsageError("no feeds to watch: set HERALD_FEEDS (RSS or Atom URLs, separated by commas)")
     while True:
         added = 0
-        for res in poll_feeds(settings.corpus_dir, settings.feeds, settings.feed_state_file, settings.fetch,
-                              settings.feed_max_items):
+        states = _feed_states(settings, BASE_COLLECTION, settings.feed_state_file)
+        for res in poll_feeds(settings.corpus_dir, settings.feeds, states, settings.fetch, settings.feed_max_items):
             added += _echo_feed(res, watching=True).changed
         if added:
             _update_index(settings)
@@ -785,7 +798,7 @@ def _print_collections(settings: Any, rows: list[dict[str, Any]], problem: str) 
 
     click.echo(t(f"Corpus (base): {settings.corpus_dir}"))
     click.echo(t(f"Collections:   {settings.collections_root}"))
-    click.echo(t(f"Index:         {settings.index_dir}" + (f" ({problem})" if problem else "")))
+    click.echo(t(f"Index:         {settings.index_place}" + (f" ({problem})" if problem else "")))
     click.echo("")
     table = [("COLLECTION", "ARTICLES", "SIZE", "INDEXED (DOCS/PASSAGES)", "OWNER", "FEEDS", "LAST USED", "")]
     for r in rows:
@@ -810,7 +823,7 @@ def collections_cmd(settings: Any, as_json: bool) -> None:
     rows, problem = _collection_rows(settings)
     if as_json:
         click.echo(json.dumps({"corpus": str(settings.corpus_dir), "collections_root": str(settings.collections_root),
-                               "index": str(settings.index_dir), "index_problem": problem or None,
+                               "index": settings.index_place, "index_problem": problem or None,
                                "collections": rows}, ensure_ascii=False))
         return
     _print_collections(settings, rows, problem)

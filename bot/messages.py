@@ -160,12 +160,12 @@ def staleness(stale: Staleness) -> str:
 def notice(n: Notice) -> str:
     """What the engine is about to do, for the terminal or the bot's log."""
     if n.kind == "building":
-        return f"No index at {n.index_dir} yet; building it from {n.corpus} (once)."
+        return f"No index at {n.database or n.index_dir} yet; building it from {n.corpus} (once)."
     if n.kind == "waiting":
-        return f"Another process is building the index at {n.index_dir}; waiting for it to finish."
+        return f"Another process is building the index at {n.database or n.index_dir}; waiting for it to finish."
     if n.kind == "busy":
-        return (f"Another process is updating the index at {n.index_dir}; answering from the current index "
-                f"meanwhile.")
+        return (f"Another process is updating the index at {n.database or n.index_dir}; answering from the current "
+                f"index meanwhile.")
     if n.kind == "stale":
         why = explain(n.error) if n.error is not None else "the update failed"
         if n.stale is None:
@@ -248,6 +248,8 @@ def _database(e: DatabaseError) -> str:
     if e.problem == "no_vector":
         return (f"the database{where} has no pgvector extension ({e.detail}); install pgvector on the server "
                 f"(every managed PostgreSQL offers it)")
+    if e.problem == "changed":
+        return "the articles changed while this question was being answered; ask it again"
     if e.problem == "schema_newer":
         return f"the database{where} was set up by a newer Herald ({e.detail}); upgrade Herald to use it"
     return str(e)

@@ -29,6 +29,7 @@ from index import (
     HeraldError,
     LLMSettings,
     SearchSettings,
+    redact_url,
     search_for,
     tuned_values,
 )
@@ -48,6 +49,7 @@ class Settings:
     source: str = "folder"
     vector_store: str = "faiss"
     vector_store_options: tuple[tuple[str, Any], ...] = ()  # HERALD_VECTOR_STORE_OPTIONS, e.g. ef_search=256
+    database_url: str | None = field(default=None, repr=False)  # HERALD_DATABASE_URL: the index in PostgreSQL
     answerer: str = "extractive"
     search: SearchSettings = SearchSettings()
     chunking: ChunkSettings = ChunkSettings()
@@ -117,7 +119,13 @@ class Settings:
                             vector_store=self.vector_store, answerer=self.answerer, search=self.model_search(),
                             chunking=self.chunking, workers=self.max_concurrency,
                             answerer_options={"llm": self.llm} if self.answerer == "llm" else {},
-                            collections_dir=self.collections_root, store_options=dict(self.vector_store_options))
+                            collections_dir=self.collections_root, store_options=dict(self.vector_store_options),
+                            database_url=self.database_url)
+
+    @property
+    def index_place(self) -> str:
+        """Where the index is, as messages name it: the folder, or the database's URL without its password."""
+        return redact_url(self.database_url) if self.database_url else str(self.index_dir)
 
     def with_overrides(self, **changes: Any) -> Settings:
         """A copy with the flags the user gave (None means "not given")."""
@@ -299,6 +307,9 @@ SETTINGS: tuple[Var | Group, ...] = (
     Var("HERALD_SOURCE", "source", _one_of(SOURCES)),
     Var("HERALD_VECTOR_STORE", "vector_store", _one_of(VECTOR_STORES)),
     Var("HERALD_VECTOR_STORE_OPTIONS", "vector_store_options", _options),
+    Var("HERALD_DATABASE_URL", "database_url", check=lambda v: v is None or v.startswith(("postgresql://", "postgres://")),
+        problem="HERALD_DATABASE_URL must be a PostgreSQL URL (postgresql://user:password@host:5432/herald); "
+                "leave it empty to keep the index in the HERALD_INDEX folder"),
     Var("HERALD_ANSWERER", "answerer", _one_of(ANSWERERS), default=_answerer_default),
     Group("HERALD_LLM_", "llm", LLMSettings),
     Var("HERALD_FEEDS", "feeds", _urls),

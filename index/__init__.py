@@ -19,7 +19,18 @@ from index.answer.answerers import ANSWERERS, Answerer, ExtractiveAnswerer
 from index.answer.llm import FALLBACK_REASONS, LLMAnswerer, LLMSettings
 from index.build import BuildProgress, BuildReport
 from index.embed.models import DEFAULT_MODEL, EMBEDDERS, Embedder, register_embedder
-from index.engine import DocumentInfo, Engine, EngineConfig, IndexInfo, Notice, describe_index, open_engine, rebuild
+from index.engine import (
+    ENGINES,
+    DocumentInfo,
+    Engine,
+    EngineConfig,
+    IndexEngine,
+    IndexInfo,
+    Notice,
+    describe_index,
+    open_engine,
+    rebuild,
+)
 from index.errors import (
     BuildBusyError,
     CollectionError,
@@ -44,8 +55,10 @@ from index.ingest.corpus import Document
 from index.ingest.feeds import FeedResult, poll_feeds
 from index.ingest.sources import SOURCES, DocumentSource, FolderSource
 from index.ingest.web import AddResult, FetchError, FetchSettings, add_url, redact_url
+from index.pg import engine as _postgres  # noqa: F401 - registers the "postgres" index engine
 from index.search.reader import FolderReader, IndexReader
 from index.search.retrieval import SearchSettings, search_for, tuned_values
+from index.state import VoteLog, feed_states, vote_log
 from index.store import Staleness
 from index.store.vectors import VECTOR_STORES, FaissStore, VectorStore
 from index.text import clean_question
@@ -62,9 +75,11 @@ __all__ = [
     "BASE_COLLECTION", "Collections", "CollectionInfo", "CollectionsSource", "collection_of", "check_name",
     # news in
     "add_url", "poll_feeds", "AddResult", "FeedResult", "FetchSettings", "FetchError", "redact_url",
+    # state shared between processes (files, or the database when one is configured)
+    "feed_states", "vote_log", "VoteLog",
     # seams
     "DocumentSource", "Document", "FolderSource", "SOURCES",
-    "VectorStore", "FaissStore", "VECTOR_STORES", "IndexReader", "FolderReader",
+    "VectorStore", "FaissStore", "VECTOR_STORES", "IndexReader", "FolderReader", "IndexEngine", "ENGINES",
     "Answerer", "ExtractiveAnswerer", "LLMAnswerer", "LLMSettings", "FALLBACK_REASONS", "Draft", "ANSWERERS",
     "Embedder", "register_embedder", "EMBEDDERS",
     # errors

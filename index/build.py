@@ -172,13 +172,13 @@ def _split_apart(docs: list[Document], chunking: ChunkSettings, stage: Callable[
     return spans
 
 
-def _plan(docs: list[Document], previous: LoadedIndex | None, chunking: ChunkSettings,
+def _plan(docs: list[Document], old_fp: dict[str, str], chunking: ChunkSettings,
           report: BuildReport, stage: Callable[[str, int, int], None] | None = None,
           embedder: Embedder | None = None) -> list[_Planned]:
-    """Per document: split it (once) into new chunks and sentences, or mark it reused (the writer carries
-    its records and vectors over from the previous index: nothing of it is copied here)."""
-    old_fp = built_fingerprints(previous.manifest) if previous else {}
-    reuse = {d.id for d in docs if previous is not None and old_fp.get(d.id) == d.fingerprint}
+    """Per document: split it (once) into new chunks and sentences, or mark it reused when the index holds
+    it with the same fingerprint (``old_fp``; the writer carries its records and vectors over: nothing of it
+    is copied here)."""
+    reuse = {d.id for d in docs if old_fp.get(d.id) == d.fingerprint}
     new = [d for d in docs if d.id not in reuse]
     # Chunks and sentences together come to about 2.5 times a document's characters.
     chars = int(2.5 * sum(len(d.text) for d in new))
@@ -282,7 +282,7 @@ def _build_locked(source: DocumentSource, index_dir: Path, embedder: Embedder, c
     report.full_rebuild = previous is None and (index_dir / MANIFEST).exists()
     # A progress object may also hear about the slow steps before embedding.
     stage = progress.stage if isinstance(progress, BuildProgress) else None
-    plan = _plan(docs, previous, chunking, report, stage, embedder)
+    plan = _plan(docs, built_fingerprints(previous.manifest) if previous else {}, chunking, report, stage, embedder)
     if stage is not None:
         stage("splitting", len(docs), len(docs))
     skipped = {k: v for k, v in all_prints.items() if k not in loaded_ids}

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from index import threads
 from index.answer.answerers import ANSWERERS, Answerer, ExtractiveAnswerer
@@ -26,6 +27,7 @@ from index.ingest.chunking import ChunkSettings
 from index.ingest.collections import CollectionsSource, collection_of
 from index.ingest.corpus import CLEANER_VERSION, Document
 from index.ingest.sources import DocumentSource, open_source
+from index.registry import Registry
 from index.search.reader import IndexReader
 from index.search.retrieval import Candidate, Retriever, SearchSettings, answer_type_of, search_for
 from index.store import (
@@ -61,6 +63,9 @@ class EngineConfig:
     # One folder per collection besides ``base`` (index/ingest/collections.py); None: ``base`` only.
     collections_dir: Path | None = None
     store_options: dict = field(default_factory=dict)  # the vector store's (e.g. {"ef_search": 256} for faiss)
+    # The index in PostgreSQL with pgvector instead of the folder (index/pg/; needs herald[postgres]). Several
+    # processes share it: what one writes the others answer from at their next question.
+    database_url: str | None = None
 
     def open_source(self) -> DocumentSource:
         """The corpus (``base``) and every collection folder, as one source."""
@@ -83,6 +88,7 @@ class Notice:
     stale: Staleness | None = None
     settings: bool = False
     error: Exception | None = None
+    database: str = ""  # the index's database (its URL without a password) when it lives in one
 
 
 @dataclass
@@ -119,6 +125,7 @@ class IndexInfo:
     damage_error: Exception | None = None  # with check=True: why the full load failed
     checksums_verified: bool = False  # every file was hashed (False: only sizes compared; the index is big)
     index_bytes: int = 0  # total size of the index's files, as the manifest records them
+    database: str = ""  # the index's database (its URL without a password) when it lives in one
 
 
 # "What is the latest on ...": newer articles first among the passages nearly as good as the best.
@@ -277,6 +284,29 @@ class Engine:
                       collection=doc.collection if doc else "base")
 
 
+class IndexEngine(Protocol):
+    """Where an index lives when it is not the folder (a database): opening an Engine over it, building
+    into it, describing it. Registered in ``ENGINES`` by name; ``EngineConfig`` chooses one
+    (``database_url``: ``postgres``, index/pg/engine.py)."""
+
+    def open(self, config: EngineConfig, auto_build: bool, notify: Callable[[Notice], None],
+             progress: Progress | None) -> Engine: ...
+
+    def rebuild(self, config: EngineConfig, progress: Progress | None, full: bool, busy_threads: int,
+                on_wait: Callable[[], None] | None, collections: Sequence[str] | None) -> BuildReport: ...
+
+    def describe(self, config: EngineConfig) -> IndexInfo: ...
+
+
+#: Index engines other than the folder (the folder is this module's own code).
+ENGINES: Registry[IndexEngine] = Registry("index engine")
+
+
+def engine_backend(config: EngineConfig) -> IndexEngine | None:
+    """The engine ``config`` chooses, or None for the folder index."""
+    return ENGINES.create("postgres") if config.database_url else None
+
+
 def outlet_of(doc: Document) -> str | None:
     """Who published a document: its front matter's outlet, else its URL's site."""
     return (doc.meta or {}).get("outlet") or site_of(doc.url) or None
@@ -296,6 +326,9 @@ def open_engine(config: EngineConfig, auto_build: bool = True, notify: Callable[
     An index made with another model is refused, not rebuilt behind the user's back: rebuilding
     re-embeds everything and the user may simply have the wrong setting.
     """
+    other = engine_backend(config)
+    if other is not None:
+        return other.open(config, auto_build, notify, progress)
     embedder = get_embedder(config.model)
     source = config.open_source()
     try:
@@ -335,7 +368,7 @@ def open_engine(config: EngineConfig, auto_build: bool = True, notify: Callable[
     return _engine(config, loaded, embedder)
 
 
-def _engine(config: EngineConfig, loaded: LoadedIndex, embedder: Embedder) -> Engine:
+def _engine(config: EngineConfig, loaded: LoadedIndex | IndexReader, embedder: Embedder) -> Engine:
     threads.serving()
     search = config.search if config.search is not None else search_for(config.model)
     return Engine(loaded, embedder, search, config.answerer, config.answerer_options)
@@ -358,6 +391,9 @@ def rebuild(config: EngineConfig, progress: Progress | None = None, full: bool =
     ``on_wait``: called when another process is building the same index and this one waits for it;
     ``collections``: update only these collections, every other document kept exactly as indexed.
     """
+    other = engine_backend(config)
+    if other is not None:
+        return other.rebuild(config, progress, full, busy_threads, on_wait, collections)
     return _build(config, config.open_source(), get_embedder(config.model), progress, full, busy_threads, on_wait,
                   collections=collections)
 
@@ -373,6 +409,9 @@ def describe_index(config: EngineConfig, check: bool = False) -> IndexInfo:
     index is at most ``HASH_ON_DESCRIBE_BYTES`` (a flipped byte keeps the size: only a hash sees it);
     ``check`` verifies every checksum whatever the size and loads the whole index, as answering would.
     """
+    other = engine_backend(config)
+    if other is not None:
+        return other.describe(config)
     manifest = read_manifest(config.index_dir)
     docs = [DocumentInfo(doc_id, d.get("title") or doc_id, d.get("url"), d.get("date"), int(d.get("chunks") or 0),
                          d.get("outlet"), d.get("collection") or collection_of(doc_id))

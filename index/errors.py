@@ -133,7 +133,8 @@ class CollectionError(HeraldError):
 class DatabaseError(HeraldError):
     """The index's database cannot be used: ``problem`` is ``unreachable`` (no connection), ``driver_missing``
     (the optional PostgreSQL packages are not installed), ``no_vector`` (the pgvector extension is
-    missing) or ``schema_newer`` (migrated by newer code); ``where`` is the database URL without its
+    missing), ``schema_newer`` (migrated by newer code) or ``changed`` (a record the question was reading was removed
+    by another process meanwhile: asking again answers from the new state); ``where`` is the database URL without its
     password."""
 
     def __init__(self, problem: str, where: str = "", detail: str = "") -> None:

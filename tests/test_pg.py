@@ -68,7 +68,7 @@ def test_a_database_that_is_not_there_is_a_typed_error(tmp_path) -> None:
 @pytest.mark.parametrize("problem, said", [
     ("unreachable", "cannot reach the database at postgresql://db.example/h (connection refused); check that"),
     ("no_vector", "has no pgvector extension"), ("schema_newer", "set up by a newer Herald"),
-    ("driver_missing", "pip install 'herald[postgres]'")])
+    ("driver_missing", "pip install 'herald[postgres]'"), ("changed", "ask it again")])
 def test_database_errors_are_one_clear_line(problem: str, said: str) -> None:
     from bot.messages import explain
 
@@ -165,6 +165,9 @@ def test_a_change_replaces_and_removes_and_keeps_the_rest(stored, folder_index) 
         "c5-changed"
     assert conn.execute("SELECT id, body FROM chunks WHERE doc_id = %s ORDER BY id",
                         (folder_index.documents[0].id,)).fetchall() == kept_before
+    kept = dict(conn.execute("SELECT key, value FROM herald_meta WHERE key IN ('chunk_count', 'total_terms')"))
+    assert (int(kept["chunk_count"]), int(kept["total_terms"])) == \
+        conn.execute("SELECT count(*), sum(terms) FROM chunks").fetchone()  # BM25's statistics kept by the writer
 
 
 def test_a_failed_change_leaves_the_previous_state(stored) -> None:

@@ -72,7 +72,8 @@ class HeraldBot(commands.Bot):
                          tree_cls=HeraldTree, **kwargs)
         self.settings = settings
         self.engine = engine
-        self.feedback = feedback or FeedbackLog(settings.feedback_file)
+        self.feedback = feedback or FeedbackLog(settings.feedback_file,  # the database's table when one is set
+                                                settings.engine_config() if settings.database_url else None)
         self.answers = answers or AnswerMemory()
         self.conversations = Conversations()
         self.limiter = asyncio.Semaphore(settings.max_concurrency)

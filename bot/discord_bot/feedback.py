@@ -1,4 +1,5 @@
-"""👍/👎 votes: an append-only JSONL file, and the short-lived memory of what each answer said.
+"""👍/👎 votes: an append-only JSONL file (or, with a database, its ``feedback`` table, shared by every bot
+process), and the short-lived memory of what each answer said.
 
 A vote line holds the vote, the question, the answer, the source ids, who voted and when. The buttons
 carry only a short key in their ``custom_id`` (Discord allows 100 characters); the full record is kept
@@ -7,7 +8,6 @@ in memory for recent answers, and after a restart it is read back from the messa
 
 from __future__ import annotations
 
-import json
 import secrets
 import threading
 from collections import OrderedDict
@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from index import Answer
+from index import Answer, EngineConfig, VoteLog, vote_log
 
 
 @dataclass
@@ -59,11 +59,21 @@ class AnswerMemory:
 
 
 class FeedbackLog:
-    """Appends one JSON object per vote to ``path`` (parent folders created on first use)."""
+    """Appends one JSON object per vote to ``path`` (parent folders created on first use), or, when
+    ``config`` names a database, to its feedback table (chosen at the first vote: that may open the pool)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, config: EngineConfig | None = None) -> None:
         self.path = Path(path)
+        self.config = config
+        self._votes: VoteLog | None = None
         self._lock = threading.Lock()
+
+    def votes(self) -> VoteLog:
+        """Where the votes go (blocking the first time, with a database)."""
+        with self._lock:
+            if self._votes is None:
+                self._votes = vote_log(self.config or EngineConfig(), self.path)
+            return self._votes
 
     def append(self, vote: str, record: AnswerRecord, *, user_id: int, channel_id: int | None = None,
                guild_id: int | None = None, message_id: int | None = None) -> dict[str, Any]:
@@ -77,9 +87,5 @@ class FeedbackLog:
             "channel_id": channel_id,
             "guild_id": guild_id,
         }
-        data = json.dumps(line, ensure_ascii=False) + "\n"
-        with self._lock:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.path.open("a", encoding="utf-8") as fh:
-                fh.write(data)
+        self.votes().record(line)
         return line

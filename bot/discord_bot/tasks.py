@@ -11,7 +11,8 @@ before the change).
 
 ``FeedWatcher``: every ``feed_interval`` seconds (the first poll at once) ``poll_feeds`` runs in the fetch
 pool, each feed's result is logged (``bot.messages.feed_report``), and the index is rebuilt when anything
-was added or updated. ``stop`` tells a running poll to end before its next item and cancels the task.
+was added or updated. ``stop`` tells a running poll to end before its next item and cancels the task. The
+feeds' state is read afresh for each poll (``poll_collection``): with a database, other processes share it.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import discord
@@ -30,12 +32,20 @@ import discord
 from bot.discord_bot.guilds import ServerCollections, collection_name
 from bot.messages import explain, feed_report, polite
 from bot.settings import Settings
-from index import BASE_COLLECTION, Engine, HeraldError, poll_feeds, redact_url
+from index import BASE_COLLECTION, Engine, FeedResult, HeraldError, feed_states, poll_feeds, redact_url
 
 log = logging.getLogger("herald.bot")
 
 Done = Callable[[str], Any]  # told the one-line summary of a rebuild; may return an awaitable
 Collections_ = Sequence[str]  # the collections a rebuild updates (None: all of them)
+
+
+def poll_collection(settings: Settings, collection: str, folder: Path, feeds: Sequence[str], state_file: Path,
+                    max_items: int, stop: threading.Event | None = None) -> list[FeedResult]:
+    """Blocking (a fetch thread): poll ``feeds`` into ``folder`` with ``collection``'s feed states, in the
+    database when one is configured (other bot processes and `herald watch` share them), else in ``state_file``."""
+    states = feed_states(settings.engine_config(), collection, state_file) if settings.database_url else state_file
+    return poll_feeds(folder, feeds, states, settings.fetch, max_items, stop=stop)
 
 
 class FetchPool:
@@ -179,7 +189,7 @@ class FeedWatcher:
         s = self.settings
         if s.feeds:
             log.info("watching %d feed(s) every %g s (state in %s): %s", len(s.feeds), s.feed_interval,
-                     s.feed_state_file, ", ".join(redact_url(f) for f in s.feeds))
+                     s.index_place if s.database_url else s.feed_state_file, ", ".join(redact_url(f) for f in s.feeds))
         while True:
             await self.poll_once()
             await asyncio.sleep(s.feed_interval)
@@ -189,7 +199,7 @@ class FeedWatcher:
         s, changed = self.settings, []
         if s.feeds:
             async with self.lock(BASE_COLLECTION):
-                if await self._poll("", s.corpus_dir, s.feeds, s.feed_state_file, s.feed_max_items):
+                if await self._poll("", BASE_COLLECTION, s.corpus_dir, s.feeds, s.feed_state_file, s.feed_max_items):
                     changed.append(BASE_COLLECTION)
         for gid in self._servers.with_feeds():
             name, store = collection_name(gid), self._servers.store
@@ -199,7 +209,7 @@ class FeedWatcher:
                 log.warning("%sfeeds not polled: the server has its %d articles", who, s.guild_max_articles)
                 continue
             async with self.lock(name):
-                if await self._poll(who, store.folder(name), self._servers.feeds(gid), store.feed_state(name),
+                if await self._poll(who, name, store.folder(name), self._servers.feeds(gid), store.feed_state(name),
                                     min(s.feed_max_items, room)):
                     changed.append(name)
         if changed:
@@ -207,11 +217,12 @@ class FeedWatcher:
             await self._reindexer.start_after_running(collections=changed)
         return changed
 
-    async def _poll(self, who: str, folder: Any, feeds: Sequence[str], state: Any, max_items: int) -> int:
+    async def _poll(self, who: str, collection: str, folder: Any, feeds: Sequence[str], state: Any,
+                    max_items: int) -> int:
         """Poll ``feeds`` into ``folder``; the number of articles added or updated (logged with ``who``)."""
         try:
-            results = await self._fetches.run(poll_feeds, folder, feeds, state, self.settings.fetch, max_items,
-                                              stop=self.stopping)
+            results = await self._fetches.run(poll_collection, self.settings, collection, folder, feeds, state,
+                                              max_items, stop=self.stopping)
         except HeraldError as exc:
             log.warning("%sfeeds: could not poll: %s", who, explain(exc))
             return 0

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 _ATTRIBUTION_RE = re.compile(r"^\s*[—–-]\s")
 _TERMINAL_RE = re.compile(r"[.!?…”\"’')\]]\s*$")
 
-_DOC_CACHE: weakref.WeakKeyDictionary[object, dict[tuple[str, int], list[tuple[int, int]]]] = \
+_DOC_CACHE: weakref.WeakKeyDictionary[object, dict[tuple[str, int, int], list[tuple[int, int]]]] = \
     weakref.WeakKeyDictionary()
 
 
@@ -27,12 +27,13 @@ def document_units(reader: IndexReader, doc_id: str, fragment_chars: int) -> tup
     use from its sentences alone (units never cross documents), so a reader need not hold every sentence."""
     sids = reader.document_sentences(doc_id)
     per_reader = _DOC_CACHE.setdefault(reader, {})
-    units = per_reader.get((doc_id, fragment_chars))
+    key = (doc_id, sids.start, fragment_chars)  # a changed document keeps its id, not its sentence ids
+    units = per_reader.get(key)
     if units is None:
         units = answer_units([reader.sentence_text(s) for s in sids], sids.start, fragment_chars)
         if len(per_reader) > 10_000:  # a long-running bot over many documents: keep it bounded
             per_reader.clear()
-        per_reader[(doc_id, fragment_chars)] = units
+        per_reader[key] = units
     return sids, units
 
 

@@ -12,7 +12,8 @@ feed publisher chooses every item link, with nobody looking, so a poll is bounde
   404, a refused address, a page that is not an article); it never stops the ETag being saved.
 
 The state (per feed: ETag, Last-Modified, the links already added, the failures) is one JSON file, read
-entry by entry: a hand-edited or damaged entry is dropped alone, with a warning.
+entry by entry: a hand-edited or damaged entry is dropped alone, with a warning; or, with a database, one
+row per feed (index/pg/state.py), which any ``FeedStateStore`` can stand for (``index.state.feed_states``).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urljoin
 
 from index.ingest.web import (
@@ -90,6 +91,15 @@ def _state_from(raw: Any) -> FeedState:
     return FeedState(etag=_optional_str(raw, "etag"), last_modified=_optional_str(raw, "last_modified"),
                      seen=[s for s in seen if isinstance(s, str)], checked_at=_optional_str(raw, "checked_at"),
                      failed=failed)
+
+
+class FeedStateStore(Protocol):
+    """Where the feeds' states are kept between polls: ``get`` one feed's (created empty if new; changed in
+    place by the poll), ``save`` what changed."""
+
+    def get(self, url: str) -> FeedState: ...
+
+    def save(self) -> None: ...
 
 
 class FeedStates:
@@ -193,7 +203,7 @@ def _record(state: FeedState, key: str, item: AddResult, clock: float, result: F
         state.failed[key] = retry
 
 
-def poll_feed(corpus_dir: Path, feed_url: str, states: FeedStates, settings: FetchSettings = FetchSettings(), *,
+def poll_feed(corpus_dir: Path, feed_url: str, states: FeedStateStore, settings: FetchSettings = FetchSettings(), *,
               fetcher: Fetcher | None = None, max_items: int = MAX_ITEMS, now: Callable[[], float] = time.time,
               adder: Callable[..., AddResult] = add_url, stop: threading.Event | None = None) -> FeedResult:
     """Add the feed's items not added before (at most ``max_items``) and retry the failures that are due."""
@@ -230,11 +240,13 @@ def poll_feed(corpus_dir: Path, feed_url: str, states: FeedStates, settings: Fet
     return result
 
 
-def poll_feeds(corpus_dir: Path, feeds: Iterable[str], state_path: Path, settings: FetchSettings = FetchSettings(),
-               max_items: int = MAX_ITEMS, stop: threading.Event | None = None) -> list[FeedResult]:
-    """One poll of every feed, with one HTTP client; ``stop`` (set when the application closes) ends it
-    before the next feed."""
-    states = FeedStates(state_path)
+def poll_feeds(corpus_dir: Path, feeds: Iterable[str], states: Path | str | FeedStateStore,
+               settings: FetchSettings = FetchSettings(), max_items: int = MAX_ITEMS,
+               stop: threading.Event | None = None) -> list[FeedResult]:
+    """One poll of every feed, with one HTTP client; ``states``: the JSON file's path, or a store (the
+    database's); ``stop`` (set when the application closes) ends it before the next feed."""
+    if isinstance(states, (str, os.PathLike)):
+        states = FeedStates(Path(states))
     results = []
     with Fetcher(settings) as fetcher:
         for url in feeds:

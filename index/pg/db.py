@@ -5,6 +5,7 @@ it, so a bot answering on several threads never opens a connection per question.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -59,6 +60,19 @@ class Database:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+_SHARED: dict[tuple[str, int | None], Database] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_database(url: str, dim: int | None = None, **options: Any) -> Database:
+    """This process's pool for ``url`` (opened once; an engine reopened after a rebuild reuses it)."""
+    with _SHARED_LOCK:
+        db = _SHARED.get((url, dim))
+        if db is None or db.pool.closed:
+            db = _SHARED[(url, dim)] = Database(url, dim, **options)
+        return db
 
 
 def _configure(conn: Any) -> None:

@@ -40,19 +40,26 @@ class PostgresWriter(IndexWriter):
         conn = self.conn
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_WRITE_LOCK,))
+            meta = dict(conn.execute("SELECT key, value FROM herald_meta WHERE key IN ('next_chunk', "
+                                     "'next_sentence', 'generation', 'chunk_count', 'total_terms')").fetchall())
+            chunks, terms = int(meta.get("chunk_count", 0)), int(meta.get("total_terms", 0))
             gone = sorted(set(change.removed) | {u.doc.id for u in change.upserts})
             if gone:
+                n, t = conn.execute("SELECT count(*), coalesce(sum(terms), 0) FROM chunks WHERE doc_id = ANY(%s)",
+                                    (gone,)).fetchone()
+                chunks, terms = chunks - int(n), terms - int(t)
                 conn.execute("DELETE FROM documents WHERE id = ANY(%s)", (gone,))
-            meta = dict(conn.execute("SELECT key, value FROM herald_meta WHERE key IN "
-                                     "('next_chunk', 'next_sentence', 'generation')").fetchall())
             chunk_id, sentence_id = int(meta.get("next_chunk", 0)), int(meta.get("next_sentence", 0))
             position = conn.execute("SELECT coalesce(max(position), -1) + 1 FROM documents").fetchone()[0]
             for u in change.upserts:
-                self._insert(u, chunk_id, sentence_id, position)
+                terms += self._insert(u, chunk_id, sentence_id, position)
                 chunk_id, sentence_id, position = chunk_id + len(u.chunks), sentence_id + len(u.sentences), position + 1
+                chunks += len(u.chunks)
             self._skipped(change)
-            self._meta({"next_chunk": chunk_id, "next_sentence": sentence_id,
-                        "generation": int(meta.get("generation", 0)) + 1, **self._about(change)})
+            # BM25's corpus statistics, kept here so a reader needs no scan of every chunk after a change.
+            self._meta({"next_chunk": chunk_id, "next_sentence": sentence_id, "chunk_count": chunks,
+                        "total_terms": terms, "generation": int(meta.get("generation", 0)) + 1,
+                        **self._about(change)})
             docs, chunks, sentences = conn.execute(
                 "SELECT (SELECT count(*) FROM documents), (SELECT count(*) FROM chunks), "
                 "(SELECT count(*) FROM sentences)").fetchone()
@@ -77,7 +84,8 @@ class PostgresWriter(IndexWriter):
             self.conn.execute("INSERT INTO herald_meta VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET "
                               "value = EXCLUDED.value", (key, str(value)))
 
-    def _insert(self, u: DocumentUpdate, first_chunk: int, first_sentence: int, position: int) -> None:
+    def _insert(self, u: DocumentUpdate, first_chunk: int, first_sentence: int, position: int) -> int:
+        """Write one document; the sum of its chunks' token counts (BM25's lengths)."""
         d, conn = u.doc, self.conn
         hashed = simhash(d.text)
         conn.execute(
@@ -94,6 +102,7 @@ class PostgresWriter(IndexWriter):
             for (a, b), vec in zip(u.sentences, u.sentence_vectors):
                 cp.write_row((row_of[(a, b)], d.id, a, b, np.asarray(vec, dtype=np.float32)))
         terms: list[tuple[str, int, int, bool]] = []
+        lengths = 0
         with conn.cursor().copy("COPY chunks (id, doc_id, collection, body, title, start_at, end_at, url, "
                                 "sentence_ids, terms, embedding) FROM STDIN WITH (FORMAT BINARY)") as cp:
             cp.set_types(["int8", "text", "text", "text", "text", "int4", "int4", "text", "int8[]", "int4", "vector"])
@@ -102,6 +111,7 @@ class PostgresWriter(IndexWriter):
                 in_text = content_terms(chunk.text)
                 tokens = content_terms(searched_title(chunk)) + in_text
                 text_set = set(in_text)
+                lengths += max(1, len(tokens))
                 terms.extend((t, cid, tf, t in text_set) for t, tf in Counter(tokens).items())
                 cp.write_row((cid, d.id, d.collection, chunk.text, chunk.title, chunk.start, chunk.end, chunk.url,
                               [row_of[(s[0], s[1])] for s in chunk.sentences], max(1, len(tokens)),
@@ -110,6 +120,7 @@ class PostgresWriter(IndexWriter):
             cp.set_types(["text", "int8", "int4", "bool"])
             for row in terms:
                 cp.write_row(row)
+        return lengths
 
 
 def _json(value: Any) -> str:

@@ -232,7 +232,6 @@ class Retriever:
         self.index = index if isinstance(index, LoadedIndex) else None  # the folder index (benchmarks read it)
         self.embedder = embedder
         self.settings = settings
-        self._idf, self._idf_unknown = self.reader.idf, self.reader.idf_unknown
         self._reranker = load_reranker(settings.reranker) if settings.reranker else None
 
     @property
@@ -243,7 +242,7 @@ class Retriever:
     # ------------------------------------------------------------------------------------ scoring
 
     def _idf_of(self, term: str) -> float:
-        return self._idf.get(term, self._idf_unknown)
+        return self.reader.idf.get(term, self.reader.idf_unknown)  # read live: another process may have written
 
     def coverage(self, q_terms: list[str], termset: frozenset[str]) -> float:
         """IDF-weighted share of the question's content words found in a passage (0..1)."""
@@ -258,7 +257,8 @@ class Retriever:
         if not q_terms:
             return 0.0
         total = sum(self._idf_of(t) for t in set(q_terms))
-        return sum(self._idf_unknown for t in set(q_terms) if t not in self._idf) / total
+        idf, unknown = self.reader.idf, self.reader.idf_unknown
+        return sum(unknown for t in set(q_terms) if t not in idf) / total
 
     def sentence_termset(self, sid: int) -> frozenset[str]:
         return self.reader.sentence_terms(sid)

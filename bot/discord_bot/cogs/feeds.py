@@ -14,9 +14,10 @@ from discord.ext import commands
 
 from bot.discord_bot.cogs.news import clean_url
 from bot.discord_bot.guilds import collection_name
+from bot.discord_bot.tasks import poll_collection
 from bot.format import neutralise, safe_url
 from bot.messages import explain
-from index import poll_feeds, redact_url
+from index import redact_url
 
 if TYPE_CHECKING:
     from bot.discord_bot.client import HeraldBot
@@ -75,8 +76,8 @@ class FeedsCog(commands.GroupCog, group_name="feeds", group_description="The new
             await self.bot.send_notice(f"{head} This server has its {s.guild_max_articles} articles, so nothing is "
                                        f"fetched until some are removed with /forget.", interaction=interaction)
             return
-        [res] = await self.bot.run_fetch(poll_feeds, servers.store.folder(name), [url], servers.store.feed_state(name),
-                                         s.fetch, min(s.feed_max_items, room))
+        [res] = await self.bot.run_fetch(poll_collection, s, name, servers.store.folder(name), [url],
+                                         servers.store.feed_state(name), min(s.feed_max_items, room))
         if res.error is not None:
             await self.bot.send_notice(f"{head} Its first poll failed: {explain(res.error)} I'll keep trying "
                                        f"{every(s.feed_interval)}; `/feeds remove` stops it.",
