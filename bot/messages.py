@@ -173,6 +173,9 @@ def notice(n: Notice) -> str:
         changed = f" ({staleness(n.stale)})" if n.stale.stale else ""
         return f"Answering from the index as it was: the corpus changed{changed} but updating failed: {why}."
     why = staleness(n.stale) if n.stale is not None and n.stale.stale else "chunking settings changed"
+    if n.kind == "differs":
+        return (f"The corpus here differs from the index in {n.database} ({why}); answering from the database as it "
+                f"is. Run `herald build` where the articles are to update it.")
     return f"The corpus changed since the index was built ({why}); updating the index."
 
 

@@ -74,6 +74,14 @@ class Settings:
     guild_adds_per_hour: int = 20
     guild_grace_hours: float = 168.0  # a server's collection is kept this long after the bot leaves it
     dm_servers: bool = False  # DMs also search the servers the asker shares with the bot, each named
+    # Sharding (several bot processes, one Discord application): this process's shard of HERALD_SHARD_COUNT.
+    shard_id: int | None = None
+    shard_count: int | None = None
+
+    @property
+    def runs_background(self) -> bool:
+        """Whether this process polls feeds and removes expired collections: the only one, or shard 0."""
+        return not self.shard_id
 
     @property
     def collections_root(self) -> Path:
@@ -343,6 +351,10 @@ SETTINGS: tuple[Var | Group, ...] = (
     Var("HERALD_GUILD_GRACE_HOURS", "guild_grace_hours", _number(float), check=lambda v: v >= 0,
         problem="HERALD_GUILD_GRACE_HOURS cannot be negative (0: remove a server's articles when the bot leaves)"),
     Var("HERALD_DM_SERVERS", "dm_servers", _number(bool)),
+    Var("HERALD_SHARD_ID", "shard_id", _number(int), check=lambda v: v is None or v >= 0,
+        problem="HERALD_SHARD_ID cannot be negative (shards count from 0)"),
+    Var("HERALD_SHARD_COUNT", "shard_count", _number(int), check=lambda v: v is None or v >= 1,
+        problem="HERALD_SHARD_COUNT must be at least 1"),
 )
 
 _FIELD_DEFAULTS = {f.name: f.default for f in dataclasses.fields(Settings)}
@@ -388,4 +400,8 @@ def load_settings(env_file: str | os.PathLike | None = ".env", environ: dict[str
     for row in SETTINGS:
         row.verify(getattr(settings, row.field))
     _check_store_options(settings)
+    shard, shards = settings.shard_id, settings.shard_count
+    if (shard is None) != (shards is None) or (shard is not None and shards is not None and shard >= shards):
+        raise SettingsError("HERALD_SHARD_ID and HERALD_SHARD_COUNT go together, with 0 <= HERALD_SHARD_ID < "
+                            "HERALD_SHARD_COUNT (e.g. 0 and 2 for the first of two bot processes)")
     return settings

@@ -78,8 +78,9 @@ class Notice:
 
     ``kind``: ``building`` (no index yet), ``updating`` (``stale`` says what changed, or ``settings`` is
     True when chunking or cleaning changed), ``waiting`` (another process is building it), ``busy``
-    (another process is updating it: answering from the current one meanwhile) or ``stale`` (the update
-    failed with ``error``: answering from the previous index, which is intact).
+    (another process is updating it: answering from the current one meanwhile), ``stale`` (the update
+    failed with ``error``: answering from the previous index, which is intact) or ``differs`` (a shared
+    database's index differs from this process's corpus as ``stale`` says; it is not rewritten at open).
     """
 
     kind: str

@@ -76,6 +76,24 @@ def test_an_empty_database_starts_from_the_folder_index_without_embedding(three,
         _same(db.ask(q), folder.ask(q))
 
 
+def test_opening_does_not_rewrite_the_shared_database_from_this_folder(three, database) -> None:
+    """Another machine's folder may be older or lack a server's articles: opening says how it differs and
+    answers from the database as it is; an explicit build updates it."""
+    config = replace(folder_config(three), database_url=database)
+    open_engine(config)
+    (three.root / "collections" / "guild-1" / "story.md").unlink()  # as on a machine without guild-1's folder
+    (three.corpus / "bridge.md").write_text(BRIDGE.replace("Valparaiso", "Arica"), encoding="utf-8")
+    heard = []
+    engine = open_engine(config, notify=heard.append)
+    assert [(n.kind, n.stale.added, n.stale.removed) for n in heard] == \
+        [("differs", ["bridge.md"], ["guild-1:story.md"])]
+    assert "guild-1:story.md" in {d.id for d in engine.documents()}  # nothing removed
+    assert "bridge.md" not in {d.id for d in engine.documents()}  # nor added
+    rebuild(config, collections=["base"])
+    assert "bridge.md" in {d.id for d in engine.documents()}  # the explicit build, scoped: guild-1 untouched
+    assert "guild-1:story.md" in {d.id for d in engine.documents()}
+
+
 def _cli(invoke, paths, *args, database: str | None = None):
     env = {"HERALD_DATABASE_URL": database} if database else None
     return invoke(*args, "--corpus", str(paths.corpus), "--index", str(paths.index), "--model", "test-hash",

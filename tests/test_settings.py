@@ -285,3 +285,21 @@ def test_vector_store_options_are_read_checked_and_carried(tmp_path) -> None:
         load_settings(env_file=None, environ={"HERALD_VECTOR_STORE_OPTIONS": "ef_search"})
     with pytest.raises(SettingsError, match="numpy store takes no option"):
         load_settings(env_file=None, environ={"HERALD_VECTOR_STORE": "numpy", "HERALD_VECTOR_STORE_OPTIONS": "m=4"})
+
+
+@pytest.mark.parametrize("env, said", [
+    ({"HERALD_SHARD_ID": "1"}, "go together"), ({"HERALD_SHARD_COUNT": "2"}, "go together"),
+    ({"HERALD_SHARD_ID": "2", "HERALD_SHARD_COUNT": "2"}, "go together"),
+    ({"HERALD_SHARD_ID": "-1", "HERALD_SHARD_COUNT": "2"}, "cannot be negative"),
+    ({"HERALD_DATABASE_URL": "mysql://h@localhost/x"}, "must be a PostgreSQL URL")])
+def test_shards_and_the_database_url_are_checked(isolated_settings, env, said):
+    with pytest.raises(SettingsError, match=said):
+        load_settings(None, environ=env)
+
+
+def test_shards_and_the_database_url_reach_the_engine_and_client(isolated_settings):
+    s = load_settings(None, environ={"HERALD_SHARD_ID": "1", "HERALD_SHARD_COUNT": "3",
+                                     "HERALD_DATABASE_URL": "postgresql://h:pw@db.example:5432/herald"})
+    assert (s.shard_id, s.shard_count, s.runs_background) == (1, 3, False)
+    assert s.engine_config().database_url == "postgresql://h:pw@db.example:5432/herald"
+    assert "pw" not in repr(s) and "pw" not in s.index_place

@@ -67,6 +67,9 @@ class HeraldBot(commands.Bot):
         intents.dm_messages = True     # direct messages (content always comes in DMs)
         # Not message_content: a mention or a DM carries its content without that privileged intent.
         kwargs.setdefault("allowed_mentions", allowed_mentions())
+        if settings.shard_count is not None:  # one of several processes (they share the index's database)
+            kwargs.setdefault("shard_id", settings.shard_id)
+            kwargs.setdefault("shard_count", settings.shard_count)
         kwargs.setdefault("max_messages", 200)
         super().__init__(command_prefix=commands.when_mentioned, intents=intents, help_command=None,
                          tree_cls=HeraldTree, **kwargs)
@@ -92,8 +95,9 @@ class HeraldBot(commands.Bot):
         for name in self.initial_extensions:
             await self.load_extension(name)
         await self.sync_commands()
-        self.feed_watcher.start()
-        self.janitor.start()
+        if self.settings.runs_background:  # with several shards, shard 0 alone polls feeds and sweeps
+            self.feed_watcher.start()
+            self.janitor.start()
 
     async def sync_commands(self) -> None:
         """To the dev guild (instant) when one is set, else globally (can take up to an hour to show)."""

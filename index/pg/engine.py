@@ -12,7 +12,7 @@ from pathlib import Path
 from index.build import BuildReport, Progress
 from index.embed.models import Embedder, get_embedder
 from index.engine import ENGINES, DocumentInfo, Engine, EngineConfig, IndexInfo, Notice, _engine, outlet_of
-from index.errors import BuildBusyError, HeraldError, IndexMissingError
+from index.errors import HeraldError, IndexMissingError
 from index.ingest.collections import collection_of
 from index.ingest.corpus import Document
 from index.pg.build import _settings_changed, build_database, read_about, stored_fingerprints
@@ -30,9 +30,9 @@ def database_of(config: EngineConfig, dim: int | None) -> Database:
 def open_database_engine(config: EngineConfig, auto_build: bool = True,
                          notify: Callable[[Notice], None] = lambda n: None,
                          progress: Progress | None = None) -> Engine:
-    """An Engine over the database's index, building or updating it first when the source changed (as
-    ``open_engine`` does a folder's: another process building it meanwhile is a ``busy`` notice, a failed
-    update a ``stale`` one, and the index as it is answers)."""
+    """An Engine over the database's index, building it first when the database is empty. Unlike a folder
+    index it is not updated when this process's corpus differs from it: ``notify`` hears ``differs``, and
+    the index as it is answers (the database is shared; see the comment below)."""
     embedder = get_embedder(config.model)
     db = database_of(config, embedder.dim)
     source = config.open_source()
@@ -49,19 +49,16 @@ def open_database_engine(config: EngineConfig, auto_build: bool = True,
         waiting = Notice("waiting", *here, database=db.where)
         _rebuild(config, db, embedder, progress, on_wait=lambda: notify(waiting))
     elif auto_build:
+        # The database is shared: a process opening it does not rewrite it from its own folder (another
+        # machine's copy may be older, or lack a server's articles); it says how they differ instead, and
+        # explicit writes (herald build, /add, /reindex, the feed watcher) update it.
         try:
             stale = compare_fingerprints(built, source.fingerprints(), skipped)
         except HeraldError as exc:  # the corpus is gone or unreadable: the database still answers
             notify(Notice("stale", *here, error=exc, database=db.where))
-            return _engine(config, PostgresReader(db, config.store_options), embedder)
-        if stale.stale or settings_changed:
-            notify(Notice("updating", *here, stale, settings_changed, database=db.where))
-            try:
-                _rebuild(config, db, embedder, progress, wait=False)
-            except BuildBusyError:
-                notify(Notice("busy", *here, stale, settings_changed, database=db.where))
-            except HeraldError as exc:
-                notify(Notice("stale", *here, stale, settings_changed, error=exc, database=db.where))
+        else:
+            if stale.stale or settings_changed:
+                notify(Notice("differs", *here, stale, settings_changed, database=db.where))
     return _engine(config, PostgresReader(db, config.store_options), embedder)
 
 
