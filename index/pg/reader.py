@@ -173,6 +173,12 @@ class PostgresReader(IndexReader):
     def _st(self) -> _State:
         return getattr(self._local, "state", None) or self._state
 
+    @property
+    def generation(self) -> int:
+        """The index generation this thread's last question read (how fresh its answers are: benchmarks and
+        logs compare it with the writer's)."""
+        return self._st().generation
+
     def _changed(self, what: str) -> DatabaseError:
         """A record a question needed was removed by a write made while it was being answered."""
         return DatabaseError("changed", self.db.where, f"{what} removed while answering")
