@@ -259,6 +259,16 @@ def test_caption_above_a_quotation_becomes_its_speaker_label():
     assert paras[1:] == ["A caption of a photo", "Plain text follows."]  # no quotation: left alone
 
 
+def test_several_short_lines_in_a_row_leave_no_marker_in_the_text():
+    """A sports fixture block (BBC sport/179.txt): three short lines in a row once left a NUL marker between
+    the second and third ("Tuesday, 1 March\0caption2000 GMT")."""
+    raw = "Blackburn v Arsenal\n\nEwood Park\n\nTuesday, 1 March\n\n2000 GMT\n\nThe match report follows here."
+    text = clean_text(raw)
+    assert "\0" not in text and "caption" not in text
+    assert text.split("\n\n") == ["Blackburn v Arsenal", "Ewood Park", "Tuesday, 1 March", "2000 GMT",
+                                    "The match report follows here."]
+
+
 def test_an_embedded_tweet_is_one_sentence_unit(real_article):
     from index.ingest.chunking import ChunkSettings, document_sentences
 

@@ -170,6 +170,26 @@ def test_a_change_replaces_and_removes_and_keeps_the_rest(stored, folder_index) 
         conn.execute("SELECT count(*), sum(terms) FROM chunks").fetchone()  # BM25's statistics kept by the writer
 
 
+def test_nul_characters_become_spaces_and_offsets_hold(stored) -> None:
+    """PostgreSQL text cannot hold NUL (a scraped page may carry one): each becomes a space, so every stored
+    offset still points at the same characters."""
+    from dataclasses import replace
+
+    from index.store.writer import IndexChange
+
+    conn, writer, everything = stored
+    u = everything.upserts[-1]
+    at = u.doc.text.index(" ")
+    text = u.doc.text[:at] + "\x00" + u.doc.text[at + 1:]
+    chunks = [replace(c, text=text[c.start:c.end]) for c in u.chunks]
+    writer.apply(IndexChange([], [replace(u, doc=replace(u.doc, text=text), chunks=chunks)]))
+    body = conn.execute("SELECT body FROM documents WHERE id = %s", (u.doc.id,)).fetchone()[0]
+    assert body == u.doc.text  # the NUL is the space it replaced
+    for start, end, stored_text in conn.execute("SELECT start_at, end_at, body FROM chunks WHERE doc_id = %s",
+                                                (u.doc.id,)):
+        assert body[start:end] == stored_text
+
+
 def test_a_failed_change_leaves_the_previous_state(stored) -> None:
     """All or nothing: a change that fails half way (a vector of the wrong width) writes nothing."""
     from dataclasses import replace

@@ -249,3 +249,4 @@ def test_another_model_than_the_databases_is_refused(three, database, make_embed
     make_embedder("test-hash-2")
     with raises_said(Exception, "test-hash"):
         open_engine(replace(folder_config(three), database_url=database, model="test-hash-2"))
+

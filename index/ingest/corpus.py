@@ -23,7 +23,7 @@ from index.ingest.web import MAX_ARTICLE_BYTES, FetchError, extract
 log = logging.getLogger(__name__)
 
 #: Bump when cleaning changes, so fingerprints change and documents are re-embedded.
-CLEANER_VERSION = 5  # 5: a first line that is a sentence stays in the text; stray bytes replaced in place
+CLEANER_VERSION = 6  # 6: three short lines in a row no longer leave a NUL marker in the text
 
 SUFFIXES = (".txt", ".md", ".html", ".htm")
 
@@ -242,7 +242,7 @@ def _join_fragments(paragraphs: list[str]) -> list[str]:
     # Resolve caption joins: only above a quotation, as "Speaker: “...”".
     result: list[str] = []
     for para in out:
-        if "\0caption" in para:
+        while "\0caption" in para:  # several short lines in a row: one marker each
             caption, rest = para.split("\0caption", 1)
             if rest.lstrip().startswith(_QUOTE_START):
                 para = f"{caption}: {rest.lstrip()}"

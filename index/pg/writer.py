@@ -13,6 +13,7 @@ order they arrived in (``position``); a changed document moves to the end.
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -86,6 +87,7 @@ class PostgresWriter(IndexWriter):
 
     def _insert(self, u: DocumentUpdate, first_chunk: int, first_sentence: int, position: int) -> int:
         """Write one document; the sum of its chunks' token counts (BM25's lengths)."""
+        u = _without_nul(u)
         d, conn = u.doc, self.conn
         hashed = simhash(d.text)
         conn.execute(
@@ -121,6 +123,21 @@ class PostgresWriter(IndexWriter):
             for row in terms:
                 cp.write_row(row)
         return lengths
+
+
+def _without_nul(u: DocumentUpdate) -> DocumentUpdate:
+    """PostgreSQL text cannot hold NUL characters, which some scraped articles carry: each becomes a space
+    (one character for one, so every offset into the text stays right)."""
+    d = u.doc
+    if "\x00" not in d.text + d.title + "".join(c.title for c in u.chunks) + str(d.meta):
+        return u
+    def clean(x: str) -> str:
+        return x.replace("\x00", " ")
+
+    doc = replace(d, title=clean(d.title), text=clean(d.text),
+                  meta={clean(k): clean(v) if isinstance(v, str) else v for k, v in (d.meta or {}).items()})
+    chunks = [replace(c, text=clean(c.text), title=clean(c.title)) for c in u.chunks]
+    return replace(u, doc=doc, chunks=chunks)
 
 
 def _json(value: Any) -> str:
