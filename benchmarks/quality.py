@@ -21,6 +21,11 @@ question vector and the stored sentence vectors); abstention on out-of-corpus qu
 that gives 5% false abstentions on in-corpus ones (score: BM25 top score, dense top cosine, Herald's
 Answer.confidence); query latency p50 (bm25: tokenise + score + rank; dense: embed + rank + best
 sentence; herald: Engine.ask end to end).
+
+``--engine postgres`` measures the same indexes in PostgreSQL (issue 19): each one the folder build made (and
+cached) is copied into its own database of a pgserver started in a temporary folder (index.pg.build.folder_change:
+the same vectors, nothing embedded again) and the rows are measured on PostgresReader instead of the loaded
+folder index. Gold answers are still located in the folder index (map_gold).
 """
 
 from __future__ import annotations
@@ -29,8 +34,10 @@ import argparse
 import dataclasses
 import logging
 import os
+import re
 import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -42,7 +49,7 @@ from index.embed.models import DEFAULT_MODEL, get_embedder, query_encoder
 from index.engine import Engine
 from index.ingest.chunking import ChunkSettings
 from index.search.retrieval import SearchSettings, search_for
-from index.store import load_index
+from index.store import LoadedIndex, load_index
 
 from .common import (
     ARTICLE_QA,
@@ -84,6 +91,74 @@ def build(corpus: Path, index_dir: Path, chunking: ChunkSettings, model: str, se
         log.info("built %s: %d documents, %d chunks, %d texts embedded in %.0f s", index_dir.name,
                  report.documents, report.chunks, report.embedded_texts, time.perf_counter() - started)
     return load_index(index_dir, model, embedder.dim)
+
+
+class PgIndexes:
+    """--engine postgres: a pgserver in a temporary folder, each measured index copied into its own database."""
+
+    def __init__(self) -> None:
+        import pgserver
+
+        self.folder = tempfile.TemporaryDirectory(prefix="herald-quality-pg-", ignore_cleanup_errors=True)
+        self.server = pgserver.get_server(self.folder.name, cleanup_mode="delete")
+        self.dbs: list = []
+
+    def reader(self, name: str, loaded: LoadedIndex):
+        """A PostgresReader over a copy of ``loaded`` (its vectors as the folder build made them)."""
+        from index.pg.build import folder_change
+        from index.pg.db import Database
+        from index.pg.reader import PostgresReader
+        from index.pg.schema import connect, migrate
+        from index.pg.writer import PostgresWriter
+
+        db_name = "q_" + re.sub(r"\W", "_", name.lower())
+        admin = connect(self.server.get_uri())
+        admin.autocommit = True
+        admin.execute(f"CREATE DATABASE {db_name}")
+        admin.close()
+        url = self.server.get_uri().replace("/postgres?", f"/{db_name}?")
+        dim = int(loaded.manifest["dim"])
+        started, conn = time.perf_counter(), connect(url)
+        try:
+            migrate(conn, dim)
+            written = PostgresWriter(conn).apply(folder_change(loaded))
+        finally:
+            conn.close()
+        log.info("copied %s into PostgreSQL database %s: %d documents, %d chunks in %.0f s", name, db_name,
+                 written.documents, written.chunks, time.perf_counter() - started)
+        self.dbs.append(Database(url, dim))
+        return PostgresReader(self.dbs[-1])
+
+    def close(self) -> None:
+        for db in self.dbs:
+            db.close()
+        self.server.cleanup()
+        self.folder.cleanup()
+
+
+class _Get:
+    """``[key]`` through a function (what benchmarks.common indexes by row or chunk id)."""
+
+    def __init__(self, get) -> None:
+        self.get = get
+
+    def __getitem__(self, key):
+        return self.get(key)
+
+
+class _ReaderView:
+    """What benchmarks.common's is_gold / source_is_gold read of ``engine.index`` (chunks by row, rows by chunk
+    id), from a PostgresReader, which has no chunk list and whose rows are its chunk ids."""
+
+    def __init__(self, reader) -> None:
+        self.index = self
+        self.chunks = _Get(reader.chunk)
+        self.row_of_id = _Get(lambda chunk_id: chunk_id)
+
+
+def judged(engine: Engine):
+    """What is_gold reads for this engine: itself on a folder index, a view of its reader on PostgreSQL."""
+    return engine if isinstance(engine.index, LoadedIndex) else _ReaderView(engine.reader)
 
 
 def chunk_tag(chunking: ChunkSettings) -> str:
@@ -139,11 +214,12 @@ def _phrase_right(phrase: str, answers: list[str]) -> bool:
 
 
 def _best_sentence(engine: Engine, row: int, q_vec: np.ndarray) -> str:
-    sids = engine.index.chunk_sentence_ids[row]
+    """Through the engine's reader, so the folder index and PostgreSQL are read the same way."""
+    sids = engine.reader.chunk_sentences(row)
     if not sids:
-        return engine.index.chunks[row].text
-    sims = engine.index.sentence_vectors[sids] @ q_vec
-    return engine.index.sentence_text[sids[int(np.argmax(sims))]]
+        return engine.reader.chunk(row).text
+    sims = engine.reader.sentence_vectors(sids) @ q_vec
+    return engine.reader.sentence_text(sids[int(np.argmax(sims))])
 
 
 def run_baseline(engine: Engine, mode: str, questions: list[Question], row: Row, score_into: list[float] | None = None,
@@ -170,7 +246,7 @@ def run_baseline(engine: Engine, mode: str, questions: list[Question], row: Row,
             continue
         row.latency_ms.append(elapsed * 1000)
         if q.answers:
-            row.rank_hits.append(next((r + 1 for r, c in enumerate(cands[:5]) if is_gold(engine, c.row, q)), 0))
+            row.rank_hits.append(next((r + 1 for r, c in enumerate(cands[:5]) if is_gold(judged(engine), c.row, q)), 0))
             row.answer_hits.append(contains_answer(best, q.answers))
             row.in_scores.append(top)
         else:
@@ -187,7 +263,7 @@ def run_herald(engine: Engine, questions: list[Question], row: Row, score_into: 
         row.latency_ms.append(ans.latency_ms)
         if q.answers:
             row.rank_hits.append(next((r + 1 for r, s in enumerate(ans.sources[:5])
-                                       if source_is_gold(engine, s, q)), 0))
+                                       if source_is_gold(judged(engine), s, q)), 0))
             row.answer_hits.append(not ans.abstained and contains_answer(ans.answer, q.answers))
             row.in_scores.append(ans.confidence)
             if kind_of(q.text):
@@ -294,11 +370,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--chunk-overlap", type=int, default=ChunkSettings().overlap)
     ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                     help="override a SearchSettings field for herald (experiments; the table says so)")
+    ap.add_argument("--engine", choices=("folder", "postgres"), default="folder",
+                    help="measure on the loaded folder index, or on a copy of it in PostgreSQL (a local pgserver)")
     ap.add_argument("--out", type=Path, default=ROOT / "docs/quality.md", help="Markdown report ('-' = none)")
     ap.add_argument("--plot", type=Path, default=ROOT / "docs/abstention.png")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", force=True)
-    for noisy in ("faiss", "sentence_transformers", "index", "httpx"):
+    for noisy in ("faiss", "sentence_transformers", "index", "httpx", "pgserver"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
     if not (args.squad or args.article):
         ap.error("give --squad and/or --article")
@@ -314,6 +392,8 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, dict[str, Row]] = {}
     counts: dict[str, str] = {}
     started = time.perf_counter()
+    pg = PgIndexes() if args.engine == "postgres" else None
+    on = pg.reader if pg is not None else (lambda _name, loaded: loaded)  # what measure() reads
     if args.squad:
         articles, idx = prepare_squad(args.squad, args.cache, chunking, args.model, args.bbc,
                                       bbc_every=args.bbc_every)
@@ -325,23 +405,26 @@ def main(argv: list[str] | None = None) -> int:
         in_docs = {squad_doc_id(i, articles[i]) for i in range(SQUAD_IN_CORPUS)}
         ins = [q for q in qs if q.doc_id in in_docs]
         outs = [dataclasses.replace(q, answers=[]) for q in qs if q.doc_id not in in_docs]
-        results["SQuAD"] = measure("SQuAD", idx["squad-all"], qs, args.model, settings,
-                                   (idx["squad-half"], ins, outs))
+        results["SQuAD"] = measure("SQuAD", on("squad-all", idx["squad-all"]), qs, args.model, settings,
+                                   (on("squad-half", idx["squad-half"]), ins, outs))
         counts["SQuAD"] = f"{len(qs)} q; abstention {len(ins)} in / {len(outs)} out"
         if args.bbc:
             sfx = bbc_suffix(args.bbc_every)
             label = "SQuAD + BBC" if args.bbc_every <= 1 else f"SQuAD + BBC (1 in {args.bbc_every})"
-            results[label] = measure(label, idx[f"squad-all{sfx}"], qs, args.model, settings,
-                                     (idx[f"squad-half{sfx}"], ins, outs))
+            results[label] = measure(label, on(f"squad-all{sfx}", idx[f"squad-all{sfx}"]), qs, args.model,
+                                     settings, (on(f"squad-half{sfx}", idx[f"squad-half{sfx}"]), ins, outs))
             counts[label] = f"{len(qs)} q, {len(idx[f'squad-all{sfx}'].documents)} docs"
     if args.article:
         corpus = args.cache / "corpora" / "article"
         shutil.copytree(args.corpus, corpus, dirs_exist_ok=True)
         index = build(corpus, args.cache / "indexes" / chunk_tag(chunking) / "article", chunking, args.model)
         qs = article_questions(args.article)
-        results["article"] = measure("article", index, qs, args.model, settings)
+        results["article"] = measure("article", on("article", index), qs, args.model, settings)
         counts["article"] = f"{sum(1 for q in qs if q.answers)} q + {sum(1 for q in qs if not q.answers)} off-topic"
+    if pg is not None:
+        pg.close()
     md = table(results, counts)
+    print(f"engine: {args.engine}")
     print(md)
     log.info("done in %.0f s", time.perf_counter() - started)
     if str(args.out) != "-":
@@ -351,7 +434,7 @@ def main(argv: list[str] | None = None) -> int:
         changed = {f.name: getattr(settings, f.name) for f in dataclasses.fields(settings)
                    if getattr(settings, f.name) != f.default}
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        text = report(md, cmd, chunking, settings, changed, args.plot, results, args.model)
+        text = report(md, cmd, chunking, settings, changed, args.plot, results, args.model, args.engine)
         old = args.out.read_text(encoding="utf-8") if args.out.exists() else ""
         if KEEP_MARKER in old:  # sections written by hand (targets, ablations) survive a rerun
             text = text.rstrip("\n") + "\n\n" + old[old.index(KEEP_MARKER):]
@@ -401,7 +484,7 @@ A cross-encoder (`reranker`) is the setting meant for this; none ships offline, 
 
 
 def report(md: str, cmd: str, chunking: ChunkSettings, settings: SearchSettings, changed: dict, plot_path: Path,
-           results: dict[str, dict[str, Row]], model: str = DEFAULT_MODEL) -> str:
+           results: dict[str, dict[str, Row]], model: str = DEFAULT_MODEL, engine: str = "folder") -> str:
     thresholds = []
     for ds, rows in results.items():
         ab, t = rows["herald"].abstention()
@@ -409,7 +492,7 @@ def report(md: str, cmd: str, chunking: ChunkSettings, settings: SearchSettings,
             thresholds.append(f"{ds}: {t:.3f}")
     return f"""# Answer quality
 
-Made by `{cmd}` (model {model},
+Made by `{cmd}` (engine {engine}, model {model},
 chunking {chunking.to_dict()}, {'default SearchSettings' if not changed else f'SearchSettings overrides {changed}'}).
 
 {md}
