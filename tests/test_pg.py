@@ -257,3 +257,16 @@ def test_a_writer_killed_mid_change_leaves_the_previous_state(database, folder_i
     assert _counts(conn) == before  # nothing of the killed change is visible
     written = PostgresWriter(connect(database)).apply(first)  # the next run completes
     assert written.documents == len(folder_index.documents)
+
+
+def test_a_change_is_committed_even_after_a_read_on_the_same_connection(database, folder_index) -> None:
+    """psycopg opens a transaction for a SELECT; a change applied after one must still be committed whole,
+    not left as a savepoint that closing the connection rolls back."""
+    from index.pg.writer import PostgresWriter
+
+    conn = connect(database)
+    migrate(conn, folder_index.dim)
+    conn.execute("SELECT count(*) FROM documents").fetchone()  # a read: the connection is now in a transaction
+    PostgresWriter(conn).apply(_everything(folder_index))
+    conn.close()  # no commit by the caller
+    assert _counts(connect(database))[0] == len(folder_index.documents)

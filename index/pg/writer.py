@@ -26,6 +26,7 @@ from index.store.writer import DocumentUpdate, IndexChange, IndexWriter, Written
 from index.text import content_terms
 
 _WRITE_LOCK = 0x48455257  # "HERW": one writer at a time
+_IN_TRANSACTION = 2  # psycopg.pq.TransactionStatus.INTRANS (psycopg is imported only with a database)
 
 
 class PostgresWriter(IndexWriter):
@@ -39,6 +40,10 @@ class PostgresWriter(IndexWriter):
 
     def apply(self, change: IndexChange) -> Written:
         conn = self.conn
+        if conn.info.transaction_status == _IN_TRANSACTION:
+            # A read the caller made (psycopg opens a transaction for it) would turn the change into a
+            # savepoint, committed only if and when the caller commits: end that read first.
+            conn.commit()
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_WRITE_LOCK,))
             meta = dict(conn.execute("SELECT key, value FROM herald_meta WHERE key IN ('next_chunk', "
