@@ -168,6 +168,10 @@ def test_a_change_replaces_and_removes_and_keeps_the_rest(stored, folder_index) 
     kept = dict(conn.execute("SELECT key, value FROM herald_meta WHERE key IN ('chunk_count', 'total_terms')"))
     assert (int(kept["chunk_count"]), int(kept["total_terms"])) == \
         conn.execute("SELECT count(*), sum(terms) FROM chunks").fetchone()  # BM25's statistics kept by the writer
+    kept_df = set(conn.execute("SELECT term, df, df_text FROM term_df WHERE df > 0"))
+    assert kept_df == set(conn.execute("SELECT term, count(*), count(*) FILTER (WHERE in_text) FROM chunk_terms "
+                                       "GROUP BY term"))  # and each word's document frequencies
+    assert conn.execute("SELECT count(*) FROM term_df WHERE df < 0 OR df_text < 0 OR df_text > df").fetchone()[0] == 0
 
 
 def test_nul_characters_become_spaces_and_offsets_hold(stored) -> None:

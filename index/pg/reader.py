@@ -64,8 +64,13 @@ scored AS (
     WHERE {{where}} GROUP BY t.chunk_id, c.terms),
 cut AS (SELECT score FROM scored ORDER BY score DESC LIMIT 1 OFFSET %(last)s)
 SELECT id, dl, words, tfs FROM scored WHERE score >= coalesce((SELECT score FROM cut), 0) * %(keep)s"""
+# The same from the query words' rows alone (chunk_terms repeats each chunk's length and collection).
+_BM25_ROWS_SQL = (_BM25_SQL.replace("JOIN chunks c ON c.id = t.chunk_id", "")
+                  .replace("c.terms AS dl", "t.dl AS dl").replace("c.terms /", "t.dl /")
+                  .replace("GROUP BY t.chunk_id, c.terms", "GROUP BY t.chunk_id, t.dl"))
 
 T = TypeVar("T")
+HNSW_ABOVE = 10_000
 
 
 @dataclass
@@ -119,15 +124,17 @@ class _State:
 class PostgresReader(IndexReader):
     """The index in a database (``db``: index.pg.db.Database), read through a cache that follows its writes.
 
-    ``options``: ``hnsw_above`` (chunks above which the dense search walks the HNSW index; 50,000 as
-    FaissStore) and ``ef_search`` (the walk's width; None: index.store.vectors.auto_ef_search).
+    ``options``: ``hnsw_above`` (chunks above which the dense search walks the HNSW index; 10,000, see
+    ``__init__``) and ``ef_search`` (the walk's width; None: index.store.vectors.auto_ef_search).
     ``documents()`` lists every document with an empty ``text`` (the listing needs titles, not bodies);
     ``document(doc_id)`` has the body."""
 
     def __init__(self, db: Database, options: dict | None = None) -> None:
         self.db = db
         self.options = dict(options or {})
-        self.hnsw_above = int(self.options.get("hnsw_above", 50_000))
+        # Exact up to 10,000 chunks (FAISS: 50,000): PostgreSQL's exact scan costs about 2 ms per 1,000 chunks
+        # here against FAISS's 0.1 ms, and the HNSW index's recall@10 at 19k is 0.99 (docs/scale.md).
+        self.hnsw_above = int(self.options.get("hnsw_above", HNSW_ABOVE))
         ef = self.options.get("ef_search")
         self.ef_search = None if ef is None else int(ef)
         self.manifest: dict = {}
@@ -135,6 +142,10 @@ class PostgresReader(IndexReader):
         self._local = threading.local()  # the state this thread's question started with
         self._idf = _Idf(self)
         self._state = self._load_state()
+        with db.connection() as conn:  # a database written before chunk_terms kept lengths: join the chunks
+            self._rows_only = bool(conn.execute(  # and term_df, which came with it
+                "SELECT count(*) FROM information_schema.columns WHERE table_name = 'chunk_terms' AND "
+                "column_name = 'dl'").fetchone()[0])
 
     # -------------------------------------------------------------------------------- generations
 
@@ -315,8 +326,11 @@ class PostgresReader(IndexReader):
         where, params = self._where(state, rows)
         params.update(terms=list(use), weights=[c * self._bm25_idf(state, t) for t, c in use.items()],
                       avgdl=state.avgdl, last=k - 1, keep=1 - _MARGIN)
+        if self._rows_only:
+            where = where.replace("c.collection", "t.collection").replace("c.id", "t.chunk_id")
         with self.db.connection() as conn:
-            found = conn.execute(_BM25_SQL.format(where=where), params).fetchall()
+            found = conn.execute((_BM25_ROWS_SQL if self._rows_only else _BM25_SQL).format(where=where),
+                                 params).fetchall()
         return {int(i): self._bm25_of(state, terms, dict(zip(words, tfs)), dl) for i, dl, words, tfs in found}
 
     def _unscored(self, state: _State, skip: set[int], m: int, rows: np.ndarray | None) -> list[int]:
@@ -355,9 +369,11 @@ class PostgresReader(IndexReader):
             missing = sorted({t for t in terms if t not in state.df})
         if not missing:
             return
+        sql = ("SELECT term, df, df_text FROM term_df WHERE term = ANY(%s) AND df > 0" if self._rows_only else
+               "SELECT term, count(*), count(*) FILTER (WHERE in_text) FROM chunk_terms WHERE term = ANY(%s) "
+               "GROUP BY term")  # a database written before term_df: count the postings
         with self.db.connection() as conn:
-            found = conn.execute("SELECT term, count(*), count(*) FILTER (WHERE in_text) FROM chunk_terms "
-                                 "WHERE term = ANY(%s) GROUP BY term", (missing,)).fetchall()
+            found = conn.execute(sql, (missing,)).fetchall()
         got = {t: (int(a), int(b)) for t, a, b in found}
         with self._lock:
             _bound(state.df, _MAX_TERMS)
@@ -406,10 +422,21 @@ class PostgresReader(IndexReader):
         if not missing:
             return
         with self.db.connection() as conn:
-            chunks = conn.execute(_CHUNK_SQL, (missing,)).fetchall()
+            # Binary results: vectors arrive as float32 bytes (parsing their text form cost ~30 ms a question).
+            chunks = conn.execute(_CHUNK_SQL, (missing,), binary=True).fetchall()
             sids = [int(s) for r in chunks for s in r[8]]
             sentences = {int(r[0]): r for r in conn.execute(
-                "SELECT id, doc_id, start_at, end_at, embedding FROM sentences WHERE id = ANY(%s)", (sids,))}
+                "SELECT id, doc_id, start_at, end_at, embedding FROM sentences WHERE id = ANY(%s)", (sids,),
+                binary=True)}
+            with self._lock:
+                docs = sorted({r[1] for r in chunks} - set(state.documents))
+            # The candidates' documents too, in the same trip (the answerer reads each one's sentences).
+            found = conn.execute(f"SELECT {_DOC_COLUMNS}, first_sentence, sentences FROM documents "
+                                 "WHERE id = ANY(%s)", (docs,)).fetchall() if docs else []
+        with self._lock:
+            _bound(state.documents, _MAX_DOCUMENTS)
+            for row in found:
+                state.documents.setdefault(row[0], _DocumentRecord(_document(row[:9]), int(row[9]), int(row[10])))
         with self._lock:
             _bound(state.chunks, _MAX_CHUNKS)
             _bound(state.sentences, _MAX_SENTENCES)
@@ -452,7 +479,7 @@ class PostgresReader(IndexReader):
         if missing:
             with self.db.connection() as conn:
                 found = conn.execute("SELECT id, doc_id, start_at, end_at, embedding FROM sentences "
-                                     "WHERE id = ANY(%s)", (missing,)).fetchall()
+                                     "WHERE id = ANY(%s)", (missing,), binary=True).fetchall()
             with self._lock:
                 _bound(state.sentences, _MAX_SENTENCES)
                 for sid, doc_id, a, b, vector in found:

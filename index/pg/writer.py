@@ -26,6 +26,11 @@ from index.store.writer import DocumentUpdate, IndexChange, IndexWriter, Written
 from index.text import content_terms
 
 _WRITE_LOCK = 0x48455257  # "HERW": one writer at a time
+# The removed documents' words leave term_df (their chunk_terms rows go with them by cascade just after).
+_DF_GONE = """WITH gone AS (
+    SELECT t.term, count(*) AS n, count(*) FILTER (WHERE t.in_text) AS nt FROM chunk_terms t
+    JOIN chunks c ON c.id = t.chunk_id WHERE c.doc_id = ANY(%s) GROUP BY t.term)
+UPDATE term_df d SET df = d.df - gone.n, df_text = d.df_text - gone.nt FROM gone WHERE d.term = gone.term"""
 _IN_TRANSACTION = 2  # psycopg.pq.TransactionStatus.INTRANS (psycopg is imported only with a database)
 
 
@@ -54,6 +59,7 @@ class PostgresWriter(IndexWriter):
                 n, t = conn.execute("SELECT count(*), coalesce(sum(terms), 0) FROM chunks WHERE doc_id = ANY(%s)",
                                     (gone,)).fetchone()
                 chunks, terms = chunks - int(n), terms - int(t)
+                conn.execute(_DF_GONE, (gone,))
                 conn.execute("DELETE FROM documents WHERE id = ANY(%s)", (gone,))
             chunk_id, sentence_id = int(meta.get("next_chunk", 0)), int(meta.get("next_sentence", 0))
             position = conn.execute("SELECT coalesce(max(position), -1) + 1 FROM documents").fetchone()[0]
@@ -61,15 +67,42 @@ class PostgresWriter(IndexWriter):
                 terms += self._insert(u, chunk_id, sentence_id, position)
                 chunk_id, sentence_id, position = chunk_id + len(u.chunks), sentence_id + len(u.sentences), position + 1
                 chunks += len(u.chunks)
+            self._count_terms(change)
             self._skipped(change)
             # BM25's corpus statistics, kept here so a reader needs no scan of every chunk after a change.
             self._meta({"next_chunk": chunk_id, "next_sentence": sentence_id, "chunk_count": chunks,
                         "total_terms": terms, "generation": int(meta.get("generation", 0)) + 1,
                         **self._about(change)})
+            written = sum(len(u.chunks) for u in change.upserts)
+            if written > max(1_000, chunks // 10):
+                # A large change (a first build): fresh statistics, or the planner walks BM25's rows the slow
+                # way until autovacuum gets to them (55 ms instead of 12 at the BBC corpus).
+                conn.execute("ANALYZE documents, chunks, sentences, chunk_terms, term_df")
             docs, chunks, sentences = conn.execute(
                 "SELECT (SELECT count(*) FROM documents), (SELECT count(*) FROM chunks), "
                 "(SELECT count(*) FROM sentences)").fetchone()
         return Written(int(docs), int(chunks), int(sentences))
+
+    def _count_terms(self, change: IndexChange) -> None:
+        """Add the new chunks' words to ``term_df`` (one COPY into a scratch table, one upsert)."""
+        df: Counter = Counter()
+        df_text: Counter = Counter()
+        for u in change.upserts:
+            for chunk in _without_nul(u).chunks:
+                in_text = set(content_terms(chunk.text))
+                df.update(in_text | set(content_terms(searched_title(chunk))))
+                df_text.update(in_text)
+        if not df:
+            return
+        conn = self.conn
+        conn.execute("CREATE TEMP TABLE IF NOT EXISTS herald_new_df (term text, df int, df_text int) "
+                     "ON COMMIT DELETE ROWS")
+        with conn.cursor().copy("COPY herald_new_df FROM STDIN WITH (FORMAT BINARY)") as cp:
+            cp.set_types(["text", "int4", "int4"])
+            for term, n in df.items():
+                cp.write_row((term, n, df_text[term]))
+        conn.execute("INSERT INTO term_df SELECT * FROM herald_new_df ON CONFLICT (term) DO UPDATE SET "
+                     "df = term_df.df + EXCLUDED.df, df_text = term_df.df_text + EXCLUDED.df_text")
 
     def _skipped(self, change: IndexChange) -> None:
         """Files not indexed (``change.skipped``, of the collections the change read: ``change.scope``)."""
@@ -108,7 +141,7 @@ class PostgresWriter(IndexWriter):
             cp.set_types(["int8", "text", "int4", "int4", "vector"])
             for (a, b), vec in zip(u.sentences, u.sentence_vectors):
                 cp.write_row((row_of[(a, b)], d.id, a, b, np.asarray(vec, dtype=np.float32)))
-        terms: list[tuple[str, int, int, bool]] = []
+        terms: list[tuple[str, int, int, bool, int, str]] = []
         lengths = 0
         with conn.cursor().copy("COPY chunks (id, doc_id, collection, body, title, start_at, end_at, url, "
                                 "sentence_ids, terms, embedding) FROM STDIN WITH (FORMAT BINARY)") as cp:
@@ -119,12 +152,14 @@ class PostgresWriter(IndexWriter):
                 tokens = content_terms(searched_title(chunk)) + in_text
                 text_set = set(in_text)
                 lengths += max(1, len(tokens))
-                terms.extend((t, cid, tf, t in text_set) for t, tf in Counter(tokens).items())
+                terms.extend((t, cid, tf, t in text_set, max(1, len(tokens)), d.collection)
+                             for t, tf in Counter(tokens).items())
                 cp.write_row((cid, d.id, d.collection, chunk.text, chunk.title, chunk.start, chunk.end, chunk.url,
                               [row_of[(s[0], s[1])] for s in chunk.sentences], max(1, len(tokens)),
                               np.asarray(vec, dtype=np.float32)))
-        with conn.cursor().copy("COPY chunk_terms (term, chunk_id, tf, in_text) FROM STDIN WITH (FORMAT BINARY)") as cp:
-            cp.set_types(["text", "int8", "int4", "bool"])
+        with conn.cursor().copy("COPY chunk_terms (term, chunk_id, tf, in_text, dl, collection) FROM STDIN "
+                                "WITH (FORMAT BINARY)") as cp:
+            cp.set_types(["text", "int8", "int4", "bool", "int4", "text"])
             for row in terms:
                 cp.write_row(row)
         return lengths
