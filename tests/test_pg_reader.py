@@ -202,6 +202,32 @@ def test_lexical_top_is_bm25s_s(pair) -> None:
     assert any(s == 0 for _, s in pg.lexical_top(["orchid"], 40)[0])  # the fill was checked
 
 
+def test_bm25_pruned_by_maxscore_is_still_bm25s(pair, monkeypatch) -> None:
+    """With a postings budget of one, MaxScore scores only each question's rarest word in full and fetches
+    the other words' counts for the chunks that can still reach the top k: the same hits and scores."""
+    pruned = PostgresReader(pair.db, {"bm25_postings": 1})
+    folder, took = pair.folder.reader, []
+    real = PostgresReader._maxscore
+
+    def counted(self, *args):
+        out = real(self, *args)
+        took.append(out is not None)
+        return out
+
+    monkeypatch.setattr(PostgresReader, "_maxscore", counted)
+    asked = [content_terms(q) for q in QA + QUESTIONS]
+    idf = folder.idf
+    # Each question again with its rarest word said three times: its weight then dwarfs the common words'.
+    asked += [t + 2 * [max(t, key=lambda w: idf.get(w, 0.0))] for t in asked if len(t) > 2]
+    for terms in asked:
+        for scope in SCOPES:
+            f_rows, p_rows = folder.rows_of(scope), pruned.rows_of(scope)
+            for k in (1, 3, 10):
+                _same_hits(pruned.lexical_top(terms, k, p_rows)[0], pair.hits(folder.lexical_top(terms, k, f_rows)[0]),
+                           (terms, scope, k), tol=1e-6)
+    assert sum(took) >= 20 and not all(took)  # it pruned often, and fell back to the full query where it could not
+
+
 def test_word_weights_are_the_folder_index_s(pair) -> None:
     """Text-only document frequencies: a word only a title holds is no word of the corpus for coverage."""
     folder, pg = pair.folder.reader, pair.reader

@@ -69,6 +69,12 @@ _BM25_ROWS_SQL = (_BM25_SQL.replace("JOIN chunks c ON c.id = t.chunk_id", "")
                   .replace("c.terms AS dl", "t.dl AS dl").replace("c.terms /", "t.dl /")
                   .replace("GROUP BY t.chunk_id, c.terms", "GROUP BY t.chunk_id, t.dl"))
 
+# Partial BM25 over the rare words only, for every chunk holding one (MaxScore's first step).
+_BM25_PARTIAL_SQL = f"""WITH q(term, w) AS (SELECT * FROM unnest(%(terms)s::text[], %(weights)s::float8[]))
+SELECT t.chunk_id, t.dl, array_agg(t.term), array_agg(t.tf),
+       sum(q.w * t.tf / (t.tf + {_K1} * ({1 - _B} + {_B} * t.dl / %(avgdl)s)))
+FROM q JOIN chunk_terms t ON t.term = q.term WHERE {{where}} GROUP BY t.chunk_id, t.dl"""
+
 T = TypeVar("T")
 HNSW_ABOVE = 10_000
 
@@ -328,10 +334,50 @@ class PostgresReader(IndexReader):
                       avgdl=state.avgdl, last=k - 1, keep=1 - _MARGIN)
         if self._rows_only:
             where = where.replace("c.collection", "t.collection").replace("c.id", "t.chunk_id")
+            pruned = self._maxscore(state, terms, use, k, where, dict(params))
+            if pruned is not None:
+                return pruned
         with self.db.connection() as conn:
             found = conn.execute((_BM25_ROWS_SQL if self._rows_only else _BM25_SQL).format(where=where),
                                  params).fetchall()
         return {int(i): self._bm25_of(state, terms, dict(zip(words, tfs)), dl) for i, dl, words, tfs in found}
+
+    def _maxscore(self, state: _State, terms: list[str], use: Counter, k: int, where: str,
+                  params: dict) -> dict[int, float] | None:
+        """BM25's top k without reading the common words' rows (MaxScore, exact): score every chunk holding one
+        of the rare words; a chunk holding none of them scores below the sum of the common words' weights (a
+        word adds less than its weight), so when that sum is below the k-th best partial score, only the
+        candidates that can still reach it need their common words' counts, fetched by (word, chunk). None
+        when that does not prune (the full query is then no dearer)."""
+        weight = dict(zip(params["terms"], params["weights"]))
+        order = sorted(use, key=lambda t: state.df[t][0])
+        budget, posted = int(self.options.get("bm25_postings", 20_000)), 0
+        rare: list[str] = []
+        for t in order:
+            if rare and posted + state.df[t][0] > budget:
+                break
+            rare.append(t)
+            posted += state.df[t][0]
+        common = [t for t in order if t not in rare]
+        bound = sum(weight[t] for t in common)
+        if not common:
+            return None
+        params.update(terms=rare, weights=[weight[t] for t in rare])
+        with self.db.connection() as conn:
+            found = conn.execute(_BM25_PARTIAL_SQL.format(where=where), params).fetchall()
+            partial = sorted((float(r[4]) for r in found), reverse=True)
+            theta = partial[k - 1] if len(partial) >= k else 0.0
+            if bound >= theta * (1 - _MARGIN):
+                return None
+            alive = {int(r[0]): r for r in found if float(r[4]) + bound >= theta * (1 - _MARGIN)}
+            extra = conn.execute("SELECT chunk_id, term, tf FROM chunk_terms WHERE term = ANY(%s) AND "
+                                 "chunk_id = ANY(%s)", (common, list(alive))).fetchall()
+        counts = {i: dict(zip(r[2], r[3])) for i, r in alive.items()}
+        for i, term, tf in extra:
+            counts[int(i)][term] = int(tf)
+        exact = {i: self._bm25_of(state, terms, counts[i], int(alive[i][1])) for i in alive}
+        kth = sorted(exact.values(), reverse=True)[k - 1] if len(exact) >= k else 0.0
+        return {i: v for i, v in exact.items() if v >= kth * (1 - _MARGIN)}
 
     def _unscored(self, state: _State, skip: set[int], m: int, rows: np.ndarray | None) -> list[int]:
         """The first ``m`` chunks (by id, of ``rows`` when given) not in ``skip``."""
