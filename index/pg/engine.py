@@ -51,7 +51,7 @@ def open_database_engine(config: EngineConfig, auto_build: bool = True,
     elif auto_build:
         # The database is shared: a process opening it does not rewrite it from its own folder (another
         # machine's copy may be older, or lack a server's articles); it says how they differ instead, and
-        # explicit writes (herald build, /add, /reindex, the feed watcher) update it.
+        # explicit writes (a build, a server adding an article, the feed watcher) update it.
         try:
             stale = compare_fingerprints(built, source.fingerprints(), skipped)
         except HeraldError as exc:  # the corpus is gone or unreadable: the database still answers
