@@ -55,19 +55,18 @@ _COLLECTIONS_SQL = """WITH RECURSIVE names(c) AS (
     UNION ALL
     SELECT (SELECT min(collection) FROM chunks WHERE collection > names.c) FROM names WHERE names.c IS NOT NULL)
 SELECT c FROM names WHERE c IS NOT NULL"""
-# BM25 of every chunk holding a query word (float64), with its term frequencies for the exact re-score.
+# BM25 (float64) of every chunk holding a query word, from those words' rows alone (chunk_terms repeats each
+# chunk's length and collection, and its primary key includes them: an index-only scan); the chunks scoring
+# (nearly) the k-th best or more come back with their words' counts, for the exact re-score.
 _BM25_SQL = f"""WITH q(term, w) AS (SELECT * FROM unnest(%(terms)s::text[], %(weights)s::float8[])),
 scored AS (
-    SELECT t.chunk_id AS id, c.terms AS dl, array_agg(t.term) AS words, array_agg(t.tf) AS tfs,
-           sum(q.w * t.tf / (t.tf + {_K1} * ({1 - _B} + {_B} * c.terms / %(avgdl)s))) AS score
-    FROM q JOIN chunk_terms t ON t.term = q.term JOIN chunks c ON c.id = t.chunk_id
-    WHERE {{where}} GROUP BY t.chunk_id, c.terms),
-cut AS (SELECT score FROM scored ORDER BY score DESC LIMIT 1 OFFSET %(last)s)
-SELECT id, dl, words, tfs FROM scored WHERE score >= coalesce((SELECT score FROM cut), 0) * %(keep)s"""
-# The same from the query words' rows alone (chunk_terms repeats each chunk's length and collection).
-_BM25_ROWS_SQL = (_BM25_SQL.replace("JOIN chunks c ON c.id = t.chunk_id", "")
-                  .replace("c.terms AS dl", "t.dl AS dl").replace("c.terms /", "t.dl /")
-                  .replace("GROUP BY t.chunk_id, c.terms", "GROUP BY t.chunk_id, t.dl"))
+    SELECT t.chunk_id AS id, t.dl AS dl,
+           sum(q.w * t.tf / (t.tf + {_K1} * ({1 - _B} + {_B} * t.dl / %(avgdl)s))) AS score
+    FROM q JOIN chunk_terms t ON t.term = q.term WHERE {{where}} GROUP BY t.chunk_id, t.dl),
+cut AS (SELECT score FROM scored ORDER BY score DESC LIMIT 1 OFFSET %(last)s),
+kept AS (SELECT id, dl FROM scored WHERE score >= coalesce((SELECT score FROM cut), 0) * %(keep)s)
+SELECT kept.id, kept.dl, array_agg(t.term), array_agg(t.tf) FROM kept JOIN chunk_terms t ON t.chunk_id = kept.id
+WHERE t.term = ANY(%(terms)s) GROUP BY kept.id, kept.dl"""
 
 # Partial BM25 over the rare words only, for every chunk holding one (MaxScore's first step).
 _BM25_PARTIAL_SQL = f"""WITH q(term, w) AS (SELECT * FROM unnest(%(terms)s::text[], %(weights)s::float8[]))
@@ -148,10 +147,6 @@ class PostgresReader(IndexReader):
         self._local = threading.local()  # the state this thread's question started with
         self._idf = _Idf(self)
         self._state = self._load_state()
-        with db.connection() as conn:  # a database written before chunk_terms kept lengths: join the chunks
-            self._rows_only = bool(conn.execute(  # and term_df, which came with it
-                "SELECT count(*) FROM information_schema.columns WHERE table_name = 'chunk_terms' AND "
-                "column_name = 'dl'").fetchone()[0])
 
     # -------------------------------------------------------------------------------- generations
 
@@ -332,14 +327,12 @@ class PostgresReader(IndexReader):
         where, params = self._where(state, rows)
         params.update(terms=list(use), weights=[c * self._bm25_idf(state, t) for t, c in use.items()],
                       avgdl=state.avgdl, last=k - 1, keep=1 - _MARGIN)
-        if self._rows_only:
-            where = where.replace("c.collection", "t.collection").replace("c.id", "t.chunk_id")
-            pruned = self._maxscore(state, terms, use, k, where, dict(params))
-            if pruned is not None:
-                return pruned
+        where = where.replace("c.collection", "t.collection").replace("c.id", "t.chunk_id")  # chunk_terms t
+        pruned = self._maxscore(state, terms, use, k, where, dict(params))
+        if pruned is not None:
+            return pruned
         with self.db.connection() as conn:
-            found = conn.execute((_BM25_ROWS_SQL if self._rows_only else _BM25_SQL).format(where=where),
-                                 params).fetchall()
+            found = conn.execute(_BM25_SQL.format(where=where), params).fetchall()
         return {int(i): self._bm25_of(state, terms, dict(zip(words, tfs)), dl) for i, dl, words, tfs in found}
 
     def _maxscore(self, state: _State, terms: list[str], use: Counter, k: int, where: str,
@@ -415,11 +408,9 @@ class PostgresReader(IndexReader):
             missing = sorted({t for t in terms if t not in state.df})
         if not missing:
             return
-        sql = ("SELECT term, df, df_text FROM term_df WHERE term = ANY(%s) AND df > 0" if self._rows_only else
-               "SELECT term, count(*), count(*) FILTER (WHERE in_text) FROM chunk_terms WHERE term = ANY(%s) "
-               "GROUP BY term")  # a database written before term_df: count the postings
         with self.db.connection() as conn:
-            found = conn.execute(sql, (missing,)).fetchall()
+            found = conn.execute("SELECT term, df, df_text FROM term_df WHERE term = ANY(%s) AND df > 0",
+                                 (missing,)).fetchall()
         got = {t: (int(a), int(b)) for t, a, b in found}
         with self._lock:
             _bound(state.df, _MAX_TERMS)
@@ -452,8 +443,7 @@ class PostgresReader(IndexReader):
         state = self._st()
         if state.text_terms is None:
             with self.db.connection() as conn:
-                found = conn.execute("SELECT term, count(*), count(*) FILTER (WHERE in_text) FROM chunk_terms "
-                                     "GROUP BY term HAVING bool_or(in_text) ORDER BY term").fetchall()
+                found = conn.execute("SELECT term, df, df_text FROM term_df WHERE df_text > 0 ORDER BY term").fetchall()
             with self._lock:
                 state.df.update({t: (int(every), int(text)) for t, every, text in found})
             state.text_terms = [t for t, _, _ in found]

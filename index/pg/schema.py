@@ -6,7 +6,8 @@ with the settings every Herald connection uses, failing with a typed error (``Da
 Tables (version 1): documents, chunks (with their pgvector embedding and an HNSW index for inner
 product), sentences (embedding), chunk_terms (BM25 kept exact: term frequencies over title and text,
 ``in_text`` for the text-only document frequencies coverage uses, and the chunk's length and collection
-repeated, so BM25 reads only the query words' rows, never the wide chunk rows), term_df (each word's
+repeated, so BM25 reads only the query words' rows, never the wide chunk rows; the primary key includes
+them, so a word's rows are read from the index's leaves, in order, not from all over the table), term_df (each word's
 document frequency over title and text and over text only, kept by the writer: BM25's and coverage's
 word weights without counting postings at every question), skipped (source files not indexed, with
 their fingerprints), feed state and feedback votes; ``herald_meta`` holds the schema version, the vector
@@ -51,7 +52,7 @@ def _v1(dim: int) -> list[str]:
         """CREATE TABLE chunk_terms (
             term text NOT NULL, chunk_id bigint NOT NULL REFERENCES chunks ON DELETE CASCADE,
             tf integer NOT NULL, in_text boolean NOT NULL, dl integer NOT NULL, collection text NOT NULL,
-            PRIMARY KEY (term, chunk_id))""",
+            PRIMARY KEY (term, chunk_id) INCLUDE (tf, in_text, dl, collection))""",
         "CREATE INDEX chunk_terms_chunk ON chunk_terms (chunk_id)",
         "CREATE TABLE term_df (term text PRIMARY KEY, df integer NOT NULL, df_text integer NOT NULL)",
         "CREATE TABLE skipped (id text PRIMARY KEY, collection text NOT NULL, fingerprint text NOT NULL)",
