@@ -182,7 +182,26 @@ def _build_locked(source: DocumentSource, conn: Any, embedder: Embedder, chunkin
     change = IndexChange([], _updates(plan, chunk_vecs, sent_vecs), report.removed, skipped,
                          _about(source, embedder, chunking, "postgres", report), scope)
     report.chunks = PostgresWriter(conn).apply(change).chunks
+    if sum(len(u.chunks) for u in change.upserts) > max(1_000, report.chunks // 10):
+        _vacuum(conn)
     return report
+
+
+def _vacuum(conn: Any) -> None:
+    """After a large write (a first build): mark the new pages all-visible, so BM25 reads each word's rows
+    from chunk_terms' primary key alone (an index-only scan) without waiting for autovacuum."""
+    import psycopg
+
+    conn.commit()
+    conn.autocommit = True
+    try:
+        conn.execute("SET statement_timeout = 0")  # minutes at a million chunks: not a slow statement
+        conn.execute("VACUUM (ANALYZE) chunk_terms, term_df")
+    except psycopg.Error as exc:  # the build is committed; autovacuum will do it later
+        log.warning("vacuuming after the build failed (%s); autovacuum will do it", exc)
+    finally:
+        conn.execute("RESET statement_timeout")
+        conn.autocommit = False
 
 
 def _changed(source: DocumentSource, conn: Any, prints: dict[str, str], old_fp: dict[str, str],
