@@ -81,16 +81,9 @@ def test_database_errors_are_one_clear_line(problem: str, said: str) -> None:
 
 def _everything(loaded) -> IndexChange:
     """Every document of a folder index as one change (how an index moves into the database)."""
-    from index.store.writer import DocumentUpdate, IndexChange
+    from index.pg.build import folder_change
 
-    updates = []
-    for d in loaded.documents:
-        rows = loaded.chunk_rows_by_doc.get(d.id, [])
-        start, count = loaded.sentence_span(d.id)
-        updates.append(DocumentUpdate(d, [loaded.chunks[r] for r in rows], list(loaded.doc_sentences[d.id]),
-                                      loaded.store.get([loaded.chunk_ids[r] for r in rows]),
-                                      loaded.sentence_vectors[start:start + count]))
-    return IndexChange([d.id for d in loaded.documents], updates)
+    return folder_change(loaded)
 
 
 @pytest.fixture
