@@ -250,3 +250,26 @@ def test_another_model_than_the_databases_is_refused(three, database, make_embed
     with raises_said(Exception, "test-hash"):
         open_engine(replace(folder_config(three), database_url=database, model="test-hash-2"))
 
+
+
+def test_herald_add_feed_with_a_database_is_answered_by_an_engine_opened_before(three, database, invoke) -> None:
+    """The CLI as another writer (what `herald watch` does at each poll): a feed's articles go to the folder,
+    the feed's state and the new rows to the database, and an engine opened earlier answers them."""
+    from fakes.news import fake_news_server
+
+    config = replace(folder_config(three), database_url=database)
+    engine = open_engine(config)
+    q = "Who found the cracks in the harbour bridge?"
+    assert "Valmouth" not in engine.ask(q, collections=["guild-7"]).answer
+    env = {"HERALD_DATABASE_URL": database, "HERALD_FETCH_ALLOW_PRIVATE": "127.0.0.1", "HERALD_FETCH_TIMEOUT": "2"}
+    with fake_news_server(slow_seconds=1) as site:
+        args = ("add", "--feed", "--corpus", str(three.corpus), "--index", str(three.index), "--model", "test-hash",
+                "--collection", "guild-7", site.url("/feed.xml"))
+        r = invoke(*args, env=env)
+        assert r.exit_code == 0, r.output
+        assert "2 new item(s)" in r.stdout and "Index updated" in r.stdout
+        again = invoke(*args, env=env)
+        assert "unchanged since the last poll" in again.stdout  # the state came back from the database
+    assert not (three.root / "collections" / "guild-7" / ".feeds.json").exists()  # not in a file
+    answer = engine.ask(q, collections=["guild-7"])  # the engine opened before the add: no reload
+    assert "Valmouth" in answer.answer and answer.sources[0].collection == "guild-7"
