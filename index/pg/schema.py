@@ -45,7 +45,10 @@ def _v1(dim: int) -> list[str]:
             embedding vector({dim}) NOT NULL)""",
         "CREATE INDEX chunks_collection ON chunks (collection)",
         "CREATE INDEX chunks_doc ON chunks (doc_id)",
-        "CREATE INDEX chunks_embedding ON chunks USING hnsw (embedding vector_ip_ops)",
+        # FaissStore's graph (M 32, efConstruction 80): pgvector's defaults (16, 64) gave recall@10 0.856 at a
+        # million chunks of benchmarks/pg_scale.py's data, where FAISS's graph gives 0.966 (docs/scale.md).
+        "CREATE INDEX chunks_embedding ON chunks USING hnsw (embedding vector_ip_ops) WITH (m = 32, "
+        "ef_construction = 80)",
         f"""CREATE TABLE sentences (
             id bigint PRIMARY KEY, doc_id text NOT NULL REFERENCES documents ON DELETE CASCADE,
             start_at integer NOT NULL, end_at integer NOT NULL, embedding vector({dim}) NOT NULL)""",
