@@ -100,18 +100,24 @@ def write_loop(args: argparse.Namespace) -> None:
         start = time.time()
         text = texts[k % len(texts)]
         first = text.split(". ")[0]
-        body = f"{NAME} {k} of the harbour council said {first}. " + text
-        (folder / f"story{k}.txt").write_text(f"{NAME} {k} report\n\n{body}", encoding="utf-8")
+        name = _name(k)
+        body = f"{name} of the harbour council said {first}. " + text
+        (folder / f"story{k}.txt").write_text(f"{name} report\n\n{body}", encoding="utf-8")
         t = time.perf_counter()
         rebuild(_config(work, args.url), collections=["feeds"])
         took = time.perf_counter() - t
         gen = int(connect(args.url).execute("SELECT value FROM herald_meta WHERE key='generation'").fetchone()[0])
         writes.append([time.time(), took, gen])
-        probes.append([f"What did {NAME} {k} of the harbour council say?", f"feeds:story{k}.txt"])
+        probes.append([f"What did {name} of the harbour council say?", f"feeds:story{k}.txt"])
         Path(work, "probes.json").write_text(json.dumps(probes))  # the askers ask these at the end
         k += 1
         time.sleep(max(0.0, args.every - (time.time() - start)))
     Path(args.out).write_text(json.dumps({"writes": writes}))
+
+
+def _name(k: int) -> str:
+    """A made-up name per article, in letters (a number alone is no word to search by): Zorvathab, ..."""
+    return NAME + "".join("abcdefghij"[int(d)] for d in f"{k:02d}")
 
 
 def _bodies(url: str) -> list[str]:
