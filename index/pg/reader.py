@@ -8,11 +8,11 @@ at the start of every question) reads it, one small query, and drops everything 
 A question keeps the cache it started with (per thread), so a write in the middle of it neither mixes two
 states nor loses the records its candidates were fetched with.
 
-The two searches are exact where the folder index is: the dense one scans every vector (the HNSW index only
-above ``hnsw_above`` chunks, with FAISS's efSearch rule; never under a collection filter, which pgvector
-applies after its graph walk and so loses rows), and BM25 is computed in SQL from the stored term
-frequencies, then its best candidates re-scored in Python exactly as bm25s scores them (float32), so both
-lists, their order and their scores are the folder index's.
+The dense search scans every vector up to ``hnsw_above`` chunks (10,000; FAISS's flat index goes to 50,000)
+and under a collection filter (pgvector applies a filter after its graph walk and so loses rows), and walks
+the HNSW index with FAISS's efSearch rule above. BM25 is computed in SQL from the stored term frequencies,
+then its best candidates re-scored in Python exactly as bm25s scores them (float32), so its list, order and
+scores are the folder index's.
 """
 
 from __future__ import annotations
@@ -49,19 +49,21 @@ _MAX_CHUNKS, _MAX_SENTENCES, _MAX_DOCUMENTS, _MAX_TERMS = 50_000, 200_000, 5_000
 _CHUNK_SQL = ("SELECT id, doc_id, collection, body, title, start_at, end_at, url, sentence_ids, terms, embedding "
               "FROM chunks WHERE id = ANY(%s)")
 _DOC_COLUMNS = "id, title, body, path, url, date, fingerprint, meta, collection"
+_DOC_SQL = f"SELECT {_DOC_COLUMNS}, first_sentence, sentences FROM documents WHERE {{}}"
 # Distinct collections by skipping along chunks_collection (a handful of index probes, not a scan).
 _COLLECTIONS_SQL = """WITH RECURSIVE names(c) AS (
     SELECT min(collection) FROM chunks
     UNION ALL
     SELECT (SELECT min(collection) FROM chunks WHERE collection > names.c) FROM names WHERE names.c IS NOT NULL)
 SELECT c FROM names WHERE c IS NOT NULL"""
-# BM25 (float64) of every chunk holding a query word, from those words' rows alone (chunk_terms repeats each
+# One chunk's BM25 in SQL (float64): each query word's weight times its saturated, length-normalised count.
+_SCORE = f"sum(q.w * t.tf / (t.tf + {_K1} * ({1 - _B} + {_B} * t.dl / %(avgdl)s)))"
+# BM25 of every chunk holding a query word, from those words' rows alone (chunk_terms repeats each
 # chunk's length and collection, and its primary key includes them: an index-only scan); the chunks scoring
 # (nearly) the k-th best or more come back with their words' counts, for the exact re-score.
 _BM25_SQL = f"""WITH q(term, w) AS (SELECT * FROM unnest(%(terms)s::text[], %(weights)s::float8[])),
 scored AS (
-    SELECT t.chunk_id AS id, t.dl AS dl,
-           sum(q.w * t.tf / (t.tf + {_K1} * ({1 - _B} + {_B} * t.dl / %(avgdl)s))) AS score
+    SELECT t.chunk_id AS id, t.dl AS dl, {_SCORE} AS score
     FROM q JOIN chunk_terms t ON t.term = q.term WHERE {{where}} GROUP BY t.chunk_id, t.dl),
 cut AS (SELECT score FROM scored ORDER BY score DESC LIMIT 1 OFFSET %(last)s),
 kept AS (SELECT id, dl FROM scored WHERE score >= coalesce((SELECT score FROM cut), 0) * %(keep)s)
@@ -70,8 +72,7 @@ WHERE t.term = ANY(%(terms)s) GROUP BY kept.id, kept.dl"""
 
 # Partial BM25 over the rare words only, for every chunk holding one (MaxScore's first step).
 _BM25_PARTIAL_SQL = f"""WITH q(term, w) AS (SELECT * FROM unnest(%(terms)s::text[], %(weights)s::float8[]))
-SELECT t.chunk_id, t.dl, array_agg(t.term), array_agg(t.tf),
-       sum(q.w * t.tf / (t.tf + {_K1} * ({1 - _B} + {_B} * t.dl / %(avgdl)s)))
+SELECT t.chunk_id, t.dl, array_agg(t.term), array_agg(t.tf), {_SCORE}
 FROM q JOIN chunk_terms t ON t.term = q.term WHERE {{where}} GROUP BY t.chunk_id, t.dl"""
 
 T = TypeVar("T")
@@ -154,11 +155,8 @@ class PostgresReader(IndexReader):
         """A new, empty cache for the index as it is now (herald_meta read in one statement: one snapshot)."""
         with self.db.connection() as conn:
             meta = dict(conn.execute("SELECT key, value FROM herald_meta").fetchall())
-            generation, about, dim = meta.get("generation"), meta.get("about"), meta.get("dim")
-            if "chunk_count" in meta:  # kept by the writer
-                n, total = int(meta["chunk_count"]), int(meta.get("total_terms", 0))
-            else:  # written before the writer kept them: count once
-                n, total = conn.execute("SELECT count(*), coalesce(sum(terms), 0) FROM chunks").fetchone()
+        generation, about, dim = meta.get("generation"), meta.get("about"), meta.get("dim")
+        n, total = int(meta.get("chunk_count", 0)), int(meta.get("total_terms", 0))  # kept by the writer
         manifest = json.loads(about) if about else {}
         if dim is not None:
             manifest.setdefault("dim", int(dim))
@@ -234,16 +232,19 @@ class PostgresReader(IndexReader):
                 state.collections = frozenset(r[0] for r in conn.execute(_COLLECTIONS_SQL))
         return state.collections
 
-    def _where(self, state: _State, rows: np.ndarray | None) -> tuple[str, dict]:
-        """SQL limiting chunks ``c`` to ``rows``: by collection when ``rows_of`` made them (and below the last
-        id, so chunks written since are left out, as they are from ``rows``), else by the ids themselves."""
+    def _where(self, state: _State, rows: np.ndarray | None, chunk_id: str = "c.id") -> tuple[str, dict]:
+        """SQL limiting the chunks to ``rows``: by collection when ``rows_of`` made them (and below the last
+        id, so chunks written since are left out, as they are from ``rows``), else by the ids themselves.
+        ``chunk_id``: the column holding the chunk's id (its table's alias also names its collection)."""
         if rows is None:
             return "TRUE", {}
         with self._lock:
             made = state.filters.get(id(rows))
         if made is not None and made[0] is rows and len(rows):
-            return "c.collection = ANY(%(names)s) AND c.id <= %(last_id)s", {"names": made[1], "last_id": int(rows[-1])}
-        return "c.id = ANY(%(ids)s)", {"ids": np.asarray(rows, dtype=np.int64).tolist()}
+            table = chunk_id.split(".")[0]
+            return (f"{table}.collection = ANY(%(names)s) AND {chunk_id} <= %(last_id)s",
+                    {"names": made[1], "last_id": int(rows[-1])})
+        return f"{chunk_id} = ANY(%(ids)s)", {"ids": np.asarray(rows, dtype=np.int64).tolist()}
 
     # ------------------------------------------------------------------------------ dense search
 
@@ -324,10 +325,9 @@ class PostgresReader(IndexReader):
         use = Counter(t for t in terms if state.df.get(t, (0, 0))[0])
         if not use:
             return {}
-        where, params = self._where(state, rows)
+        where, params = self._where(state, rows, chunk_id="t.chunk_id")  # chunk_terms t
         params.update(terms=list(use), weights=[c * self._bm25_idf(state, t) for t, c in use.items()],
                       avgdl=state.avgdl, last=k - 1, keep=1 - _MARGIN)
-        where = where.replace("c.collection", "t.collection").replace("c.id", "t.chunk_id")  # chunk_terms t
         pruned = self._maxscore(state, terms, use, k, where, dict(params))
         if pruned is not None:
             return pruned
@@ -382,8 +382,7 @@ class PostgresReader(IndexReader):
 
     @staticmethod
     def _bm25_idf(state: _State, term: str) -> float:
-        df = state.df.get(term, (0, 0))[0]
-        return math.log(1 + (state.n - df + 0.5) / (df + 0.5))
+        return _idf(state.n, state.df.get(term, (0, 0))[0])
 
     def _bm25_of(self, state: _State, terms: list[str], tfs: Mapping[str, int], dl: int) -> float:
         """One chunk's BM25 exactly as bm25s computes it: each word's score rounded to float32 (its idf a
@@ -424,8 +423,7 @@ class PostgresReader(IndexReader):
 
     @property
     def idf_unknown(self) -> float:
-        n = max(1, self._st().n)
-        return math.log(1 + (n + 0.5) / 0.5)
+        return _idf(max(1, self._st().n), 0)
 
     def _text_idf(self, term: str) -> float:
         """BM25Index.idf's value: over chunk texts only (titles left out); KeyError for a word none holds."""
@@ -435,8 +433,7 @@ class PostgresReader(IndexReader):
         c = state.df[term][1]
         if not c:
             raise KeyError(term)
-        n = max(1, state.n)
-        return math.log(1 + (n - c + 0.5) / (c + 0.5))
+        return _idf(max(1, state.n), c)
 
     def _text_terms(self) -> list[str]:
         """Every word some chunk's text holds (listing the idf: tests and tools, never a question)."""
@@ -467,13 +464,11 @@ class PostgresReader(IndexReader):
             with self._lock:
                 docs = sorted({r[1] for r in chunks} - set(state.documents))
             # The candidates' documents too, in the same trip (the answerer reads each one's sentences).
-            found = conn.execute(f"SELECT {_DOC_COLUMNS}, first_sentence, sentences FROM documents "
-                                 "WHERE id = ANY(%s)", (docs,)).fetchall() if docs else []
+            found = conn.execute(_DOC_SQL.format("id = ANY(%s)"), (docs,)).fetchall() if docs else []
         with self._lock:
             _bound(state.documents, _MAX_DOCUMENTS)
             for row in found:
-                state.documents.setdefault(row[0], _DocumentRecord(_document(row[:9]), int(row[9]), int(row[10])))
-        with self._lock:
+                state.documents.setdefault(row[0], _document_record(row))
             _bound(state.chunks, _MAX_CHUNKS)
             _bound(state.sentences, _MAX_SENTENCES)
             for cid, doc_id, _, body, title, a, b, url, chunk_sids, terms, vector in chunks:
@@ -555,10 +550,8 @@ class PostgresReader(IndexReader):
             rec = state.documents.get(doc_id)
         if rec is None:
             with self.db.connection() as conn:
-                found = conn.execute(f"SELECT {_DOC_COLUMNS}, first_sentence, sentences FROM documents WHERE id = %s",
-                                     (doc_id,)).fetchone()
-            rec = _DocumentRecord(None) if found is None else \
-                _DocumentRecord(_document(found[:9]), int(found[9]), int(found[10]))
+                found = conn.execute(_DOC_SQL.format("id = %s"), (doc_id,)).fetchone()
+            rec = _DocumentRecord(None) if found is None else _document_record(found)
             with self._lock:
                 _bound(state.documents, _MAX_DOCUMENTS)
                 rec = state.documents.setdefault(doc_id, rec)
@@ -625,6 +618,16 @@ class _Idf(Mapping[str, float]):
 def _document(row: Sequence) -> Document:
     doc_id, title, body, path, url, date, fingerprint, meta, collection = row
     return Document(doc_id, title, body, path or "", url, date, fingerprint, dict(meta or {}), collection)
+
+
+def _document_record(row: Sequence) -> _DocumentRecord:
+    """A ``_DOC_SQL`` row: the document and where its sentences are."""
+    return _DocumentRecord(_document(row[:9]), int(row[9]), int(row[10]))
+
+
+def _idf(n: int, df: int) -> float:
+    """bm25s's (and BM25Index's) word weight: ``df`` of ``n`` chunks hold the word."""
+    return math.log(1 + (n - df + 0.5) / (df + 0.5))
 
 
 def _array(vector: Any) -> np.ndarray:

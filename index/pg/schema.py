@@ -121,7 +121,8 @@ def migrate(conn: Any, dim: int) -> int:
             conn.execute("INSERT INTO herald_meta VALUES ('schema_version', %s), ('dim', %s) ON CONFLICT (key) "
                          "DO UPDATE SET value = EXCLUDED.value", (str(SCHEMA_VERSION), str(dim)))
             conn.execute("INSERT INTO herald_meta VALUES ('generation', '0'), ('next_chunk', '0'), "
-                         "('next_sentence', '0') ON CONFLICT (key) DO NOTHING")
+                         "('next_sentence', '0'), ('chunk_count', '0'), ('total_terms', '0') "
+                         "ON CONFLICT (key) DO NOTHING")
     except psycopg.errors.FeatureNotSupported as exc:  # CREATE EXTENSION vector where pgvector is missing
         raise DatabaseError("no_vector", "", _first_line(exc)) from exc
     except psycopg.errors.UndefinedFile as exc:
