@@ -96,11 +96,13 @@ def build_database(source: DocumentSource, db: Database, embedder: Embedder,
     build holds one of its locks. ``seed_from``: a folder index that an empty database starts from (its
     records and vectors copied as they are, when it was made the same way), so moving an index from the
     folder to the database embeds nothing again."""
-    with db.connection() as conn, build_locks(conn, None if seed_from and not read_about(conn) else collections,
-                                              wait, on_wait):
-        if seed_from is not None and not read_about(conn) and not full:
-            _seed(conn, seed_from, embedder, chunking)
-        return _build_locked(source, conn, embedder, chunking, progress, full, busy_threads, collections)
+    with db.connection() as conn:
+        empty = seed_from is not None and not read_about(conn)  # seeding writes every collection: lock them all
+        with build_locks(conn, None if empty else collections, wait, on_wait):
+            # Asked again under the lock: another build may have filled the database while this one waited.
+            if seed_from is not None and empty and not full and not read_about(conn):
+                _seed(conn, seed_from, embedder, chunking)
+            return _build_locked(source, conn, embedder, chunking, progress, full, busy_threads, collections)
 
 
 def folder_change(loaded: LoadedIndex) -> IndexChange:
