@@ -205,23 +205,29 @@ def test_a_failed_change_leaves_the_previous_state(stored) -> None:
     assert _counts(conn) == before
 
 
-_KILLED_WRITER = """
-import sys, time
+#: Code for a child process: PostgresWriter stops inside its transaction after one document (it writes the
+#: file ``marker`` and sleeps), for a test to kill it there. test_pg_engine.py uses it too.
+SLOW_INSERT = """
+import time
 from pathlib import Path
-sys.path.insert(0, {tests!r})
-from index.pg.schema import connect
 from index.pg.writer import PostgresWriter
-from index.store import load_index
-from test_pg import _everything
-
-writer = PostgresWriter(connect({url!r}))
 real = PostgresWriter._insert
 def slow(self, *args):
     real(self, *args)
     Path({marker!r}).write_text("inside")  # one document written, the transaction still open
     time.sleep(60)
 PostgresWriter._insert = slow
-writer.apply(_everything(load_index({index!r})))
+"""
+
+_KILLED_WRITER = """
+import sys
+sys.path.insert(0, {tests!r})
+from index.pg.schema import connect
+from index.pg.writer import PostgresWriter
+from index.store import load_index
+from test_pg import _everything
+""" + SLOW_INSERT + """
+PostgresWriter(connect({url!r})).apply(_everything(load_index({index!r})))
 """
 
 

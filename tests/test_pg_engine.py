@@ -22,6 +22,7 @@ pytest.importorskip("pgserver", reason="the PostgreSQL tests need pgserver (make
 pytest.importorskip("psycopg", reason="the PostgreSQL tests need herald[postgres] (make test installs it)")
 
 from test_collections import BRIDGE, ORCHIDS  # noqa: E402
+from test_pg import SLOW_INSERT  # noqa: E402
 
 from index import BuildBusyError, Collections, EngineConfig, load_qa, open_engine, rebuild  # noqa: E402
 
@@ -192,17 +193,6 @@ def _build(config: EngineConfig, scope):
                           wait=False, collections=scope)
 
 
-_SLOW_WRITER = """
-import time
-from pathlib import Path
-from index.pg.writer import PostgresWriter
-real = PostgresWriter._insert
-def slow(self, *args):
-    real(self, *args)
-    Path({marker!r}).write_text("inside")  # a document written, the transaction still open
-    time.sleep(60)
-PostgresWriter._insert = slow
-"""
 
 
 def test_a_build_killed_mid_write_leaves_the_previous_index_answering(three, database, tmp_path) -> None:
@@ -210,7 +200,7 @@ def test_a_build_killed_mid_write_leaves_the_previous_index_answering(three, dat
     answers = [engine.ask(q) for q in QUESTIONS[:10]]
     (three.corpus / "bridge.md").write_text(BRIDGE.replace("Valparaiso", "Iquique"), encoding="utf-8")
     marker = tmp_path / "inside"
-    child = _other_process(three, database, None, _SLOW_WRITER.format(marker=str(marker)))
+    child = _other_process(three, database, None, SLOW_INSERT.format(marker=str(marker)))
     deadline = time.monotonic() + 120
     while not marker.exists() and child.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
