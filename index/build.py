@@ -26,13 +26,16 @@ from index.store import (
     DEFAULT_STORE,
     FORMAT_VERSION,
     MANIFEST,
-    LoadedIndex,
     build_lock,
     built_fingerprints,
+    check_compatible,
     check_replaceable,
     clean_leftovers,
     load_index,
+    read_manifest,
+    verify_files,
 )
+from index.store.segments import PriorIndex
 from index.store.writer import DocumentUpdate, FolderWriter, IndexChange
 from index.threads import build_threads
 
@@ -84,12 +87,21 @@ class _Planned:
 
 
 def _previous(index_dir: Path, embedder: Embedder, chunking: ChunkSettings, store_kind: str,
-              full: bool) -> LoadedIndex | None:
-    """The current index if its vectors can be reused (same model, chunking, cleaner and store kind)."""
+              full: bool) -> PriorIndex | None:
+    """The current index if its vectors can be reused (same model, chunking, cleaner and store kind), known
+    from its manifest: its files' sizes are checked, not their checksums (an update does not read what it
+    keeps; opening the index checks every checksum). An index written before segments is loaded (checked)."""
     if full:
         return None
     try:
-        previous = load_index(index_dir, embedder.name, embedder.dim, embedder.weights)
+        manifest = read_manifest(index_dir)
+        check_compatible(manifest, embedder.name, embedder.dim, embedder.weights)
+        if verify_files(index_dir, manifest, hashes=False):
+            return None
+        previous = PriorIndex(index_dir, manifest,
+                              lambda: load_index(index_dir, embedder.name, embedder.dim, embedder.weights))
+        if not previous.planned_from_manifest:
+            previous.loaded  # noqa: B018 - load now: a damaged one is rebuilt, as before
     except (IndexMissingError, IndexCorruptError, IndexMismatchError):
         return None
     m = previous.manifest
@@ -227,7 +239,7 @@ def build_index(source: DocumentSource | Path | str, index_dir: Path, embedder: 
                              collections, store_options)
 
 
-def _read(source: DocumentSource, previous: LoadedIndex | None,
+def _read(source: DocumentSource, previous: PriorIndex | None,
           collections: Sequence[str] | None) -> tuple[list[Document], dict[str, str]]:
     """The documents to build from and the fingerprints of everything their source holds: with a scope
     (and an index to keep the rest from), the scope's documents read now and the others' as indexed."""
@@ -249,7 +261,7 @@ def _read(source: DocumentSource, previous: LoadedIndex | None,
     return docs, prints
 
 
-def _changed_documents(source: DocumentSource, previous: LoadedIndex, prints: dict[str, str]) -> list[Document]:
+def _changed_documents(source: DocumentSource, previous: PriorIndex, prints: dict[str, str]) -> list[Document]:
     """The documents behind ``prints``, in their order: an unchanged one as the index has it (its file is not
     parsed again: its fingerprint says it is the same), a new or changed one parsed now. A file skipped last
     time (empty, unreadable, a copy of another article) is read again only when it changed or when an
@@ -259,7 +271,7 @@ def _changed_documents(source: DocumentSource, previous: LoadedIndex, prints: di
     same = {i for i, fp in prints.items() if built.get(i) == fp and i in previous.doc_by_id}
     removed = any(i not in prints for i in built)
     need = [i for i, fp in prints.items() if i not in same and (removed or skipped.get(i) != fp)]
-    seen = {text_key(previous.doc_by_id[i].text): i for i in same}
+    seen = {previous.text_key(i): i for i in same}
     parsed: dict[str, Document] = {}
     for doc in source.documents_of(need) if need else ():
         original = seen.get(text_key(doc.text))
@@ -289,18 +301,26 @@ def _build_locked(source: DocumentSource, index_dir: Path, embedder: Embedder, c
     same_store = previous is not None and previous.manifest.get("vector_store_options", {}) == (store_options or {})
     if previous is not None and not report.changed_anything and previous.manifest.get("skipped", {}) == skipped \
             and same_store:
-        report.chunks = len(previous.chunks)  # nothing to do: the index on disk is left as it is
+        report.chunks = int(previous.manifest["counts"]["chunks"])  # nothing to do: the index on disk is left as it is
         report.seconds = time.perf_counter() - started
         return report
 
     chunk_vecs, sent_vecs = _embed_new(plan, embedder, report, progress, busy_threads)
     change = IndexChange([p.doc.id for p in plan], _updates(plan, chunk_vecs, sent_vecs), report.removed, skipped)
-    kept = previous.chunk_rows_by_doc if previous is not None else {}
-    if not any(p.chunks or (p.reused and kept.get(p.doc.id)) for p in plan):
+    if not any(p.chunks or (p.reused and previous is not None and previous.chunk_count(p.doc.id)) for p in plan):
         raise CorpusError("no_sentences", source.location)
     report.seconds = time.perf_counter() - started
     change.about = _about(source, embedder, chunking, store_kind, report)
-    written = FolderWriter(index_dir, previous, store_kind, embedder.dim, store_options).apply(change)
+    try:
+        written = FolderWriter(index_dir, previous, store_kind, embedder.dim, store_options).apply(change)
+    except IndexCorruptError:
+        if previous is None:
+            raise
+        # A file the manifest vouched for was damaged after all (its checksum is read only when the index is
+        # written whole or a delta merged): build everything, as a damaged index always was.
+        log.warning("the index at %s is damaged; building it again from the corpus", index_dir)
+        return _build_locked(source, index_dir, embedder, chunking, progress, True, store_kind, busy_threads,
+                             collections, store_options)
     report.chunks = written.chunks
     return report
 

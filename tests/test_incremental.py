@@ -54,7 +54,13 @@ def test_an_update_parses_only_new_and_changed_files(herald_paths, fake_embedder
     assert not build_index(corpus, index_dir, fake_embedder).changed_anything and parses == []
 
 
-def test_the_update_is_the_index_a_full_build_makes(herald_paths, fake_embedder, tmp_path) -> None:
+@pytest.mark.parametrize("share", [0.0, 1e9], ids=["written whole", "delta segment"])
+def test_the_update_is_the_index_a_full_build_makes(herald_paths, fake_embedder, tmp_path, monkeypatch,
+                                                    share) -> None:
+    """Written whole or as a delta segment (index/store/segments.py), the update loads as the full build."""
+    import index.store.writer
+
+    monkeypatch.setattr(index.store.writer, "REWRITE_SHARE", share)
     corpus, index_dir = herald_paths.corpus, herald_paths.index
     for i in range(4):
         _write(corpus, f"s{i}.md", f"Story {i} of the harbour", i)
@@ -65,8 +71,11 @@ def test_the_update_is_the_index_a_full_build_makes(herald_paths, fake_embedder,
     build_index(corpus, index_dir, fake_embedder)
     fresh = tmp_path / "fresh"
     build_index(corpus, fresh, fake_embedder)
-    assert [{k: v for k, v in d.items()} for d in _records(index_dir)] == _records(fresh)
     updated, built = load_index(index_dir), load_index(fresh)
+    assert bool(updated.manifest["deltas"]) == (share > 1)
+    assert updated.documents == built.documents and updated.doc_sentences == built.doc_sentences
+    if share == 0.0:
+        assert _records(index_dir) == _records(fresh)
     assert updated.chunks == built.chunks
     assert np.array_equal(updated.sentence_vectors, built.sentence_vectors)  # the same rows, in the same order
     assert np.array_equal(updated.chunk_vectors(), built.chunk_vectors())

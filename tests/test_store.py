@@ -466,6 +466,8 @@ def test_unwritable_index_location_is_a_clear_error(three_docs, fake_embedder, m
 
 
 def test_faiss_write_failure_is_a_clear_error(built_index, fake_embedder, monkeypatch):
+    """The store's file is written when the index is written whole (a full build; an update adds a delta
+    segment instead: tests/test_segments.py)."""
     import faiss
 
     def broken(*args):
@@ -475,7 +477,7 @@ def test_faiss_write_failure_is_a_clear_error(built_index, fake_embedder, monkey
     write_doc.write_text("Extra\n\nSomething new.\n", encoding="utf-8")
     monkeypatch.setattr(faiss, "write_index", broken)
     with raises_said(HeraldError, "fwrite failed; check"):
-        build_index(built_index.corpus, built_index.index, fake_embedder)
+        build_index(built_index.corpus, built_index.index, fake_embedder, full=True)
     monkeypatch.undo()
     assert leftovers(built_index.index) == []
     assert "extra.txt" not in load_index(built_index.index).manifest["documents"]

@@ -11,13 +11,14 @@ import os
 import shutil
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from index.errors import HeraldError, IndexPathError, IndexWriteError
-from index.store.load import file_digest
-from index.store.records import MANIFEST, RECORD_FILES, index_files
+from index.store.records import MANIFEST, RECORD_FILES, is_index_file
+from index.store.segments import file_digest
 from index.store.vectors import VectorStore
 
 log = logging.getLogger(__name__)
@@ -102,41 +103,53 @@ def check_replaceable(index_dir: Path) -> None:
         return
     if index_dir.is_symlink() or not index_dir.is_dir():
         raise IndexPathError("not_folder", index_dir)
-    known = index_files()
-    foreign = sorted(p.name for p in index_dir.iterdir() if p.name not in known)
+    foreign = sorted(p.name for p in index_dir.iterdir() if not is_index_file(p.name))
     if foreign:
         raise IndexPathError("foreign", index_dir, foreign)
 
 
 def write_index(index_dir: Path, manifest: dict, docs: list[dict], chunks: list[dict], store: VectorStore,
                 sentences: np.ndarray) -> None:
-    """Write everything into a fresh folder beside ``index_dir``, then swap it into place."""
+    """Write a whole index (the base: index/store/segments.py) into a fresh folder, then swap it into place."""
+
+    def fill(tmp: Path) -> list[str]:
+        for name, records in (("documents.jsonl", docs), ("chunks.jsonl", chunks)):
+            with open(tmp / name, "w", encoding="utf-8") as fh:
+                for rec in records:
+                    fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
+        written = store.save(tmp)
+        np.save(tmp / "sentences.npy", sentences, allow_pickle=False)
+        return [*RECORD_FILES[1:], *written]
+
+    write_folder(index_dir, manifest, fill)
+
+
+def write_folder(index_dir: Path, manifest: dict, fill: Callable[[Path], list[str]],
+                 carried: dict[str, dict] | None = None) -> None:
+    """A new index folder beside ``index_dir``, swapped into place: ``fill`` writes the new files (returns their
+    names), and each of ``carried`` (``{name: its recorded size and checksum}``) is hard-linked from the current
+    folder and keeps its recorded checksum: an update does not copy or hash again what it did not change."""
 
     def cannot_write(exc: BaseException) -> HeraldError:
         first_line = str(exc).splitlines()[0][:160] if str(exc) else ""
         why = (exc.strerror if isinstance(exc, OSError) else None) or first_line or type(exc).__name__
         return IndexWriteError(index_dir, why)
 
+    carried = carried or {}
     try:
         index_dir.parent.mkdir(parents=True, exist_ok=True)
         tmp = _fresh_dir(index_dir.parent, f".{index_dir.name}.tmp-")
     except OSError as exc:
         raise cannot_write(exc) from exc
     try:
-        with open(tmp / "documents.jsonl", "w", encoding="utf-8") as fh:
-            for rec in docs:
-                fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
-        with open(tmp / "chunks.jsonl", "w", encoding="utf-8") as fh:
-            for rec in chunks:
-                fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
-        written = store.save(tmp)
-        np.save(tmp / "sentences.npy", sentences, allow_pickle=False)
+        for name in carried:
+            _link(index_dir / name, tmp / name)
+        written = fill(tmp)
         # A checksum of every file, so a flipped bit is "damaged, rebuild", not confident nonsense.
-        manifest = {**manifest, "files": {name: file_digest(tmp / name)
-                                          for name in (*RECORD_FILES[1:], *written)}}
+        manifest = {**manifest, "files": {**carried, **{name: file_digest(tmp / name) for name in written}}}
         # The manifest goes last: a folder without one is never mistaken for an index.
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
-        for name in (*RECORD_FILES, *written):
+        for name in (MANIFEST, *written):
             with open(tmp / name, "rb") as raw:
                 os.fsync(raw.fileno())
         _swap_into_place(tmp, index_dir)
@@ -145,6 +158,15 @@ def write_index(index_dir: Path, manifest: dict, docs: list[dict], chunks: list[
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _link(src: Path, dst: Path) -> None:
+    """``dst`` as a second name of ``src`` (files are never changed in place, so sharing is safe); a copy
+    where the file system has no hard links."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
 
 
 def _fresh_dir(parent: Path, prefix: str) -> Path:

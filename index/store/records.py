@@ -18,13 +18,22 @@ import numpy as np
 from index.ingest.chunking import Chunk
 from index.ingest.corpus import Document
 from index.ingest.dedup import groups, simhash
+from index.store.segments import is_delta_file
 from index.store.vectors import VectorStore, store_files
 from index.text import content_terms
 
-FORMAT_VERSION = 1
+#: 2: delta segments (index/store/segments.py). A format-1 index (one base, nothing else) is read as it is and
+#: its next update writes format 2.
+FORMAT_VERSION = 2
+READABLE_FORMATS = (1, 2)
 MANIFEST = "manifest.json"
 RECORD_FILES = ("manifest.json", "documents.jsonl", "chunks.jsonl", "sentences.npy")
 DEFAULT_STORE = "faiss"
+
+
+def is_index_file(name: str) -> bool:
+    """Whether an index folder may hold a file of this name (its own records, a store's, a delta's)."""
+    return name in index_files() or is_delta_file(name)
 
 
 def index_files() -> set[str]:

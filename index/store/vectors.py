@@ -77,6 +77,12 @@ class VectorStore(Protocol):
         """The store saved in ``folder`` by ``save``."""
         raise NotImplementedError(f"{cls.__name__} cannot load a saved store")
 
+    @classmethod
+    def changes_kind(cls, before: int, after: int, **options: Any) -> bool:
+        """Whether a store saved with ``before`` vectors becomes another kind of index with ``after`` (then the
+        folder index writes it whole rather than adding a delta segment to it at every load)."""
+        return False
+
 
 VECTOR_STORES: Registry[VectorStore] = Registry("vector store")
 
@@ -122,7 +128,9 @@ class FaissStore(VectorStore):
     scores = True
     COMPACT_ABOVE = 0.1  # share of an HNSW graph's vectors marked deleted before it is rebuilt
 
-    def __init__(self, dim: int, hnsw_above: int = 50_000, hnsw_m: int = 32, ef_search: int | None = None,
+    HNSW_ABOVE = 50_000
+
+    def __init__(self, dim: int, hnsw_above: int = HNSW_ABOVE, hnsw_m: int = 32, ef_search: int | None = None,
                  ef_construction: int = 80, index=None) -> None:
         import faiss
 
@@ -134,6 +142,11 @@ class FaissStore(VectorStore):
         self._tune()
 
     # ------------------------------------------------------------------------------ kinds of index
+
+    @classmethod
+    def changes_kind(cls, before: int, after: int, **options: Any) -> bool:
+        above = int(options.get("hnsw_above", cls.HNSW_ABOVE))
+        return before <= above < after
 
     @property
     def approximate(self) -> bool:
@@ -217,16 +230,19 @@ class FaissStore(VectorStore):
             self._tune()  # a bigger graph needs a wider search (auto_ef_search)
 
     def delete(self, ids: Sequence[int]) -> None:
+        self.mark_deleted(ids)
+        if self.approximate and len(self._deleted) > self.COMPACT_ABOVE * self._index.ntotal:
+            self._compact()
+
+    def mark_deleted(self, ids: Sequence[int]) -> None:
+        """``delete`` without the graph rebuild it may bring: loading an index with delta segments marks the
+        base's stale ids (index/store/segments.py) and must not rebuild a graph on every open."""
         drop = np.asarray(list(ids), dtype=np.int64)
         if not len(drop) or not len(self):
             return
         if self.approximate:
-            present = np.intersect1d(drop, self._ids())
-            self._deleted = np.union1d(self._deleted, present)
-            if len(self._deleted) > self.COMPACT_ABOVE * self._index.ntotal:
-                self._compact()
-            else:
-                self._tune()
+            self._deleted = np.union1d(self._deleted, np.intersect1d(drop, self._ids()))
+            self._tune()
         else:
             import faiss
 
@@ -392,6 +408,10 @@ def load_store(kind: str, folder: Path, dim: int, **options) -> VectorStore:
     VECTOR_STORES.factory(kind)  # an unknown kind: the typed "unknown backend" error
     load: Callable[..., VectorStore] = VECTOR_STORES.traits(kind)["load"]
     return load(folder, dim, **options)
+
+
+def store_class(kind: str) -> type[VectorStore]:
+    return VECTOR_STORES.factory(kind)  # type: ignore[return-value]
 
 
 def store_files() -> dict[str, tuple[str, ...]]:

@@ -17,11 +17,22 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from index.ingest.chunking import Chunk
-from index.ingest.corpus import Document
+from index.ingest.corpus import Document, text_key
 from index.ingest.dedup import simhash
-from index.store.disk import write_index
+from index.store.disk import write_folder, write_index
 from index.store.records import LoadedIndex
-from index.store.vectors import VectorStore, new_store
+from index.store.segments import (
+    MAX_DELTAS,
+    MERGE_FACTOR,
+    REWRITE_SHARE,
+    PriorIndex,
+    Segment,
+    delta_files,
+    delta_name,
+    read_delta,
+    write_delta,
+)
+from index.store.vectors import VectorStore, new_store, store_class
 
 
 @dataclass
@@ -66,22 +77,43 @@ class IndexWriter(Protocol):
 
 
 class FolderWriter(IndexWriter):
-    """The folder index: ``previous`` (the index the change is relative to, None for a first build) gives
-    the unchanged documents' records and vectors; the result is written as a new folder and swapped in."""
+    """The folder index. ``previous`` is the index the change is relative to (None for a first build): a
+    ``PriorIndex`` (its manifest; a build's) lets the change go into a delta segment that leaves every other
+    file as it is (index/store/segments.py); a ``LoadedIndex``, or a change the segments' rules say is due for
+    it, writes the whole index as a new base, carrying the unchanged documents' records and vectors over."""
 
-    def __init__(self, index_dir: Path, previous: LoadedIndex | None, store_kind: str, dim: int,
+    def __init__(self, index_dir: Path, previous: LoadedIndex | PriorIndex | None, store_kind: str, dim: int,
                  options: dict | None = None) -> None:
-        self.index_dir, self.previous, self.store_kind, self.dim = Path(index_dir), previous, store_kind, dim
+        self.index_dir, self.store_kind, self.dim = Path(index_dir), store_kind, dim
+        self.prior = previous if isinstance(previous, PriorIndex) else None
+        self._loaded = previous if isinstance(previous, LoadedIndex) else None
         self.options = dict(options or {})  # the store's options, from settings; saved in the manifest
 
+    @property
+    def previous(self) -> LoadedIndex | None:
+        """The previous index in memory (loaded, every file checked, only when the index is written whole)."""
+        if self._loaded is None and self.prior is not None:
+            self._loaded = self.prior.loaded
+        return self._loaded
+
     def apply(self, change: IndexChange) -> Written:
+        if self.prior is not None and self._loaded is None:
+            written = DeltaWriter(self, self.prior).apply(change)
+            if written is not None:
+                return written
         fresh = {u.doc.id: u for u in change.upserts}
         store, ids = self._store(change, fresh)
         docs, chunks, entries, sentences = self._records(change, fresh, ids)
         counts = Written(len(docs), len(chunks), int(sentences.shape[0]))
+        prev = self.previous
+        last = max([max(ids[d], default=-1) for d in ids] + [-1]) + 1
         manifest = {**change.about, "vector_store_options": self.options, "documents": entries,
                     "skipped": change.skipped,
-                    "counts": {"documents": counts.documents, "chunks": counts.chunks, "sentences": counts.sentences}}
+                    "counts": {"documents": counts.documents, "chunks": counts.chunks, "sentences": counts.sentences},
+                    # ids are never given twice (a store may still mark an old one deleted)
+                    "next_chunk_id": max(last, int(prev.manifest.get("next_chunk_id", 0)) if prev else 0),
+                    "base_chunks": counts.chunks, "deltas": [],
+                    "next_delta": int(prev.manifest.get("next_delta", 1)) if prev else 1}
         write_index(self.index_dir, manifest, docs, chunks, store, sentences)
         return counts
 
@@ -103,7 +135,7 @@ class FolderWriter(IndexWriter):
                 store = new_store(self.store_kind, self.dim, **self.options)
                 moved = [i for d in change.order if d in kept for i in ids[d]]
                 store.add(moved, prev.store.get(moved))
-            next_id = max(prev.chunk_ids, default=-1) + 1
+            next_id = max(max(prev.chunk_ids, default=-1) + 1, int(prev.manifest.get("next_chunk_id", 0)))
         else:
             store, next_id = new_store(self.store_kind, self.dim, **self.options), 0
         new_ids: list[int] = []
@@ -131,7 +163,7 @@ class FolderWriter(IndexWriter):
         for doc_id in change.order:
             if doc_id in fresh:
                 u = fresh[doc_id]
-                doc, doc_chunks, spans, hashed = u.doc, u.chunks, u.sentences, None
+                doc, doc_chunks, spans, hashed, key = u.doc, u.chunks, u.sentences, None, None
                 _extend(pieces, u.sentence_vectors, 0, len(spans))
             else:
                 assert prev is not None  # a document is kept only from a previous index
@@ -141,10 +173,11 @@ class FolderWriter(IndexWriter):
                 start, count = prev.sentence_span(doc_id)
                 _extend(pieces, prev.sentence_vectors, start, start + count)
                 hashed = (recorded.get(doc_id) or {}).get("simhash")
+                key = (recorded.get(doc_id) or {}).get("text_key")
             chunks.extend(_chunk_records(doc_chunks, ids[doc_id], spans, sent_base))
             sent_base += len(spans)
             docs.append(_document_record(doc, spans))
-            entries[doc_id] = _manifest_entry(doc, len(doc_chunks), hashed)
+            entries[doc_id] = _manifest_entry(doc, len(doc_chunks), len(spans), hashed, key)
         parts = [m[a:b] for m, a, b in pieces]
         sentences = (np.concatenate(parts).astype(np.float32, copy=False) if parts
                      else np.zeros((0, self.dim), np.float32))
@@ -168,10 +201,14 @@ def _document_record(d: Document, spans: list[tuple[int, int]]) -> dict:
             "sentences": [list(s) for s in spans]}
 
 
-def _manifest_entry(d: Document, n_chunks: int, hashed: str | None) -> dict:
-    return {"fingerprint": d.fingerprint, "title": d.title, "chunks": n_chunks, "collection": d.collection,
-            "url": d.url, "date": d.date, "outlet": (d.meta or {}).get("outlet"),
-            "simhash": hashed if isinstance(hashed, str) else format(simhash(d.text), "016x")}
+def _manifest_entry(d: Document, n_chunks: int, n_sentences: int, hashed: str | None = None,
+                    key: str | None = None) -> dict:
+    """A document's line in the manifest: what a build plans from and describes without reading the records
+    (``hashed``, ``key``: the SimHash and text key already recorded for it)."""
+    return {"fingerprint": d.fingerprint, "title": d.title, "chunks": n_chunks, "sentences": n_sentences,
+            "collection": d.collection, "url": d.url, "date": d.date, "outlet": (d.meta or {}).get("outlet"),
+            "simhash": hashed if isinstance(hashed, str) else format(simhash(d.text), "016x"),
+            "text_key": key if isinstance(key, str) else text_key(d.text)}
 
 
 def _extend(pieces: list[tuple[np.ndarray, int, int]], matrix: np.ndarray, start: int, stop: int) -> None:
@@ -180,3 +217,82 @@ def _extend(pieces: list[tuple[np.ndarray, int, int]], matrix: np.ndarray, start
         pieces[-1] = (matrix, pieces[-1][1], stop)
     elif stop > start:
         pieces.append((matrix, start, stop))
+
+
+class DeltaWriter:
+    """A change written as one delta segment (index/store/segments.py), every other file hard-linked."""
+
+    def __init__(self, folder: FolderWriter, prior: PriorIndex) -> None:
+        self.folder, self.prior, self.manifest = folder, prior, prior.manifest
+
+    def apply(self, change: IndexChange) -> Written | None:
+        """The change applied; None when the index is due to be written whole instead (an index from before
+        segments, other store options, or past the segments' rules)."""
+        m, index_dir = self.manifest, self.folder.index_dir
+        if not self.prior.planned_from_manifest or m.get("vector_store_options", {}) != self.folder.options:
+            return None
+        seq = int(m.get("next_delta", 1))
+        name = delta_name(seq)
+        segment, entries, next_id = self._segment(change, name)
+        deltas = [dict(d) for d in m.get("deltas", [])]
+        if self._rewrite_due(entries, deltas, segment.rows):
+            return None
+        dropped: list[str] = []
+        while deltas and (len(deltas) >= MAX_DELTAS or deltas[-1]["rows"] <= MERGE_FACTOR * segment.rows):
+            older = deltas.pop()
+            old = read_delta(index_dir, older["name"], m["files"])
+            segment = old.select([d["id"] for d in old.docs
+                                  if entries.get(d["id"], {}).get("segment") == older["name"]]) + segment
+            dropped.extend(delta_files(older["name"]))
+        for d in segment.docs:
+            entries[d["id"]]["segment"] = name
+        if segment.docs:
+            deltas.append({"name": name, "rows": segment.rows})
+        written = Written(len(entries), sum(e["chunks"] for e in entries.values()),
+                          sum(e["sentences"] for e in entries.values()))
+        manifest = {**change.about, "vector_store_options": self.folder.options, "documents": entries,
+                    "skipped": change.skipped,
+                    "counts": {"documents": written.documents, "chunks": written.chunks,
+                               "sentences": written.sentences},
+                    "next_chunk_id": next_id, "base_chunks": int(m["base_chunks"]), "deltas": deltas,
+                    "next_delta": seq + 1}
+        carried = {f: digest for f, digest in m["files"].items() if f not in dropped}
+        write_folder(index_dir, manifest, lambda tmp: write_delta(tmp, name, segment) if segment.docs else [],
+                     carried)
+        return written
+
+    def _segment(self, change: IndexChange, name: str) -> tuple[Segment, dict[str, dict], int]:
+        """The change's new and changed documents as a segment; every document's manifest entry (theirs in
+        ``name``); the next chunk id."""
+        fresh = {u.doc.id: u for u in change.upserts}
+        old, next_id = self.manifest["documents"], int(self.manifest["next_chunk_id"])
+        docs, chunks, sentences, vectors, entries = [], [], [], [], {}
+        rows = 0
+        for doc_id in change.order:
+            u = fresh.get(doc_id)
+            if u is None:
+                entries[doc_id] = dict(old[doc_id])
+                continue
+            ids = list(range(next_id, next_id + len(u.chunks)))
+            next_id += len(u.chunks)
+            docs.append(_document_record(u.doc, u.sentences))
+            chunks.extend(_chunk_records(u.chunks, ids, u.sentences, rows))
+            rows += len(u.sentences)
+            sentences.append(u.sentence_vectors[:len(u.sentences)])
+            vectors.append(u.chunk_vectors)
+            entries[doc_id] = {**_manifest_entry(u.doc, len(u.chunks), len(u.sentences)), "segment": name}
+        return Segment(docs, chunks, self._stack(sentences), self._stack(vectors)), entries, next_id
+
+    def _stack(self, parts: list[np.ndarray]) -> np.ndarray:
+        return (np.concatenate(parts).astype(np.float32, copy=False) if parts
+                else np.zeros((0, self.folder.dim), np.float32))
+
+    def _rewrite_due(self, entries: dict[str, dict], deltas: list[dict], new_rows: int) -> bool:
+        """Whether the index should be written whole: the deltas' rows and the base's stale ones pass
+        ``REWRITE_SHARE`` of the base, or the store would become another kind of index once the deltas join it."""
+        base = int(self.manifest["base_chunks"])
+        live_base = sum(e["chunks"] for e in entries.values() if not e.get("segment"))
+        if (base - live_base) + sum(d["rows"] for d in deltas) + new_rows > REWRITE_SHARE * base:
+            return True
+        total = sum(e["chunks"] for e in entries.values())
+        return store_class(self.folder.store_kind).changes_kind(base, total, **self.folder.options)

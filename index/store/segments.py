@@ -1,0 +1,221 @@
+"""The folder index in segments: a base written whole, then small delta segments, so that adding an article to
+a large index writes only that article (issue 19, item 5).
+
+A full build writes the base: ``documents.jsonl``, ``chunks.jsonl``, ``sentences.npy`` and the vector store's
+files. An update writes one delta segment (``delta-NNNNNN.documents.jsonl``, ``.chunks.jsonl``,
+``.sentences.npy``, ``.vectors.npy``: the same records, the chunk vectors as an array) holding only its new
+and changed documents; every other file of the index is hard-linked into the new folder and keeps the
+checksum the manifest recorded, so it is neither rewritten nor hashed again. The manifest says which segment
+holds each live document (``segment``: "" for the base): a record elsewhere is a stale copy, skipped when the
+index is loaded, and its chunk ids are marked deleted in the store.
+
+Segments are merged as they grow (``FolderWriter``, index/store/writer.py): the newest deltas are folded
+together while the one before is at most ``MERGE_FACTOR`` times the newer (a binary counter: a few deltas,
+each row merged a logarithmic number of times), and the whole index is written as a new base once the deltas
+and the base's stale rows pass ``REWRITE_SHARE`` of the base, so the base is rewritten after a fixed share of
+new rows: the cost per article stays flat.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from index.errors import IndexCorruptError
+from index.ingest.corpus import Document, text_key
+
+#: The deltas' and the base's stale rows, as a share of the base's rows, past which an update writes a new base.
+REWRITE_SHARE = 0.1
+#: The newest delta is folded into the one before while that one has at most this many times its rows.
+MERGE_FACTOR = 2
+#: Never more deltas than this (a merge is forced).
+MAX_DELTAS = 12
+DELTA_PARTS = ("documents.jsonl", "chunks.jsonl", "sentences.npy", "vectors.npy")
+_DELTA_FILE = re.compile(r"^delta-\d{6}\.(documents\.jsonl|chunks\.jsonl|sentences\.npy|vectors\.npy)$")
+
+
+def file_digest(path: Path) -> dict:
+    """Size and SHA-256 of one file (hashlib reads it in C at about a gigabyte a second)."""
+    with open(path, "rb") as fh:
+        return {"bytes": os.fstat(fh.fileno()).st_size, "sha256": hashlib.file_digest(fh, "sha256").hexdigest()}
+
+
+def is_delta_file(name: str) -> bool:
+    return bool(_DELTA_FILE.match(name))
+
+
+def delta_name(seq: int) -> str:
+    return f"delta-{seq:06d}"
+
+
+def delta_files(name: str) -> list[str]:
+    return [f"{name}.{part}" for part in DELTA_PARTS]
+
+
+@dataclass
+class Segment:
+    """One segment's records as stored: document records (with their sentence spans), chunk records (``id``,
+    ``sentence_ids``: rows of this segment's sentence matrix), the sentence matrix and, for a delta, the chunk
+    vectors in chunk-record order."""
+
+    docs: list[dict]
+    chunks: list[dict]
+    sentences: np.ndarray
+    vectors: np.ndarray | None = None
+    _spans: dict[str, tuple[int, int]] = field(default_factory=dict, repr=False)
+
+    @property
+    def rows(self) -> int:
+        return len(self.chunks)
+
+    def span(self, doc_id: str) -> tuple[int, int]:
+        """(first sentence row, count) of a document of this segment: its sentences are contiguous."""
+        if not self._spans:
+            offset = 0
+            for d in self.docs:
+                self._spans[d["id"]] = (offset, len(d["sentences"]))
+                offset += len(d["sentences"])
+        return self._spans[doc_id]
+
+    def doc(self, doc_id: str) -> dict:
+        return self.docs[self._doc_rows[doc_id]]
+
+    @cached_property
+    def _doc_rows(self) -> dict[str, int]:
+        return {d["id"]: i for i, d in enumerate(self.docs)}
+
+    @cached_property
+    def chunk_rows(self) -> dict[str, list[int]]:
+        out: dict[str, list[int]] = {}
+        for row, c in enumerate(self.chunks):
+            out.setdefault(c["doc_id"], []).append(row)
+        return out
+
+    def select(self, doc_ids: Iterable[str]) -> Segment:
+        """A segment of just these documents (in this order), sentence rows renumbered."""
+        docs, chunks, pieces, rows, base = [], [], [], [], 0
+        for doc_id in doc_ids:
+            start, count = self.span(doc_id)
+            docs.append(self.doc(doc_id))
+            pieces.append((start, start + count))
+            for r in self.chunk_rows.get(doc_id, []):
+                c = dict(self.chunks[r])
+                c["sentence_ids"] = [base + int(s) - start for s in c["sentence_ids"]]
+                chunks.append(c)
+                rows.append(r)
+            base += count
+        sentences = _rows(self.sentences, pieces)
+        vectors = self.vectors[np.asarray(rows, dtype=np.int64)] if self.vectors is not None else None
+        return Segment(docs, chunks, sentences, vectors)
+
+    def __add__(self, other: Segment) -> Segment:
+        """This segment's documents, then ``other``'s (sentence rows of ``other`` shifted)."""
+        shift = int(self.sentences.shape[0])
+        moved = [{**c, "sentence_ids": [shift + int(s) for s in c["sentence_ids"]]} for c in other.chunks]
+        vectors = None
+        if self.vectors is not None and other.vectors is not None:
+            vectors = np.concatenate([self.vectors, other.vectors]).astype(np.float32, copy=False)
+        return Segment(self.docs + other.docs, self.chunks + moved,
+                       np.concatenate([self.sentences, other.sentences]).astype(np.float32, copy=False), vectors)
+
+
+def _rows(matrix: np.ndarray, pieces: list[tuple[int, int]]) -> np.ndarray:
+    """Rows ``a:b`` of ``matrix`` for each piece, adjacent pieces read as one block."""
+    merged: list[list[int]] = []
+    for a, b in pieces:
+        if merged and merged[-1][1] == a:
+            merged[-1][1] = b
+        elif b > a:
+            merged.append([a, b])
+    if not merged:
+        return np.zeros((0, matrix.shape[1] if matrix.ndim == 2 else 0), np.float32)
+    return np.concatenate([matrix[a:b] for a, b in merged]).astype(np.float32, copy=False)
+
+
+def read_records(path: Path) -> list[dict]:
+    with open(path, encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh]
+
+
+def read_delta(folder: Path, name: str, digests: dict[str, dict] | None = None) -> Segment:
+    """A delta segment read back; with ``digests``, each file checked against its recorded checksum first (a
+    merge rewrites what it reads, so a damaged delta must not be carried into a new one)."""
+    files = delta_files(name)
+    for fname in files if digests is not None else ():
+        want = (digests or {}).get(fname) or {}
+        if file_digest(folder / fname) != {"bytes": want.get("bytes"), "sha256": want.get("sha256")}:
+            raise IndexCorruptError(folder, f"{fname} does not match its checksum")
+    docs, chunks = read_records(folder / files[0]), read_records(folder / files[1])
+    sentences = np.load(folder / files[2], allow_pickle=False)
+    vectors = np.load(folder / files[3], allow_pickle=False)
+    if vectors.shape[0] != len(chunks) or sentences.shape[0] != sum(len(d["sentences"]) for d in docs):
+        raise IndexCorruptError(folder, f"{name} is inconsistent")
+    return Segment(docs, chunks, sentences, vectors)
+
+
+def write_delta(folder: Path, name: str, segment: Segment) -> list[str]:
+    """Write a delta's four files into ``folder``; their names."""
+    files = delta_files(name)
+    for fname, records in ((files[0], segment.docs), (files[1], segment.chunks)):
+        with open(folder / fname, "w", encoding="utf-8") as fh:
+            for rec in records:
+                fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
+    np.save(folder / files[2], np.asarray(segment.sentences, dtype=np.float32), allow_pickle=False)
+    assert segment.vectors is not None
+    np.save(folder / files[3], np.asarray(segment.vectors, dtype=np.float32), allow_pickle=False)
+    return files
+
+
+# ------------------------------------------------------------------------------------ the prior index
+
+
+#: What a manifest entry must hold for a build to plan from the manifest alone (older indexes are loaded).
+_ENTRY_KEYS = ("fingerprint", "chunks", "sentences", "text_key", "collection")
+
+
+class PriorIndex:
+    """The index a build updates, known from its manifest: which documents it holds, their fingerprints,
+    chunk counts and text keys. Nothing else is read unless the writer must rewrite the whole index
+    (``loaded``, every file checked)."""
+
+    def __init__(self, path: Path, manifest: dict, loader: Callable[[], object]) -> None:
+        self.path, self.manifest, self._loader = Path(path), manifest, loader
+
+    @cached_property
+    def loaded(self):  # -> LoadedIndex (import cycle)
+        return self._loader()
+
+    @property
+    def planned_from_manifest(self) -> bool:
+        """True when the manifest alone says all a build needs (written by this format's writer)."""
+        return "next_chunk_id" in self.manifest and all(
+            all(k in e for k in _ENTRY_KEYS) for e in self.manifest["documents"].values())
+
+    @cached_property
+    def documents(self) -> list[Document]:
+        """The indexed documents, in order. From the manifest they are stand-ins (no text, no sentences): a
+        build only carries them over by id."""
+        if not self.planned_from_manifest:
+            return list(self.loaded.documents)
+        return [Document(id=i, title=e.get("title") or "", text="", url=e.get("url"), date=e.get("date"),
+                         fingerprint=e["fingerprint"], collection=e["collection"])
+                for i, e in self.manifest["documents"].items()]
+
+    @cached_property
+    def doc_by_id(self) -> dict[str, Document]:
+        return {d.id: d for d in self.documents}
+
+    def text_key(self, doc_id: str) -> str:
+        entry = self.manifest["documents"][doc_id]
+        return entry["text_key"] if "text_key" in entry else text_key(self.loaded.doc_by_id[doc_id].text)
+
+    def chunk_count(self, doc_id: str) -> int:
+        return int(self.manifest["documents"].get(doc_id, {}).get("chunks", 0))
