@@ -63,7 +63,8 @@ def write_corpus(bbc: Path, corpus: Path, copies: int) -> int:
 STEPS = (("index.build", "_previous", "load previous"), ("index.build", "_read", "read"),
          ("index.build", "_plan", "plan"), ("index.build", "_embed_new", "embed"),
          ("index.store.writer", "FolderWriter._store", "vectors"),
-         ("index.store.writer", "FolderWriter._records", "records"), ("index.store.writer", "write_index", "write"))
+         ("index.store.writer", "FolderWriter._records", "records"), ("index.store.writer", "write_index", "write"),
+         ("index.store.writer", "DeltaWriter._segment", "records"), ("index.store.writer", "write_folder", "write"))
 
 
 def timed_update(corpus: Path, index_dir: Path, embedder: Embedder) -> dict[str, float]:
@@ -105,6 +106,8 @@ def timed_update(corpus: Path, index_dir: Path, embedder: Embedder) -> dict[str,
             setattr(owner, leaf, func)
     assert report.added == ["new-article.txt"], report.added
     steps["chunks"] = report.chunks
+    manifest = json.loads((index_dir / "manifest.json").read_text(encoding="utf-8"))
+    steps["delta"] = float(bool(manifest.get("deltas")))  # 1: written as a delta segment (index/store/segments.py)
     return steps
 
 
@@ -133,10 +136,10 @@ def main(argv: list[str] | None = None) -> int:
     first_s = time.perf_counter() - t
     steps = timed_update(corpus, index_dir, embedder)
     load = os.getloadavg()[0]
-    labels = [label for _, _, label in STEPS]
+    labels = list(dict.fromkeys(label for _, _, label in STEPS))
     rows = [[f"{files:,} files, {first.chunks:,} chunks", f"{first_s:.1f}", f"{steps['total']:.2f}",
-             *(f"{steps.get(label, 0.0):.2f}" for label in labels)]]
-    print(md_table(["corpus", "first build s", "update s", *labels], rows))
+             "delta" if steps.get("delta") else "whole", *(f"{steps.get(label, 0.0):.2f}" for label in labels)]]
+    print(md_table(["corpus", "first build s", "update s", "written", *labels], rows))
     print(f"\n`python -m benchmarks.update_cost --bbc {args.bbc} --copies {args.copies}"
           f"{' --cheap' if args.cheap else ''}`; {os.cpu_count()} cores, load {load:.2f}, "
           f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")

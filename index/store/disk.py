@@ -66,8 +66,8 @@ def _discard(path: Path) -> bool:
             parent = os.path.dirname(os.path.abspath(p))
             if (parent == top or parent.startswith(top + os.sep)) and not os.path.islink(parent):
                 os.chmod(parent, 0o700)
-            if not os.path.islink(p):
-                os.chmod(p, 0o700 if os.path.isdir(p) else 0o600)
+            if os.path.isdir(p) and not os.path.islink(p):  # never a file: it may be linked into the new index
+                os.chmod(p, 0o700)
             func(p)
         except OSError:
             pass
