@@ -5,6 +5,9 @@ added and the update timed, step by step.
     .venv/bin/python -m benchmarks.update_cost --bbc ../shared/data/bbc-news --copies 1
     .venv/bin/python -m benchmarks.update_cost --bbc ../shared/data/bbc-news --copies 10 --cheap
 
+"open before" and "open after" load the index (every file checked, as a serving process opens it) before and
+after the update: an update written as a delta segment is assembled with the base at load.
+
 ``--cheap`` embeds with a hash of each text instead of the model (a one-hot as wide as the default model's
 vectors, so the files are as large), so what is timed is the index's own work (reading, planning,
 writing), not the model's: the first build of 10 copies with the model would take hours on one core. With
@@ -111,6 +114,15 @@ def timed_update(corpus: Path, index_dir: Path, embedder: Embedder) -> dict[str,
     return steps
 
 
+def timed_open(index_dir: Path) -> float:
+    """Seconds to load the index (every file checked), as a serving process opens it."""
+    from index.store import load_index
+
+    t = time.perf_counter()
+    load_index(index_dir)
+    return time.perf_counter() - t
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--bbc", type=Path, required=True, help="the BBC News folder (one sub-folder per category)")
@@ -134,9 +146,11 @@ def main(argv: list[str] | None = None) -> int:
     t = time.perf_counter()
     first = build_index(corpus, index_dir, embedder)
     first_s = time.perf_counter() - t
+    open_before = timed_open(index_dir)
     steps = timed_update(corpus, index_dir, embedder)
+    steps["open before"], steps["open after"] = open_before, timed_open(index_dir)
     load = os.getloadavg()[0]
-    labels = list(dict.fromkeys(label for _, _, label in STEPS))
+    labels = [*dict.fromkeys(label for _, _, label in STEPS), "open before", "open after"]
     rows = [[f"{files:,} files, {first.chunks:,} chunks", f"{first_s:.1f}", f"{steps['total']:.2f}",
              "delta" if steps.get("delta") else "whole", *(f"{steps.get(label, 0.0):.2f}" for label in labels)]]
     print(md_table(["corpus", "first build s", "update s", "written", *labels], rows))
