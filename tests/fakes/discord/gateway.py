@@ -17,11 +17,29 @@ from .records import GatewaySession
 
 
 class GatewayMixin:
-    """One websocket per connection; events go to the newest live session."""
+    """One websocket per connection; events go to the newest live session that serves their guild (a session
+    that IDENTIFYs with ``shard: [i, n]`` gets the guilds Discord gives shard i of n, and direct messages only
+    when i is 0)."""
 
     def live_session(self) -> GatewaySession | None:
         for sess in reversed(self.sessions):
             if sess.live:
+                return sess
+        return None
+
+    @staticmethod
+    def shard_of(guild_id: int | str | None, shard_count: int) -> int:
+        """Discord's rule: a guild's events go to shard ``(guild_id >> 22) % shard_count``; DMs to shard 0."""
+        return (int(guild_id) >> 22) % shard_count if guild_id else 0
+
+    def serves(self, sess: GatewaySession, guild_id: int | str | None) -> bool:
+        return sess.shard is None or self.shard_of(guild_id, sess.shard[1]) == sess.shard[0]
+
+    def session_for(self, data: Mapping[str, JSON]) -> GatewaySession | None:
+        """The newest live session that receives an event about ``data``'s guild."""
+        guild_id = data.get("guild_id") if isinstance(data, Mapping) else None
+        for sess in reversed(self.sessions):
+            if sess.live and self.serves(sess, guild_id):  # type: ignore[arg-type]
                 return sess
         return None
 
@@ -102,11 +120,12 @@ class GatewayMixin:
 
         Waits up to ``timeout`` for a session that has IDENTIFY'd.
         """
-        sess = self.live_session()
+        sess = self.session_for(data)
         if sess is None:
             if timeout <= 0:
                 return False
-            sess = await self.wait_until_identified(timeout)
+            sess = await self.wait_until(lambda: self.session_for(data), timeout=timeout,
+                                         description="a gateway IDENTIFY for this guild")
         if not self._event_allowed(sess, event, data):
             self.suppressed_events.append((event, data))
             return False
@@ -220,12 +239,15 @@ class GatewayMixin:
         self._session_counter += 1
         sess.session_id = f"fake-session-{self._session_counter}"
         sess.intents = int(intents)
+        shard = d.get("shard")
+        sess.shard = (int(shard[0]), int(shard[1])) if isinstance(shard, list) and len(shard) == 2 else None
         sess.identified = True
+        guilds = [gid for gid in self.bot_guild_ids() if self.serves(sess, gid)]
         cfg = self.config
         ready = {
             "v": 10,
             "user": {**cfg.bot.payload(), "verified": True, "mfa_enabled": False, "email": None, "locale": cfg.locale},
-            "guilds": [{"id": str(gid), "unavailable": True} for gid in self.bot_guild_ids()],
+            "guilds": [{"id": str(gid), "unavailable": True} for gid in guilds],
             "session_id": sess.session_id,
             "session_type": "normal",
             "resume_gateway_url": self.gateway_url,
@@ -241,7 +263,7 @@ class GatewayMixin:
             ready["shard"] = d["shard"]
         await self._send_dispatch(sess, "READY", ready)
         if sess.intents & Intents.GUILDS:
-            for gid in self.bot_guild_ids():
+            for gid in guilds:
                 payload = self.guild_create_payload(
                     include_all_members=bool(sess.intents & Intents.GUILD_MEMBERS), guild_id=gid)
                 await self._send_dispatch(sess, "GUILD_CREATE", payload)

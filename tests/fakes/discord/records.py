@@ -91,6 +91,8 @@ class GatewaySession:
     intents: int | None = None
     identified: bool = False
     resumed: bool = False
+    #: (shard id, shard count) from IDENTIFY; None: the session gets every guild's events
+    shard: tuple[int, int] | None = None
     closed_at: float | None = None
     close_code: int | None = None
     heartbeat_times: list[float] = field(default_factory=list)
