@@ -6,6 +6,7 @@ Every failure is a typed HeraldError (missing, damaged, made by another model), 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ from index.errors import IndexCorruptError, IndexMismatchError, IndexMissingErro
 from index.ingest.chunking import Chunk
 from index.ingest.corpus import Document
 from index.store.records import DEFAULT_STORE, FORMAT_VERSION, MANIFEST, READABLE_FORMATS, LoadedIndex
-from index.store.segments import Segment, file_digest, read_delta, read_records
+from index.store.segments import delta_files, file_digest
 from index.store.vectors import VectorStore, load_store
 
 __all__ = ["read_manifest", "check_compatible", "file_digest", "verify_files", "load_index"]
@@ -85,71 +86,110 @@ def load_index(index_dir: Path, model: str | None = None, dim: int | None = None
     try:
         names = [str(d["name"]) for d in manifest.get("deltas", [])]
         # With deltas the base's sentence rows are gathered into a new matrix: map the file, copy once.
-        base = Segment(read_records(index_dir / "documents.jsonl"), read_records(index_dir / "chunks.jsonl"),
-                       np.load(index_dir / "sentences.npy", allow_pickle=False, mmap_mode="r" if names else None))
-        segments = {"": base, **{name: read_delta(index_dir, name) for name in names}}
+        parts = {"": _read_part(index_dir, "", np.load(index_dir / "sentences.npy", allow_pickle=False,
+                                                          mmap_mode="r" if names else None))}
+        for name in names:
+            files = [index_dir / f for f in delta_files(name)]
+            parts[name] = _read_part(index_dir, f"{name}.", np.load(files[2], allow_pickle=False),
+                                     np.load(files[3], allow_pickle=False))
         store = load_store(kind, index_dir, int(manifest["dim"]), **manifest.get("vector_store_options", {}))
-        parts = _assemble(manifest["documents"], segments, store)
+        live = _assemble(manifest["documents"], parts, store)
     except UnknownBackendError:
         raise
     except (OSError, ValueError, KeyError, TypeError, RuntimeError, IndexError) as exc:
         first_line = str(exc).splitlines()[0][:120] if str(exc) else ""
         raise IndexCorruptError(index_dir, f"{type(exc).__name__}: {first_line}") from exc
-    documents, doc_sentences, chunks, chunk_sentence_ids, sentence_vectors, chunk_ids = parts
-    n_sent = sum(len(v) for v in doc_sentences.values())
-    if (len(store) != len(chunks) or sentence_vectors.shape != (n_sent, int(manifest["dim"]))
-            or len(set(chunk_ids)) != len(chunk_ids)):
+    n_sent = sum(len(v) for v in live.spans.values())
+    if (len(store) != len(live.chunks) or live.sentences.shape != (n_sent, int(manifest["dim"]))
+            or len(set(live.ids)) != len(live.ids)):
         raise IndexCorruptError(index_dir, "inconsistent files")
-    return LoadedIndex(index_dir, manifest, documents, doc_sentences, chunks, chunk_sentence_ids, store,
-                       sentence_vectors, chunk_ids)
+    return LoadedIndex(index_dir, manifest, live.documents, live.spans, live.chunks, live.sentence_ids, store,
+                       live.sentences, live.ids)
 
 
-def _assemble(entries: dict[str, dict], segments: dict[str, Segment], store: VectorStore) -> tuple:
+@dataclass
+class _Part:
+    """A segment's records as objects (index/store/segments.py), parsed line by line as they are read."""
+
+    documents: list[Document]
+    spans: dict[str, list]  # document id -> its sentence spans
+    chunks: list[Chunk]
+    ids: list[int]
+    sentence_ids: list[list[int]]  # each chunk's sentence rows in ``sentences``
+    sentences: np.ndarray
+    vectors: np.ndarray | None = None  # a delta's chunk vectors, in chunk order
+
+    def starts(self) -> dict[str, int]:
+        """Each document's first sentence row."""
+        out, row = {}, 0
+        for d in self.documents:
+            out[d.id] = row
+            row += len(self.spans[d.id])
+        return out
+
+    def rows_by_doc(self) -> dict[str, list[int]]:
+        out: dict[str, list[int]] = {}
+        for row, c in enumerate(self.chunks):
+            out.setdefault(c.doc_id, []).append(row)
+        return out
+
+
+def _read_part(folder: Path, prefix: str, sentences: np.ndarray, vectors: np.ndarray | None = None) -> _Part:
+    part = _Part([], {}, [], [], [], sentences, vectors)
+    with open(folder / f"{prefix}documents.jsonl", encoding="utf-8") as fh:
+        for line in fh:
+            d = json.loads(line)
+            spans = [tuple(s) for s in d.pop("sentences")]
+            doc = Document(**d)
+            part.documents.append(doc)
+            part.spans[doc.id] = spans
+    with open(folder / f"{prefix}chunks.jsonl", encoding="utf-8") as fh:
+        for row, line in enumerate(fh):
+            d = json.loads(line)
+            part.sentence_ids.append([int(i) for i in d.pop("sentence_ids")])
+            part.ids.append(int(d.pop("id", row)))
+            part.chunks.append(Chunk.from_dict(d))
+    return part
+
+
+def _assemble(entries: dict[str, dict], parts: dict[str, _Part], store: VectorStore) -> _Part:
     """The live documents of every segment in the manifest's order (index/store/segments.py), their chunks and
     sentence rows renumbered into one matrix; the store gets the deltas' live vectors, and the base's stale
     chunk ids are marked deleted."""
-    base = segments[""]
-    if len(segments) == 1 and [d["id"] for d in base.docs] == list(entries):  # a whole base: nothing moves
-        chunk_ids = [int(c.get("id", row)) for row, c in enumerate(base.chunks)]
-        return (*_objects(base.docs, base.chunks), [[int(i) for i in c["sentence_ids"]] for c in base.chunks],
-                np.asarray(base.sentences), chunk_ids)
-    docs, chunks, chunk_sentence_ids, chunk_ids, pieces = [], [], [], [], []
+    base = parts[""]
+    if len(parts) == 1 and [d.id for d in base.documents] == list(entries):  # a whole base: nothing moves
+        return replace(base, sentences=np.asarray(base.sentences))
+    out = _Part([], {}, [], [], [], base.sentences)
+    starts = {name: p.starts() for name, p in parts.items()}
+    rows_by_doc = {name: p.rows_by_doc() for name, p in parts.items()}
+    index_of = {name: {d.id: i for i, d in enumerate(p.documents)} for name, p in parts.items()}
+    pieces: list[tuple[str, int, int]] = []
     added: dict[str, list[int]] = {}
     row = 0
     for doc_id, entry in entries.items():
         name = entry.get("segment", "")
-        seg = segments[name]
-        start, count = seg.span(doc_id)
-        docs.append(seg.doc(doc_id))
+        part, start = parts[name], starts[name][doc_id]
+        out.documents.append(part.documents[index_of[name][doc_id]])
+        out.spans[doc_id] = part.spans[doc_id]
+        count = len(part.spans[doc_id])
         pieces.append((name, start, start + count))
-        for r in seg.chunk_rows.get(doc_id, []):
-            c = seg.chunks[r]
-            chunks.append(c)
-            chunk_sentence_ids.append([row + int(s) - start for s in c["sentence_ids"]])
-            chunk_ids.append(int(c.get("id", r)))
+        for r in rows_by_doc[name].get(doc_id, []):
+            out.chunks.append(part.chunks[r])
+            out.sentence_ids.append([row + s - start for s in part.sentence_ids[r]])
+            out.ids.append(part.ids[r])
             if name:
                 added.setdefault(name, []).append(r)
         row += count
-    live = set(chunk_ids)
-    stale = [int(c.get("id", r)) for r, c in enumerate(base.chunks) if int(c.get("id", r)) not in live]
+    live = set(out.ids)
+    stale = [i for i in base.ids if i not in live]
     if stale:
         mark_deleted(store, stale)
     for name, rows in added.items():
-        seg = segments[name]
-        assert seg.vectors is not None
-        store.add([int(seg.chunks[r]["id"]) for r in rows], seg.vectors[np.asarray(rows, dtype=np.int64)])
-    sentences = gather(segments, pieces, int(base.sentences.shape[1]) if base.sentences.ndim == 2 else 0)
-    return (*_objects(docs, chunks), chunk_sentence_ids, sentences, chunk_ids)
-
-
-def _objects(docs: list[dict], chunks: list[dict]) -> tuple[list[Document], dict[str, list], list[Chunk]]:
-    documents, doc_sentences = [], {}
-    for d in docs:
-        fields = {k: v for k, v in d.items() if k != "sentences"}
-        doc = Document(**fields)
-        documents.append(doc)
-        doc_sentences[doc.id] = [tuple(s) for s in d["sentences"]]
-    return documents, doc_sentences, [Chunk.from_dict(c) for c in chunks]
+        vectors = parts[name].vectors
+        assert vectors is not None
+        store.add([parts[name].ids[r] for r in rows], vectors[np.asarray(rows, dtype=np.int64)])
+    out.sentences = gather(parts, pieces, int(base.sentences.shape[1]) if base.sentences.ndim == 2 else 0)
+    return out
 
 
 def mark_deleted(store: VectorStore, ids: list[int]) -> None:
@@ -158,7 +198,7 @@ def mark_deleted(store: VectorStore, ids: list[int]) -> None:
     (marker or store.delete)(ids)
 
 
-def gather(segments: dict[str, Segment], pieces: list[tuple[str, int, int]], dim: int) -> np.ndarray:
+def gather(segments: dict[str, _Part], pieces: list[tuple[str, int, int]], dim: int) -> np.ndarray:
     """One float32 matrix of the pieces' sentence rows (adjacent pieces of a segment copied as one block)."""
     blocks: list[list] = []
     for name, a, b in pieces:
