@@ -268,7 +268,7 @@ def _add_article(spec: dict, engine: Any, embedder: Any) -> dict:
     updates = _updates(plan, chunk_vecs, sent_vecs)
     out: dict[str, Any] = {}
     if spec["engine"] == "folder":
-        written, out = _add_to_folder(spec, engine, updates, doc, t)
+        written, out = _add_to_folder(spec, engine, updates, doc)
     else:
         from index.pg.schema import connect
         from index.pg.writer import PostgresWriter
@@ -281,31 +281,35 @@ def _add_article(spec: dict, engine: Any, embedder: Any) -> dict:
             "add_chunks": len(updates[0].chunks), "after_chunks": written.chunks}
 
 
-def _add_to_folder(spec: dict, engine: Any, updates: list[Any], doc: Any, started: float) -> tuple[Any, dict]:
-    """The article added to the folder index twice: first written whole (FolderWriter with the loaded index as the
-    previous one: every update before segments, and the periodic rewrite now), then, under another id, as a build
-    adds it (its manifest alone: a delta segment, index/store/segments.py; the time includes reading the
-    manifest). ``add_index_s`` is the second's."""
+def _add_to_folder(spec: dict, engine: Any, updates: list[Any], doc: Any) -> tuple[Any, dict]:
+    """The article added to the folder index twice: first as a build adds it (from the manifest alone: a delta
+    segment, index/store/segments.py; the time includes reading the manifest), then, under another id, written
+    whole (FolderWriter with the loaded index as the previous one: every update before segments, and the periodic
+    rewrite now). The disk is synced before each (``os.sync``): what was written before, the index itself or the
+    first add, is not flushed inside the timed step. ``add_index_s`` is the first's."""
     from dataclasses import replace as copy_of
 
     from index.store import read_manifest
     from index.store.segments import PriorIndex
     from index.store.writer import FolderWriter, IndexChange
 
-    index_dir, prev = Path(spec["index_dir"]), engine.index
-    whole = [copy_of(u, doc=copy_of(u.doc, id=f"whole-{u.doc.id}")) for u in updates]
-    change = IndexChange([d.id for d in prev.documents] + [u.doc.id for u in whole], whole, about=spec["about"])
-    FolderWriter(index_dir, prev, "faiss", DIM, {}).apply(change)
-    whole_s, t = time.perf_counter() - started, time.perf_counter()
-
     def no_load() -> Any:
         raise RuntimeError("the delta path loaded the whole index")
 
+    index_dir, prev = Path(spec["index_dir"]), engine.index
+    os.sync()
+    t = time.perf_counter()
     prior = PriorIndex(index_dir, read_manifest(index_dir), no_load)
     change = IndexChange([*prior.manifest["documents"], doc.id], updates, about=spec["about"])
     written = FolderWriter(index_dir, prior, "faiss", DIM, {}).apply(change)
+    delta_s = time.perf_counter() - t
     deltas = read_manifest(index_dir)["deltas"]
-    return written, {"add_index_s": time.perf_counter() - t, "add_whole_s": whole_s,
+    os.sync()
+    t = time.perf_counter()
+    whole = [copy_of(u, doc=copy_of(u.doc, id=f"whole-{u.doc.id}")) for u in updates]
+    change = IndexChange([d.id for d in prev.documents] + [u.doc.id for u in whole], whole, about=spec["about"])
+    FolderWriter(index_dir, prev, "faiss", DIM, {}).apply(change)
+    return written, {"add_index_s": delta_s, "add_whole_s": time.perf_counter() - t,
                      "add_path": "delta" if deltas else "whole"}
 
 
