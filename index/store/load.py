@@ -175,7 +175,8 @@ def _assemble(entries: dict[str, dict], parts: dict[str, _Part], store: VectorSt
         pieces.append((name, start, start + count))
         for r in rows_by_doc[name].get(doc_id, []):
             out.chunks.append(part.chunks[r])
-            out.sentence_ids.append([row + s - start for s in part.sentence_ids[r]])
+            own = part.sentence_ids[r]  # rows unmoved (the base before any change): the same list
+            out.sentence_ids.append(own if row == start else [row + s - start for s in own])
             out.ids.append(part.ids[r])
             if name:
                 added.setdefault(name, []).append(r)
