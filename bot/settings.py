@@ -83,6 +83,14 @@ class Settings:
         """Whether this process polls feeds and removes expired collections: the only one, or shard 0."""
         return not self.shard_id
 
+    def serves_guild(self, guild_id: int) -> bool:
+        """Whether Discord sends this process a server's events: every server unsharded, else the servers of its
+        shard (Discord's rule: ``(guild_id >> 22) % shard_count``). A shard does not see the others' servers, so
+        it must not take them for servers it left."""
+        if not self.shard_count:
+            return True
+        return (int(guild_id) >> 22) % self.shard_count == (self.shard_id or 0)
+
     @property
     def collections_root(self) -> Path:
         """Where the servers' collections live: HERALD_COLLECTIONS, else ``collections`` beside the index

@@ -275,3 +275,22 @@ async def test_close_stops_the_feed_watcher(fake, start_herald, built_index, sit
     assert not task.done()  # sleeping until the next poll
     await asyncio.wait_for(bot.close(), 10)
     assert task.cancelled()  # (a task left running would also fail the fixture's leak check)
+
+
+async def test_the_feed_watcher_outlives_an_unexpected_error(fake, start_herald, built_index, site, monkeypatch,
+                                                             caplog):
+    from bot.discord_bot.tasks import FeedWatcher
+
+    calls: list[int] = []
+
+    async def flaky(self):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("the collections folder vanished")
+        return []
+
+    monkeypatch.setattr(FeedWatcher, "poll_once", flaky)
+    bot, _ = await start_on(start_herald, built_index, feeds=(site.url("/atom.xml"),), feed_interval=0.05)
+    await fake.wait_until(lambda: len(calls) >= 3, timeout=5, description="polls after the error")
+    assert not bot.feed_watcher.task.done()
+    assert any("a poll failed unexpectedly" in r.getMessage() for r in caplog.records)

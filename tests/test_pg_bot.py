@@ -64,6 +64,27 @@ async def test_a_shard_identifies_as_one_and_only_shard_0_polls(fake, start_hera
     assert (bot.janitor.task is not None) is background
 
 
+GONE = 1300000000000000900  # a server the bot is not in any more (shard 0's by Discord's rule)
+
+
+@pytest.mark.parametrize("fake_config", [_two_shard_world()], indirect=True)
+async def test_a_shard_does_not_take_the_other_shard_s_servers_for_servers_it_left(fake, start_herald, bot_settings):
+    """Each shard sees only its own servers: had it marked the others' collections as left, the janitor would
+    delete their articles after the grace period."""
+    from bot.discord_bot.guilds import ServerCollections
+
+    servers = ServerCollections(bot_settings)
+    guilds = [fake.config.guild(), fake.config.guild_b]
+    for gid in (*(g.id for g in guilds), GONE):
+        servers.record_add(gid, "a server")
+    assert fake.shard_of(GONE, 2) == 0
+    for shard in (0, 1):
+        await start_herald(StubEngine(lambda q: None), shard_id=shard, shard_count=2)
+    await fake.wait_until(lambda: servers.store.meta(f"guild-{GONE}").get("left_at"), timeout=5,
+                          description="shard 0 notices the server it left")
+    assert [servers.store.meta(f"guild-{g.id}").get("left_at") for g in guilds] == [None, None]
+
+
 @pytest.mark.parametrize("fake_config", [_two_shard_world()], indirect=True)
 async def test_two_shards_answer_their_own_guilds_and_both_see_another_process_s_article(
         fake, start_herald, article_corpus, database, fake_embedder):

@@ -124,6 +124,8 @@ class HeraldBot(commands.Bot):
         log.info("connected as %s (id %s) in %d server(s); answering in %s", self.user,
                  self.user.id if self.user else "?", len(self.guilds), where)
         for gid in self.servers.orphans({g.id for g in self.guilds}):  # removed from them while offline
+            if not self.settings.serves_guild(gid):
+                continue  # another shard's server: this process never sees it
             self.servers.left(gid)
             log.info("not in server %s any more: its articles are removed in %g h unless the bot is added back",
                      gid, self.settings.guild_grace_hours)

@@ -191,7 +191,10 @@ class FeedWatcher:
             log.info("watching %d feed(s) every %g s (state in %s): %s", len(s.feeds), s.feed_interval,
                      s.index_place if s.database_url else s.feed_state_file, ", ".join(redact_url(f) for f in s.feeds))
         while True:
-            await self.poll_once()
+            try:
+                await self.poll_once()
+            except Exception as exc:  # noqa: BLE001 - the watcher must outlive one bad poll, and say so
+                log.error("feeds: a poll failed unexpectedly; trying again in %g s", s.feed_interval, exc_info=exc)
             await asyncio.sleep(s.feed_interval)
 
     async def poll_once(self) -> list[str]:
