@@ -104,3 +104,23 @@ def test_a_copy_waits_for_its_original_to_go(herald_paths, fake_embedder, caplog
     (corpus / "a.md").unlink()
     build_index(corpus, index_dir, fake_embedder)
     assert [d.id for d in load_index(index_dir).documents] == ["b.md", "z-copy.md"]
+
+
+def test_the_same_article_in_two_collections_is_kept_in_each(herald_paths, fake_embedder, tmp_path) -> None:
+    """Two servers that follow the same feed each get the article: one copy per collection, as a full build keeps
+    (an update used to skip the second server's copy, which that server then could not find)."""
+    from index.ingest.collections import CollectionsSource
+    from index.ingest.sources import FolderSource
+
+    root = herald_paths.root / "collections"
+    _write(herald_paths.corpus, "base.md", "The base story", 1)
+    source = CollectionsSource(FolderSource(herald_paths.corpus), root)
+    build_index(source, herald_paths.index, fake_embedder)
+    for name in ("guild-1", "guild-2"):  # one poll of the servers' feeds, one scoped rebuild
+        (root / name).mkdir(parents=True)
+        _write(root / name, "wire.md", "A wire story about ferries", 7)
+    build_index(source, herald_paths.index, fake_embedder, collections=["guild-1", "guild-2"])
+    ids = [d.id for d in load_index(herald_paths.index).documents]
+    assert ids == ["base.md", "guild-1:wire.md", "guild-2:wire.md"]
+    build_index(source, tmp_path / "fresh", fake_embedder)
+    assert [d.id for d in load_index(tmp_path / "fresh").documents] == ids

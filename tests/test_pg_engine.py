@@ -263,3 +263,19 @@ def test_herald_add_feed_with_a_database_is_answered_by_an_engine_opened_before(
     assert not (three.root / "collections" / "guild-7" / ".feeds.json").exists()  # not in a file
     answer = engine.ask(q, collections=["guild-7"])  # the engine opened before the add: no reload
     assert "Valmouth" in answer.answer and answer.sources[0].collection == "guild-7"
+
+
+def test_the_same_article_in_two_collections_is_kept_in_each(herald_paths, database, fake_embedder) -> None:
+    """As the folder index (tests/test_incremental.py): one copy of an article per collection."""
+    from index import rebuild
+
+    config = replace(folder_config(herald_paths), database_url=database)
+    (herald_paths.corpus / "base.md").write_text("The base story\n\nThe base story happened today.\n", encoding="utf-8")
+    open_engine(config)
+    for name in ("guild-1", "guild-2"):
+        folder = herald_paths.root / "collections" / name
+        folder.mkdir(parents=True)
+        (folder / "wire.md").write_text(BRIDGE, encoding="utf-8")
+    rebuild(config, collections=["guild-1", "guild-2"])
+    ids = sorted(d.id for d in open_engine(config).documents())
+    assert ids == ["base.md", "guild-1:wire.md", "guild-2:wire.md"]

@@ -215,14 +215,15 @@ def _changed(source: DocumentSource, conn: Any, prints: dict[str, str], old_fp: 
     if not need:
         return []
     same = [i for i, fp in prints.items() if old_fp.get(i) == fp]
-    seen = dict(conn.execute("SELECT text_key, id FROM documents WHERE id = ANY(%s)", (same,)).fetchall())
+    seen = {(c, k): i for c, k, i in conn.execute(
+        "SELECT collection, text_key, id FROM documents WHERE id = ANY(%s)", (same,)).fetchall()}
     out = []
-    for doc in source.documents_of(need):
-        original = seen.get(text_key(doc.text))
+    for doc in source.documents_of(need):  # one copy of an article per collection, as a full build keeps
+        original = seen.get((doc.collection, text_key(doc.text)))
         if original is not None:
             log.warning("skipping %s: the same article as %s", doc.path or doc.id, original)
             continue
-        seen[text_key(doc.text)] = doc.id
+        seen[(doc.collection, text_key(doc.text))] = doc.id
         out.append(doc)
     return out
 
