@@ -32,14 +32,13 @@ import os
 import random
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from .common import percentile
-from .pg_processes import _bodies, _name, _questions, _seed
+from .pg_processes import _bodies, _name, _questions, measure_table, seeded_database
 
 TOKEN = "pg-bots-token"
 
@@ -265,11 +264,7 @@ def report(args: argparse.Namespace, r: dict, chunks: int, load: tuple[float, fl
         rows.append((f"shard {shard}: s from the commit to that reply, p50 / max",
                      f"{percentile(fresh, 50):.2f} / {max(fresh, default=0):.2f}" if fresh else "-"))
     rows.append(("database commits during the publishing phase", f"{len(r['commits']) - 1}"))
-    lines = ["| measure | value |", "|---|---|"] + [f"| {a} | {b} |" for a, b in rows]
-    lines.append(f"\nload average (1 min) {load[0]:.2f} before, {load[1]:.2f} after; "
-                 f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {os.cpu_count()} cores; OMP_NUM_THREADS=1 "
-                 f"in every process; command: python -m benchmarks.pg_bots {' '.join(sys.argv[1:])}")
-    return "\n".join(lines)
+    return measure_table(rows, load, "pg_bots")
 
 
 def main() -> None:
@@ -287,20 +282,10 @@ def main() -> None:
     if args.bot:
         run_bot(json.loads(args.bot.read_text(encoding="utf-8")))
         return
-    import pgserver
-
     load_before = os.getloadavg()[0]
-    with tempfile.TemporaryDirectory(prefix="herald-pgbots-") as tmp:
-        work = Path(tmp)
-        (work / "base").mkdir()
-        srv = pgserver.get_server(str(work / "pg"), cleanup_mode="delete")
-        try:
-            url = srv.get_uri()
-            chunks = _seed(args.index, url)
-            result = asyncio.run(measure(args, work, url))
-            print(report(args, result, chunks, (load_before, os.getloadavg()[0])))
-        finally:
-            srv.cleanup()
+    with seeded_database(args.index, "herald-pgbots-") as (work, url, chunks):
+        result = asyncio.run(measure(args, work, url))
+        print(report(args, result, chunks, (load_before, os.getloadavg()[0])))
 
 
 if __name__ == "__main__":

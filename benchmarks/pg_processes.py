@@ -17,6 +17,7 @@ each asker, at the end, answers every added article from that article. Prints a 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -24,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from .common import percentile
@@ -173,11 +175,15 @@ def report(args: argparse.Namespace, chunks: int, quiet: list, busy: list, write
             ("s from a write's commit to each asker's first answer from it, p50 / max",
              f"{percentile(fresh, 50):.2f} / {max(fresh):.2f}"),
             ("added articles answered from themselves by every asker at the end", f"{sum(probes)} / {len(probes)}")]
+    return measure_table(rows, load, "pg_processes")
+
+
+def measure_table(rows: list[tuple[str, str]], load: tuple[float, float], module: str) -> str:
+    """A two-column Markdown table and the machine state under it (load, time, cores, the command)."""
     lines = ["| measure | value |", "|---|---|"] + [f"| {a} | {b} |" for a, b in rows]
     lines.append(f"\nload average (1 min) {load[0]:.2f} before, {load[1]:.2f} after; "
-                 f"{time.strftime('%Y-%m-%d %H:%M')}; "
-                 f"{os.cpu_count()} cores; OMP_NUM_THREADS=1 in every process; command: python -m "
-                 f"benchmarks.pg_processes {' '.join(sys.argv[1:])}")
+                 f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {os.cpu_count()} cores; OMP_NUM_THREADS=1 "
+                 f"in every process; command: python -m benchmarks.{module} {' '.join(sys.argv[1:])}")
     return "\n".join(lines)
 
 
@@ -197,19 +203,26 @@ def main() -> None:
     if args.role:
         (ask_loop if args.role == "ask" else write_loop)(args)
         return
+    load_before = os.getloadavg()[0]
+    with seeded_database(args.index, "herald-pgproc-") as (work, url, chunks):
+        quiet, _ = _phase(work, url, args.askers, args.seconds, None, "quiet")
+        busy, writes = _phase(work, url, args.askers, args.seconds, args.every, "busy")
+        print(report(args, chunks, quiet, busy, writes, (load_before, os.getloadavg()[0])))
+
+
+@contextlib.contextmanager
+def seeded_database(index: Path, prefix: str) -> Iterator[tuple[Path, str, int]]:
+    """A temporary folder (with an empty ``base`` corpus) and a local PostgreSQL holding the folder index at
+    ``index``: (folder, URL, chunks). Both go on exit."""
     import pgserver
 
-    load_before = os.getloadavg()[0]
-    with tempfile.TemporaryDirectory(prefix="herald-pgproc-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
         work = Path(tmp)
         (work / "base").mkdir()
         srv = pgserver.get_server(str(work / "pg"), cleanup_mode="delete")
         try:
             url = srv.get_uri()
-            chunks = _seed(args.index, url)
-            quiet, _ = _phase(work, url, args.askers, args.seconds, None, "quiet")
-            busy, writes = _phase(work, url, args.askers, args.seconds, args.every, "busy")
-            print(report(args, chunks, quiet, busy, writes, (load_before, os.getloadavg()[0])))
+            yield work, url, _seed(index, url)
         finally:
             srv.cleanup()
 
