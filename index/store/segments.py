@@ -178,7 +178,7 @@ def write_delta(folder: Path, name: str, segment: Segment) -> list[str]:
 
 
 #: What a manifest entry must hold for a build to plan from the manifest alone (older indexes are loaded).
-_ENTRY_KEYS = ("fingerprint", "chunks", "sentences", "text_key", "collection")
+_ENTRY_KEYS = frozenset(("fingerprint", "chunks", "sentences", "text_key", "collection"))
 
 
 class PriorIndex:
@@ -193,11 +193,11 @@ class PriorIndex:
     def loaded(self):  # -> LoadedIndex (import cycle)
         return self._loader()
 
-    @property
+    @cached_property
     def planned_from_manifest(self) -> bool:
         """True when the manifest alone says all a build needs (written by this format's writer)."""
         return "next_chunk_id" in self.manifest and all(
-            all(k in e for k in _ENTRY_KEYS) for e in self.manifest["documents"].values())
+            e.keys() >= _ENTRY_KEYS for e in self.manifest["documents"].values())
 
     @cached_property
     def documents(self) -> list[Document]:

@@ -244,8 +244,8 @@ class DeltaWriter:
             segment = old.select([d["id"] for d in old.docs
                                   if entries.get(d["id"], {}).get("segment") == older["name"]]) + segment
             dropped.extend(delta_files(older["name"]))
-        for d in segment.docs:
-            entries[d["id"]]["segment"] = name
+        for d in segment.docs:  # a new dict: the kept entries are the previous manifest's own
+            entries[d["id"]] = {**entries[d["id"]], "segment": name}
         if segment.docs:
             deltas.append({"name": name, "rows": segment.rows})
         written = Written(len(entries), sum(e["chunks"] for e in entries.values()),
@@ -271,7 +271,7 @@ class DeltaWriter:
         for doc_id in change.order:
             u = fresh.get(doc_id)
             if u is None:
-                entries[doc_id] = dict(old[doc_id])
+                entries[doc_id] = old[doc_id]  # not copied (113,000 of them at a million chunks): never changed
                 continue
             ids = list(range(next_id, next_id + len(u.chunks)))
             next_id += len(u.chunks)
