@@ -183,3 +183,10 @@ def test_a_failed_delta_write_leaves_the_previous_index(herald_paths, fake_embed
     monkeypatch.undo()
     build_index(herald_paths.corpus, herald_paths.index, fake_embedder)
     assert "z1.md" in load_index(herald_paths.index).doc_by_id
+
+
+def test_delta_names_stay_index_files_past_a_million_updates():
+    from index.store.segments import delta_name, is_delta_file
+
+    assert all(is_delta_file(f) for f in delta_files(delta_name(1_234_567)))
+    assert not is_delta_file("delta-12.vectors.npy") and not is_delta_file("delta-000001.notes.txt")

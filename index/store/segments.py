@@ -12,8 +12,9 @@ index is loaded, and its chunk ids are marked deleted in the store.
 Segments are merged as they grow (``FolderWriter``, index/store/writer.py): the newest deltas are folded
 together while the one before is at most ``MERGE_FACTOR`` times the newer (a binary counter: a few deltas,
 each row merged a logarithmic number of times), and the whole index is written as a new base once the deltas
-and the base's stale rows pass ``REWRITE_SHARE`` of the base, so the base is rewritten after a fixed share of
-new rows: the cost per article stays flat.
+and the base's stale rows pass ``REWRITE_SHARE`` of the base, so the base is rewritten only after a fixed share
+of new rows (its cost, spread over those articles, does not grow with the index). Besides its delta an update
+writes the manifest, a line per article (most of an update's time at a million chunks: docs/scale.md).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ MERGE_FACTOR = 2
 #: Never more deltas than this (a merge is forced).
 MAX_DELTAS = 12
 DELTA_PARTS = ("documents.jsonl", "chunks.jsonl", "sentences.npy", "vectors.npy")
-_DELTA_FILE = re.compile(r"^delta-\d{6}\.(documents\.jsonl|chunks\.jsonl|sentences\.npy|vectors\.npy)$")
+_DELTA_FILE = re.compile(r"^delta-\d{6,}\.(documents\.jsonl|chunks\.jsonl|sentences\.npy|vectors\.npy)$")
 
 
 def file_digest(path: Path) -> dict:
