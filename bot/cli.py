@@ -446,7 +446,7 @@ def info(settings: Any, as_json: bool, check: bool, collection: str | None) -> N
         "titles": [doc.title for doc in docs], "damaged": damage or None,
         "articles": [{"id": doc.id, "title": doc.title, "outlet": doc.outlet, "date": doc.date, "url": doc.url,
                       "collection": doc.collection, "chunks": doc.chunks} for doc in docs],
-        "checked": check, "checksums_verified": d.checksums_verified,
+        "checked": check, "checksums_verified": d.checksums_verified, "delta_segments": d.deltas,
     }
     if as_json:
         click.echo(json.dumps(summary, ensure_ascii=False))
@@ -488,6 +488,9 @@ def _print_info(d: Any, docs: list, summary: dict[str, Any], damage: str, check:
     click.echo(f"Index:     {summary['index']}")
     click.echo(f"Model:     {summary['model']} ({summary['dim']} dimensions)")
     click.echo(f"Vectors:   {d.vector_store} store")
+    if d.deltas:
+        click.echo(f"Segments:  the base and {d.deltas} delta segment(s) of the latest updates (written whole "
+                   "again once they pass a tenth of the base)")
     click.echo(f"Documents: {summary['documents']}   Chunks: {summary['chunks']}   Sentences: {summary['sentences']}")
     if set(summary["collections"]) - {"base"}:
         click.echo("Collections: " + ", ".join(f"{n} {c}" for n, c in sorted(summary["collections"].items()))

@@ -90,6 +90,7 @@ class Notice:
     settings: bool = False
     error: Exception | None = None
     database: str = ""  # the index's database (its URL without a password) when it lives in one
+    deltas: int = 0  # the folder index's delta segments (index/store/segments.py) beside its base
 
 
 @dataclass
@@ -127,6 +128,7 @@ class IndexInfo:
     checksums_verified: bool = False  # every file was hashed (False: only sizes compared; the index is big)
     index_bytes: int = 0  # total size of the index's files, as the manifest records them
     database: str = ""  # the index's database (its URL without a password) when it lives in one
+    deltas: int = 0  # the folder index's delta segments (index/store/segments.py) beside its base
 
 
 # "What is the latest on ...": newer articles first among the passages nearly as good as the best.
@@ -421,6 +423,7 @@ def describe_index(config: EngineConfig, check: bool = False) -> IndexInfo:
                      manifest.get("vector_store", DEFAULT_STORE), docs, int(manifest["counts"]["chunks"]),
                      manifest["counts"].get("sentences"), manifest.get("built_at"), manifest.get("chunking"),
                      str(config.corpus))
+    info.deltas = len(manifest.get("deltas") or [])
     files = manifest.get("files")
     info.index_bytes = sum(f["bytes"] for f in (files.values() if isinstance(files, dict) else ())
                            if isinstance(f, dict) and isinstance(f.get("bytes"), int))

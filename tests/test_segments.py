@@ -190,3 +190,18 @@ def test_delta_names_stay_index_files_past_a_million_updates():
 
     assert all(is_delta_file(f) for f in delta_files(delta_name(1_234_567)))
     assert not is_delta_file("delta-12.vectors.npy") and not is_delta_file("delta-000001.notes.txt")
+
+
+def test_info_says_how_many_delta_segments_the_index_has(herald_paths, fake_embedder, share, invoke):
+    import json as json_
+
+    _corpus(herald_paths.corpus, 6)
+    build_index(herald_paths.corpus, herald_paths.index, fake_embedder)
+    where = ["--corpus", str(herald_paths.corpus), "--index", str(herald_paths.index), "--model", "test-hash"]
+    assert "Segments:" not in invoke("info", *where).stdout
+    _write(herald_paths.corpus, "z1.md", "A ferry strike", 1)
+    build_index(herald_paths.corpus, herald_paths.index, fake_embedder)
+    r = invoke("info", "--check", *where)
+    assert r.exit_code == 0 and "Segments:  the base and 1 delta segment(s)" in r.stdout
+    assert "every file matches its checksum" in r.stdout
+    assert json_.loads(invoke("info", "--json", *where).stdout)["delta_segments"] == 1
