@@ -18,7 +18,7 @@ import numpy as np
 
 from index.errors import HeraldError, IndexPathError, IndexWriteError
 from index.store.records import MANIFEST, RECORD_FILES, is_index_file
-from index.store.segments import file_digest
+from index.store.segments import file_digest, write_records
 from index.store.vectors import VectorStore
 
 log = logging.getLogger(__name__)
@@ -113,10 +113,8 @@ def write_index(index_dir: Path, manifest: dict, docs: list[dict], chunks: list[
     """Write a whole index (the base: index/store/segments.py) into a fresh folder, then swap it into place."""
 
     def fill(tmp: Path) -> list[str]:
-        for name, records in (("documents.jsonl", docs), ("chunks.jsonl", chunks)):
-            with open(tmp / name, "w", encoding="utf-8") as fh:
-                for rec in records:
-                    fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
+        write_records(tmp / "documents.jsonl", docs)
+        write_records(tmp / "chunks.jsonl", chunks)
         written = store.save(tmp)
         np.save(tmp / "sentences.npy", sentences, allow_pickle=False)
         return [*RECORD_FILES[1:], *written]

@@ -15,7 +15,7 @@ from index.errors import IndexCorruptError, IndexMismatchError, IndexMissingErro
 from index.ingest.chunking import Chunk
 from index.ingest.corpus import Document
 from index.store.records import DEFAULT_STORE, FORMAT_VERSION, MANIFEST, READABLE_FORMATS, LoadedIndex
-from index.store.segments import delta_files, file_digest
+from index.store.segments import delta_files, file_digest, stack_rows
 from index.store.vectors import VectorStore, load_store
 
 __all__ = ["read_manifest", "check_compatible", "file_digest", "verify_files", "load_index"]
@@ -163,7 +163,7 @@ def _assemble(entries: dict[str, dict], parts: dict[str, _Part], store: VectorSt
     starts = {name: p.starts() for name, p in parts.items()}
     rows_by_doc = {name: p.rows_by_doc() for name, p in parts.items()}
     index_of = {name: {d.id: i for i, d in enumerate(p.documents)} for name, p in parts.items()}
-    pieces: list[tuple[str, int, int]] = []
+    pieces: list[tuple[np.ndarray, int, int]] = []
     added: dict[str, list[int]] = {}
     row = 0
     for doc_id, entry in entries.items():
@@ -172,7 +172,7 @@ def _assemble(entries: dict[str, dict], parts: dict[str, _Part], store: VectorSt
         out.documents.append(part.documents[index_of[name][doc_id]])
         out.spans[doc_id] = part.spans[doc_id]
         count = len(part.spans[doc_id])
-        pieces.append((name, start, start + count))
+        pieces.append((part.sentences, start, start + count))
         for r in rows_by_doc[name].get(doc_id, []):
             out.chunks.append(part.chunks[r])
             own = part.sentence_ids[r]  # rows unmoved (the base before any change): the same list
@@ -184,29 +184,10 @@ def _assemble(entries: dict[str, dict], parts: dict[str, _Part], store: VectorSt
     live = set(out.ids)
     stale = [i for i in base.ids if i not in live]
     if stale:
-        mark_deleted(store, stale)
+        store.mark_deleted(stale)
     for name, rows in added.items():
         vectors = parts[name].vectors
         assert vectors is not None
         store.add([parts[name].ids[r] for r in rows], vectors[np.asarray(rows, dtype=np.int64)])
-    out.sentences = gather(parts, pieces, int(base.sentences.shape[1]) if base.sentences.ndim == 2 else 0)
+    out.sentences = stack_rows(pieces, int(base.sentences.shape[1]) if base.sentences.ndim == 2 else 0)
     return out
-
-
-def mark_deleted(store: VectorStore, ids: list[int]) -> None:
-    """Stale ids out of a loaded store: marked where the store can (no graph rebuild while loading)."""
-    marker = getattr(store, "mark_deleted", None)
-    (marker or store.delete)(ids)
-
-
-def gather(segments: dict[str, _Part], pieces: list[tuple[str, int, int]], dim: int) -> np.ndarray:
-    """One float32 matrix of the pieces' sentence rows (adjacent pieces of a segment copied as one block)."""
-    blocks: list[list] = []
-    for name, a, b in pieces:
-        if blocks and blocks[-1][0] == name and blocks[-1][2] == a:
-            blocks[-1][2] = b
-        elif b > a:
-            blocks.append([name, a, b])
-    if not blocks:
-        return np.zeros((0, dim), np.float32)
-    return np.concatenate([segments[n].sentences[a:b] for n, a, b in blocks]).astype(np.float32, copy=False)

@@ -24,7 +24,7 @@ import json
 import os
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
@@ -71,7 +71,6 @@ class Segment:
     chunks: list[dict]
     sentences: np.ndarray
     vectors: np.ndarray | None = None
-    _spans: dict[str, tuple[int, int]] = field(default_factory=dict, repr=False)
 
     @property
     def rows(self) -> int:
@@ -79,12 +78,15 @@ class Segment:
 
     def span(self, doc_id: str) -> tuple[int, int]:
         """(first sentence row, count) of a document of this segment: its sentences are contiguous."""
-        if not self._spans:
-            offset = 0
-            for d in self.docs:
-                self._spans[d["id"]] = (offset, len(d["sentences"]))
-                offset += len(d["sentences"])
         return self._spans[doc_id]
+
+    @cached_property
+    def _spans(self) -> dict[str, tuple[int, int]]:
+        out, offset = {}, 0
+        for d in self.docs:
+            out[d["id"]] = (offset, len(d["sentences"]))
+            offset += len(d["sentences"])
+        return out
 
     def doc(self, doc_id: str) -> dict:
         return self.docs[self._doc_rows[doc_id]]
@@ -102,18 +104,19 @@ class Segment:
 
     def select(self, doc_ids: Iterable[str]) -> Segment:
         """A segment of just these documents (in this order), sentence rows renumbered."""
-        docs, chunks, pieces, rows, base = [], [], [], [], 0
+        docs, chunks, rows, base = [], [], [], 0
+        pieces: list[tuple[np.ndarray, int, int]] = []
         for doc_id in doc_ids:
             start, count = self.span(doc_id)
             docs.append(self.doc(doc_id))
-            pieces.append((start, start + count))
+            pieces.append((self.sentences, start, start + count))
             for r in self.chunk_rows.get(doc_id, []):
                 c = dict(self.chunks[r])
                 c["sentence_ids"] = [base + int(s) - start for s in c["sentence_ids"]]
                 chunks.append(c)
                 rows.append(r)
             base += count
-        sentences = _rows(self.sentences, pieces)
+        sentences = stack_rows(pieces, self.sentences.shape[1] if self.sentences.ndim == 2 else 0)
         vectors = self.vectors[np.asarray(rows, dtype=np.int64)] if self.vectors is not None else None
         return Segment(docs, chunks, sentences, vectors)
 
@@ -128,17 +131,18 @@ class Segment:
                        np.concatenate([self.sentences, other.sentences]).astype(np.float32, copy=False), vectors)
 
 
-def _rows(matrix: np.ndarray, pieces: list[tuple[int, int]]) -> np.ndarray:
-    """Rows ``a:b`` of ``matrix`` for each piece, adjacent pieces read as one block."""
-    merged: list[list[int]] = []
-    for a, b in pieces:
-        if merged and merged[-1][1] == a:
-            merged[-1][1] = b
+def stack_rows(pieces: Iterable[tuple[np.ndarray, int, int]], dim: int) -> np.ndarray:
+    """One float32 matrix of rows ``a:b`` of each piece's matrix, in order; rows that continue the previous
+    piece's in the same matrix are copied with it as one block (a kept run of documents is one copy)."""
+    blocks: list[list] = []
+    for matrix, a, b in pieces:
+        if blocks and blocks[-1][0] is matrix and blocks[-1][2] == a:
+            blocks[-1][2] = b
         elif b > a:
-            merged.append([a, b])
-    if not merged:
-        return np.zeros((0, matrix.shape[1] if matrix.ndim == 2 else 0), np.float32)
-    return np.concatenate([matrix[a:b] for a, b in merged]).astype(np.float32, copy=False)
+            blocks.append([matrix, a, b])
+    if not blocks:
+        return np.zeros((0, dim), np.float32)
+    return np.concatenate([m[a:b] for m, a, b in blocks]).astype(np.float32, copy=False)
 
 
 def read_records(path: Path) -> list[dict]:
@@ -146,14 +150,16 @@ def read_records(path: Path) -> list[dict]:
         return [json.loads(line) for line in fh]
 
 
-def read_delta(folder: Path, name: str, digests: dict[str, dict] | None = None) -> Segment:
-    """A delta segment read back; with ``digests``, each file checked against its recorded checksum first (a
-    merge rewrites what it reads, so a damaged delta must not be carried into a new one)."""
+def write_records(path: Path, records: Iterable[dict]) -> None:
+    """A JSONL file of records (documents.jsonl, chunks.jsonl and a delta's)."""
+    with open(path, "w", encoding="utf-8") as fh:
+        for rec in records:
+            fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
+
+
+def read_delta(folder: Path, name: str) -> Segment:
+    """A delta segment read back as records (a merge writes them again; check its files first)."""
     files = delta_files(name)
-    for fname in files if digests is not None else ():
-        want = (digests or {}).get(fname) or {}
-        if file_digest(folder / fname) != {"bytes": want.get("bytes"), "sha256": want.get("sha256")}:
-            raise IndexCorruptError(folder, f"{fname} does not match its checksum")
     docs, chunks = read_records(folder / files[0]), read_records(folder / files[1])
     sentences = np.load(folder / files[2], allow_pickle=False)
     vectors = np.load(folder / files[3], allow_pickle=False)
@@ -165,10 +171,8 @@ def read_delta(folder: Path, name: str, digests: dict[str, dict] | None = None) 
 def write_delta(folder: Path, name: str, segment: Segment) -> list[str]:
     """Write a delta's four files into ``folder``; their names."""
     files = delta_files(name)
-    for fname, records in ((files[0], segment.docs), (files[1], segment.chunks)):
-        with open(folder / fname, "w", encoding="utf-8") as fh:
-            for rec in records:
-                fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
+    write_records(folder / files[0], segment.docs)
+    write_records(folder / files[1], segment.chunks)
     np.save(folder / files[2], np.asarray(segment.sentences, dtype=np.float32), allow_pickle=False)
     assert segment.vectors is not None
     np.save(folder / files[3], np.asarray(segment.vectors, dtype=np.float32), allow_pickle=False)

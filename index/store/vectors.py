@@ -47,6 +47,11 @@ class VectorStore(Protocol):
     def delete(self, ids: Sequence[int]) -> None:
         """Forget these ids (unknown ids are ignored)."""
 
+    def mark_deleted(self, ids: Sequence[int]) -> None:
+        """``delete`` as a load does it (the folder index's stale ids, index/store/segments.py): a store whose
+        delete may reorganise itself (FaissStore rebuilds a graph) skips that here. The default deletes."""
+        self.delete(ids)
+
     def search(self, vector: np.ndarray, k: int) -> Hits:
         """The ``k`` best ``(id, inner product)`` pairs, best first (ties by id)."""
 

@@ -16,10 +16,12 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from index.errors import IndexCorruptError
 from index.ingest.chunking import Chunk
 from index.ingest.corpus import Document, text_key
 from index.ingest.dedup import simhash
 from index.store.disk import write_folder, write_index
+from index.store.load import verify_files
 from index.store.records import LoadedIndex
 from index.store.segments import (
     MAX_DELTAS,
@@ -30,6 +32,7 @@ from index.store.segments import (
     delta_files,
     delta_name,
     read_delta,
+    stack_rows,
     write_delta,
 )
 from index.store.vectors import VectorStore, new_store, store_class
@@ -102,17 +105,14 @@ class FolderWriter(IndexWriter):
             if written is not None:
                 return written
         fresh = {u.doc.id: u for u in change.upserts}
-        store, ids = self._store(change, fresh)
+        store, ids, next_id = self._store(change, fresh)
         docs, chunks, entries, sentences = self._records(change, fresh, ids)
         counts = Written(len(docs), len(chunks), int(sentences.shape[0]))
         prev = self.previous
-        last = max([max(ids[d], default=-1) for d in ids] + [-1]) + 1
         manifest = {**change.about, "vector_store_options": self.options, "documents": entries,
                     "skipped": change.skipped,
                     "counts": {"documents": counts.documents, "chunks": counts.chunks, "sentences": counts.sentences},
-                    # ids are never given twice (a store may still mark an old one deleted)
-                    "next_chunk_id": max(last, int(prev.manifest.get("next_chunk_id", 0)) if prev else 0),
-                    "base_chunks": counts.chunks, "deltas": [],
+                    "next_chunk_id": next_id, "base_chunks": counts.chunks, "deltas": [],
                     "next_delta": int(prev.manifest.get("next_delta", 1)) if prev else 1}
         write_index(self.index_dir, manifest, docs, chunks, store, sentences)
         return counts
@@ -120,9 +120,10 @@ class FolderWriter(IndexWriter):
     def _kept(self, doc_id: str, fresh: dict[str, DocumentUpdate]) -> bool:
         return doc_id not in fresh and self.previous is not None and doc_id in self.previous.doc_by_id
 
-    def _store(self, change: IndexChange, fresh: dict[str, DocumentUpdate]) -> tuple[VectorStore, dict[str, list[int]]]:
-        """The vector store (the previous one minus stale chunks, plus the new ones) and each document's
-        chunk ids."""
+    def _store(self, change: IndexChange,
+               fresh: dict[str, DocumentUpdate]) -> tuple[VectorStore, dict[str, list[int]], int]:
+        """The vector store (the previous one minus stale chunks, plus the new ones), each document's chunk ids
+        and the next id to give (ids are never given twice: a store may still mark an old one deleted)."""
         prev, ids = self.previous, {}
         if prev is not None:
             kept = {d for d in change.order if self._kept(d, fresh)}
@@ -148,7 +149,7 @@ class FolderWriter(IndexWriter):
                 new_ids.extend(ids[doc_id])
                 vectors.append(fresh[doc_id].chunk_vectors)
         store.add(new_ids, np.vstack(vectors) if vectors else np.zeros((0, self.dim), np.float32))
-        return store, ids
+        return store, ids, next_id
 
     def _records(self, change: IndexChange, fresh: dict[str, DocumentUpdate],
                  ids: dict[str, list[int]]) -> tuple[list[dict], list[dict], dict[str, dict], np.ndarray]:
@@ -164,24 +165,21 @@ class FolderWriter(IndexWriter):
             if doc_id in fresh:
                 u = fresh[doc_id]
                 doc, doc_chunks, spans, hashed, key = u.doc, u.chunks, u.sentences, None, None
-                _extend(pieces, u.sentence_vectors, 0, len(spans))
+                pieces.append((u.sentence_vectors, 0, len(spans)))
             else:
                 assert prev is not None  # a document is kept only from a previous index
                 doc = prev.doc_by_id[doc_id]
                 doc_chunks = [prev.chunks[r] for r in prev.chunk_rows_by_doc.get(doc_id, [])]
                 spans = list(prev.doc_sentences[doc_id])
                 start, count = prev.sentence_span(doc_id)
-                _extend(pieces, prev.sentence_vectors, start, start + count)
+                pieces.append((prev.sentence_vectors, start, start + count))
                 hashed = (recorded.get(doc_id) or {}).get("simhash")
                 key = (recorded.get(doc_id) or {}).get("text_key")
             chunks.extend(_chunk_records(doc_chunks, ids[doc_id], spans, sent_base))
             sent_base += len(spans)
             docs.append(_document_record(doc, spans))
             entries[doc_id] = _manifest_entry(doc, len(doc_chunks), len(spans), hashed, key)
-        parts = [m[a:b] for m, a, b in pieces]
-        sentences = (np.concatenate(parts).astype(np.float32, copy=False) if parts
-                     else np.zeros((0, self.dim), np.float32))
-        return docs, chunks, entries, sentences
+        return docs, chunks, entries, stack_rows(pieces, self.dim)
 
 
 def _chunk_records(chunks: list[Chunk], ids: list[int], spans: list[tuple[int, int]], base: int) -> list[dict]:
@@ -211,14 +209,6 @@ def _manifest_entry(d: Document, n_chunks: int, n_sentences: int, hashed: str | 
             "text_key": key if isinstance(key, str) else text_key(d.text)}
 
 
-def _extend(pieces: list[tuple[np.ndarray, int, int]], matrix: np.ndarray, start: int, stop: int) -> None:
-    """Add rows ``start:stop`` of ``matrix``, joining the last piece when they continue it."""
-    if pieces and pieces[-1][0] is matrix and pieces[-1][2] == start:
-        pieces[-1] = (matrix, pieces[-1][1], stop)
-    elif stop > start:
-        pieces.append((matrix, start, stop))
-
-
 class DeltaWriter:
     """A change written as one delta segment (index/store/segments.py), every other file hard-linked."""
 
@@ -240,10 +230,15 @@ class DeltaWriter:
         dropped: list[str] = []
         while deltas and (len(deltas) >= MAX_DELTAS or deltas[-1]["rows"] <= MERGE_FACTOR * segment.rows):
             older = deltas.pop()
-            old = read_delta(index_dir, older["name"], m["files"])
+            # a merge writes what it reads again: a damaged delta must not be carried into the new one
+            files = delta_files(older["name"])
+            bad = verify_files(index_dir, {"files": {f: m["files"].get(f, {}) for f in files}})
+            if bad:
+                raise IndexCorruptError(index_dir, f"{', '.join(bad)} do not match their checksums")
+            old = read_delta(index_dir, older["name"])
             segment = old.select([d["id"] for d in old.docs
                                   if entries.get(d["id"], {}).get("segment") == older["name"]]) + segment
-            dropped.extend(delta_files(older["name"]))
+            dropped.extend(files)
         for d in segment.docs:  # a new dict: the kept entries are the previous manifest's own
             entries[d["id"]] = {**entries[d["id"]], "segment": name}
         if segment.docs:
@@ -266,7 +261,9 @@ class DeltaWriter:
         ``name``); the next chunk id."""
         fresh = {u.doc.id: u for u in change.upserts}
         old, next_id = self.manifest["documents"], int(self.manifest["next_chunk_id"])
-        docs, chunks, sentences, vectors, entries = [], [], [], [], {}
+        docs, chunks, entries = [], [], {}
+        sentences: list[tuple[np.ndarray, int, int]] = []
+        vectors: list[tuple[np.ndarray, int, int]] = []
         rows = 0
         for doc_id in change.order:
             u = fresh.get(doc_id)
@@ -278,14 +275,11 @@ class DeltaWriter:
             docs.append(_document_record(u.doc, u.sentences))
             chunks.extend(_chunk_records(u.chunks, ids, u.sentences, rows))
             rows += len(u.sentences)
-            sentences.append(u.sentence_vectors[:len(u.sentences)])
-            vectors.append(u.chunk_vectors)
+            sentences.append((u.sentence_vectors, 0, len(u.sentences)))
+            vectors.append((u.chunk_vectors, 0, len(u.chunks)))
             entries[doc_id] = {**_manifest_entry(u.doc, len(u.chunks), len(u.sentences)), "segment": name}
-        return Segment(docs, chunks, self._stack(sentences), self._stack(vectors)), entries, next_id
-
-    def _stack(self, parts: list[np.ndarray]) -> np.ndarray:
-        return (np.concatenate(parts).astype(np.float32, copy=False) if parts
-                else np.zeros((0, self.folder.dim), np.float32))
+        dim = self.folder.dim
+        return Segment(docs, chunks, stack_rows(sentences, dim), stack_rows(vectors, dim)), entries, next_id
 
     def _rewrite_due(self, entries: dict[str, dict], deltas: list[dict], new_rows: int) -> bool:
         """Whether the index should be written whole: the deltas' rows and the base's stale ones pass
