@@ -20,7 +20,7 @@ from index.embed.models import Embedder, embed_all
 from index.errors import CorpusError, IndexCorruptError, IndexMismatchError, IndexMissingError
 from index.ingest.chunking import Chunk, ChunkSettings, chunk_sections, document_sentences
 from index.ingest.collections import BASE, CollectionsSource, collection_of
-from index.ingest.corpus import CLEANER_VERSION, Document, text_key
+from index.ingest.corpus import CLEANER_VERSION, Document, first_copies
 from index.ingest.sources import DocumentSource, FolderSource
 from index.store import (
     DEFAULT_STORE,
@@ -271,17 +271,8 @@ def _changed_documents(source: DocumentSource, previous: PriorIndex, prints: dic
     same = {i for i, fp in prints.items() if built.get(i) == fp and i in previous.doc_by_id}
     removed = any(i not in prints for i in built)
     need = [i for i, fp in prints.items() if i not in same and (removed or skipped.get(i) != fp)]
-    # One copy of an article per collection, as load_corpus keeps within one folder (a full build): two
-    # servers that follow the same feed each get the article in their own collection.
     seen = {(previous.doc_by_id[i].collection, previous.text_key(i)): i for i in same}
-    parsed: dict[str, Document] = {}
-    for doc in source.documents_of(need) if need else ():
-        original = seen.get((doc.collection, text_key(doc.text)))
-        if original is not None:
-            log.warning("skipping %s: the same article as %s", doc.path or doc.id, original)
-            continue
-        seen[(doc.collection, text_key(doc.text))] = doc.id
-        parsed[doc.id] = doc
+    parsed = {d.id: d for d in first_copies(source.documents_of(need) if need else (), seen)}
     return [previous.doc_by_id[i] if i in same else parsed[i] for i in prints if i in same or i in parsed]
 
 

@@ -12,7 +12,7 @@ import html
 import logging
 import os
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
@@ -485,6 +485,21 @@ def corpus_fingerprints(corpus_dir: Path) -> dict[str, str]:
 def text_key(text: str) -> str:
     """What makes two articles "the same article": their text, white space and case folded."""
     return hashlib.sha256(" ".join(text.split()).casefold().encode("utf-8")).hexdigest()
+
+
+def first_copies(docs: Iterable[Document], seen: dict[tuple[str, str], str]) -> list[Document]:
+    """``docs`` without a second copy of an article in one collection, each skipped copy logged. ``seen``:
+    ``{(collection, text key): the id kept}``, the index's unchanged documents to start with; updated. As a
+    full build keeps one copy per folder (load_corpus), so two servers that follow one feed each keep theirs."""
+    out = []
+    for doc in docs:
+        key = (doc.collection, text_key(doc.text))
+        if key in seen:
+            log.warning("skipping %s: the same article as %s", doc.path or doc.id, seen[key])
+            continue
+        seen[key] = doc.id
+        out.append(doc)
+    return out
 
 
 def load_corpus(corpus_dir: Path, max_bytes: int = MAX_ARTICLE_BYTES,

@@ -23,7 +23,7 @@ from index.embed.models import Embedder
 from index.errors import BuildBusyError, CorpusError, HeraldError, IndexMismatchError
 from index.ingest.chunking import ChunkSettings
 from index.ingest.collections import CollectionsSource, collection_of
-from index.ingest.corpus import CLEANER_VERSION, Document, text_key
+from index.ingest.corpus import CLEANER_VERSION, Document, first_copies
 from index.ingest.sources import DocumentSource
 from index.pg.db import Database
 from index.pg.writer import PostgresWriter
@@ -217,15 +217,7 @@ def _changed(source: DocumentSource, conn: Any, prints: dict[str, str], old_fp: 
     same = [i for i, fp in prints.items() if old_fp.get(i) == fp]
     seen = {(c, k): i for c, k, i in conn.execute(
         "SELECT collection, text_key, id FROM documents WHERE id = ANY(%s)", (same,)).fetchall()}
-    out = []
-    for doc in source.documents_of(need):  # one copy of an article per collection, as a full build keeps
-        original = seen.get((doc.collection, text_key(doc.text)))
-        if original is not None:
-            log.warning("skipping %s: the same article as %s", doc.path or doc.id, original)
-            continue
-        seen[(doc.collection, text_key(doc.text))] = doc.id
-        out.append(doc)
-    return out
+    return first_copies(source.documents_of(need), seen)
 
 
 def _others(conn: Any, scope: Sequence[str]) -> bool:
