@@ -165,6 +165,27 @@ def test_a_change_replaces_and_removes_and_keeps_the_rest(stored, folder_index) 
     assert kept_df == set(conn.execute("SELECT term, count(*), count(*) FILTER (WHERE in_text) FROM chunk_terms "
                                        "GROUP BY term"))  # and each word's document frequencies
     assert conn.execute("SELECT count(*) FROM term_df WHERE df < 0 OR df_text < 0 OR df_text > df").fetchone()[0] == 0
+    assert (written.documents, written.chunks, written.sentences) == _counts(conn)[:3]  # kept, not counted
+
+
+def test_counts_kept_by_the_writer_start_from_a_count_where_a_database_lacks_them(stored, folder_index) -> None:
+    """A database written before the writer kept the counts and the next position (issue 19: counting every
+    row took most of an update at a million chunks) has them counted once by its next change."""
+    from dataclasses import replace
+
+    from index.store.writer import IndexChange
+
+    conn, writer, everything = stored
+    conn.execute("DELETE FROM herald_meta WHERE key IN ('document_count', 'sentence_count', 'next_position')")
+    conn.execute("UPDATE herald_meta SET value = '0' WHERE key = 'chunk_count'")
+    conn.commit()
+    last = conn.execute("SELECT max(position) FROM documents").fetchone()[0]
+    moved = replace(everything.upserts[0], doc=replace(everything.upserts[0].doc, fingerprint="c5-moved"))
+    written = writer.apply(IndexChange([], [moved], removed=[everything.upserts[1].doc.id]))
+    assert (written.documents, written.chunks, written.sentences) == _counts(conn)[:3]
+    assert conn.execute("SELECT position FROM documents WHERE id = %s", (moved.doc.id,)).fetchone()[0] == last + 1
+    written = writer.apply(IndexChange([], [], removed=[everything.upserts[2].doc.id]))
+    assert (written.documents, written.chunks, written.sentences) == _counts(conn)[:3]
 
 
 def test_nul_characters_become_spaces_and_offsets_hold(stored) -> None:

@@ -31,6 +31,9 @@ _DF_GONE = """WITH gone AS (
     SELECT t.term, count(*) AS n, count(*) FILTER (WHERE t.in_text) AS nt FROM chunk_terms t
     JOIN chunks c ON c.id = t.chunk_id WHERE c.doc_id = ANY(%s) GROUP BY t.term)
 UPDATE term_df d SET df = d.df - gone.n, df_text = d.df_text - gone.nt FROM gone WHERE d.term = gone.term"""
+#: What herald_meta keeps for the writer, all integers.
+_COUNTERS = ("next_chunk", "next_sentence", "next_position", "generation", "chunk_count", "document_count",
+             "sentence_count", "total_terms")
 _IN_TRANSACTION = 2  # psycopg.pq.TransactionStatus.INTRANS (psycopg is imported only with a database)
 
 
@@ -51,37 +54,49 @@ class PostgresWriter(IndexWriter):
             conn.commit()
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_WRITE_LOCK,))
-            meta = dict(conn.execute("SELECT key, value FROM herald_meta WHERE key IN ('next_chunk', "
-                                     "'next_sentence', 'generation', 'chunk_count', 'total_terms')").fetchall())
-            chunks, terms = int(meta.get("chunk_count", 0)), int(meta.get("total_terms", 0))
+            meta = self._counters()
+            chunks, terms = meta["chunk_count"], meta["total_terms"]
+            docs, sentences = meta["document_count"], meta["sentence_count"]
             gone = sorted(set(change.removed) | {u.doc.id for u in change.upserts})
             if gone:
-                n, t = conn.execute("SELECT count(*), coalesce(sum(terms), 0) FROM chunks WHERE doc_id = ANY(%s)",
-                                    (gone,)).fetchone()
-                chunks, terms = chunks - int(n), terms - int(t)
+                n, t, d, s = conn.execute(
+                    "SELECT (SELECT count(*) FROM chunks WHERE doc_id = ANY(%s)), (SELECT coalesce(sum(terms), 0) "
+                    "FROM chunks WHERE doc_id = ANY(%s)), count(*), coalesce(sum(sentences), 0) FROM documents "
+                    "WHERE id = ANY(%s)", (gone, gone, gone)).fetchone()
+                chunks, terms, docs, sentences = chunks - int(n), terms - int(t), docs - int(d), sentences - int(s)
                 conn.execute(_DF_GONE, (gone,))
                 conn.execute("DELETE FROM documents WHERE id = ANY(%s)", (gone,))
-            chunk_id, sentence_id = int(meta.get("next_chunk", 0)), int(meta.get("next_sentence", 0))
-            position = conn.execute("SELECT coalesce(max(position), -1) + 1 FROM documents").fetchone()[0]
+            chunk_id, sentence_id, position = meta["next_chunk"], meta["next_sentence"], meta["next_position"]
             for u in change.upserts:
                 terms += self._insert(u, chunk_id, sentence_id, position)
                 chunk_id, sentence_id, position = chunk_id + len(u.chunks), sentence_id + len(u.sentences), position + 1
-                chunks += len(u.chunks)
+                chunks, docs, sentences = chunks + len(u.chunks), docs + 1, sentences + len(u.sentences)
             self._count_terms(change)
             self._skipped(change)
-            # BM25's corpus statistics, kept here so a reader needs no scan of every chunk after a change.
-            self._meta({"next_chunk": chunk_id, "next_sentence": sentence_id, "chunk_count": chunks,
-                        "total_terms": terms, "generation": int(meta.get("generation", 0)) + 1,
-                        **self._about(change)})
+            # BM25's corpus statistics and the counts, kept here so neither a reader nor the next change scans
+            # every row (counting a million chunks' rows took most of an update at that size: docs/scale.md).
+            self._meta({"next_chunk": chunk_id, "next_sentence": sentence_id, "next_position": position,
+                        "chunk_count": chunks, "document_count": docs, "sentence_count": sentences,
+                        "total_terms": terms, "generation": meta["generation"] + 1, **self._about(change)})
             written = sum(len(u.chunks) for u in change.upserts)
             if written > max(1_000, chunks // 10):
                 # A large change (a first build): fresh statistics, or the planner walks BM25's rows the slow
                 # way until autovacuum gets to them (55 ms instead of 12 at the BBC corpus).
                 conn.execute("ANALYZE documents, chunks, sentences, chunk_terms, term_df")
-            docs, chunks, sentences = conn.execute(
-                "SELECT (SELECT count(*) FROM documents), (SELECT count(*) FROM chunks), "
-                "(SELECT count(*) FROM sentences)").fetchone()
-        return Written(int(docs), int(chunks), int(sentences))
+        return Written(docs, chunks, sentences)
+
+    def _counters(self) -> dict[str, int]:
+        """The ids, counts and statistics ``herald_meta`` keeps; a database written before it kept the counts
+        and the next position has them counted once, here (the next change keeps them)."""
+        meta = {k: int(v) for k, v in self.conn.execute("SELECT key, value FROM herald_meta WHERE key IN "
+                                                        f"({', '.join(map(repr, _COUNTERS))})").fetchall()}
+        if not {"document_count", "sentence_count", "next_position"} <= meta.keys():
+            docs, sentences, position, chunks = self.conn.execute(
+                "SELECT count(*), coalesce(sum(sentences), 0), coalesce(max(position), -1) + 1, "
+                "(SELECT count(*) FROM chunks) FROM documents").fetchone()
+            meta.update(document_count=int(docs), sentence_count=int(sentences), next_position=int(position),
+                        chunk_count=int(chunks))
+        return {k: meta.get(k, 0) for k in _COUNTERS}
 
     def _count_terms(self, change: IndexChange) -> None:
         """Add the new chunks' words to ``term_df`` (one COPY into a scratch table, one upsert)."""
