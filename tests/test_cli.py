@@ -17,7 +17,7 @@ import pytest
 from index.build import build_index
 from index.ingest.chunking import chunk_document
 from index.ingest.corpus import load_corpus
-from index.store import MANIFEST
+from index.store import MANIFEST, read_manifest
 
 QUESTION = "Who vetoed the resolution?"
 HERALD = Path(sys.executable).parent / "herald"
@@ -145,7 +145,7 @@ def test_ask_updates_a_stale_index_first_and_says_so(built_index, fake_embedder,
     assert r.exit_code == 0, r.output
     assert "The corpus changed since the index was built (1 new); updating the index." in r.stderr
     assert "savannah" in r.stdout
-    manifest = json.loads((built_index.index / MANIFEST).read_text(encoding="utf-8"))
+    manifest = read_manifest(built_index.index)
     assert "zebra.txt" in manifest["documents"]
 
 

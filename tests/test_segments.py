@@ -145,22 +145,33 @@ def test_a_damaged_delta_is_caught_and_the_next_build_repairs_it(herald_paths, f
     assert "z3.md" in load_index(herald_paths.index).doc_by_id
 
 
-def test_an_index_from_before_segments_loads_and_its_next_update_is_written_whole(herald_paths, fake_embedder,
-                                                                                   share):
+def _as_older_format(index_dir, version: int) -> None:
+    """Turn a freshly built index into what format ``version`` wrote: its document entries inside the manifest
+    (no catalog); format 1 also without segments' keys and the entries' sentence counts and text keys."""
+    manifest = read_manifest(index_dir)
+    (index_dir / "catalog.json").unlink()
+    del manifest["files"]["catalog.json"]
+    for key in ("catalog", "changes", "placed", "base_stale_rows"):
+        del manifest[key]
+    manifest["format_version"] = version
+    if version == 1:
+        for key in ("next_chunk_id", "base_chunks", "deltas", "next_delta"):
+            del manifest[key]
+        for entry in manifest["documents"].values():
+            del entry["sentences"], entry["text_key"]
+    (index_dir / MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_an_index_of_an_older_format_loads_and_its_next_update_is_written_whole(herald_paths, fake_embedder,
+                                                                               share, version):
     _corpus(herald_paths.corpus, 6)
     build_index(herald_paths.corpus, herald_paths.index, fake_embedder)
-    path = herald_paths.index / MANIFEST
-    manifest = json.loads(path.read_text(encoding="utf-8"))
-    manifest["format_version"] = 1
-    for key in ("next_chunk_id", "base_chunks", "deltas", "next_delta"):
-        del manifest[key]
-    for entry in manifest["documents"].values():
-        del entry["sentences"], entry["text_key"]
-    path.write_text(json.dumps(manifest), encoding="utf-8")
+    _as_older_format(herald_paths.index, version)
     assert len(load_index(herald_paths.index).documents) == 6
     _write(herald_paths.corpus, "z1.md", "A ferry strike", 1)
     build_index(herald_paths.corpus, herald_paths.index, fake_embedder)
-    assert read_manifest(herald_paths.index)["format_version"] == 2
+    assert read_manifest(herald_paths.index)["format_version"] == 3
     assert read_manifest(herald_paths.index)["deltas"] == []
     _write(herald_paths.corpus, "z2.md", "A second strike", 2)
     build_index(herald_paths.corpus, herald_paths.index, fake_embedder)
@@ -205,3 +216,74 @@ def test_info_says_how_many_delta_segments_the_index_has(herald_paths, fake_embe
     assert r.exit_code == 0 and "Segments:  the base and 1 delta segment(s)" in r.stdout
     assert "every file matches its checksum" in r.stdout
     assert json_.loads(invoke("info", "--json", *where).stdout)["delta_segments"] == 1
+
+
+def test_the_manifest_holds_only_what_changed_since_the_base(herald_paths, fake_embedder, share):
+    """An update writes its delta and a manifest of the changes since the base; the base's catalog of entries is
+    carried over untouched (at a million chunks rewriting a line per article took most of an update)."""
+    _corpus(herald_paths.corpus, 12)
+    build_index(herald_paths.corpus, herald_paths.index, fake_embedder)
+    catalog = herald_paths.index / "catalog.json"
+    inode, base = catalog.stat().st_ino, json.loads(catalog.read_text(encoding="utf-8"))
+    assert list(base) == [f"s{i:02d}.md" for i in range(12)]
+    _write(herald_paths.corpus, "s03b.md", "A ferry strike", 1)
+    (herald_paths.corpus / "s07.md").unlink()
+    build_index(herald_paths.corpus, herald_paths.index, fake_embedder)
+    raw = json.loads((herald_paths.index / MANIFEST).read_text(encoding="utf-8"))
+    assert "documents" not in raw and catalog.stat().st_ino == inode
+    assert raw["changes"] == {"s03b.md": raw["changes"]["s03b.md"], "s07.md": None}
+    assert raw["placed"] == {"s03b.md": "s03.md"}
+    merged = read_manifest(herald_paths.index)
+    assert list(merged["documents"])[3:5] == ["s03.md", "s03b.md"] and "s07.md" not in merged["documents"]
+    assert merged["counts"]["documents"] == 12
+
+
+def test_updates_in_any_place_load_as_a_full_build(herald_paths, fake_embedder, share, tmp_path):
+    """New documents before, between and after the base's, removed ones (the base's and new ones), changed and
+    re-added ones: the index loads record for record as a full build of the same corpus."""
+    _corpus(herald_paths.corpus, 8)
+    build_index(herald_paths.corpus, herald_paths.index, fake_embedder)
+    corpus = herald_paths.corpus
+    steps = [
+        lambda: _write(corpus, "a0.md", "A first story", 1),
+        lambda: (_write(corpus, "s03b.md", "A ferry strike", 2), _write(corpus, "s03c.md", "A bus strike", 3)),
+        lambda: (corpus / "s04.md").unlink(),
+        lambda: _write(corpus, "s03d.md", "A taxi strike", 4),
+        lambda: ((corpus / "s03c.md").unlink(), _write(corpus, "s03bb.md", "A tram strike", 5)),
+        lambda: _write(corpus, "s04.md", "Story 4 of the harbour", 4),
+        lambda: _write(corpus, "s03b.md", "A ferry strike ends", 6),
+        lambda: ((corpus / "a0.md").unlink(), _write(corpus, "a1.md", "Another first story", 7),
+                 _write(corpus, "z9.md", "A last story", 8)),
+    ]
+    for i, step in enumerate(steps):
+        step()
+        build_index(corpus, herald_paths.index, fake_embedder)
+        assert read_manifest(herald_paths.index)["deltas"], i
+        _same_as_a_full_build(herald_paths, fake_embedder, tmp_path / f"step{i}")
+
+
+def test_placement_keeps_any_order_of_inserts_and_removals():
+    """The catalog's order with documents placed and removed at random matches the order they were put in."""
+    import random
+
+    from index.store.segments import Placement, merged_entries
+
+    for seed in range(30):
+        rnd = random.Random(seed)
+        catalog = {f"b{i}": {"n": i} for i in range(rnd.randint(0, 6))}
+        order, changes, placement, made = list(catalog), {}, Placement({}), 0
+        for _ in range(40):
+            if order and rnd.random() < 0.35:
+                doc_id = order.pop(rnd.randrange(len(order)))
+                if doc_id in placement.placed:
+                    placement.unplace(doc_id)
+                    del changes[doc_id]
+                else:
+                    changes[doc_id] = None
+            else:
+                made += 1
+                doc_id, at = f"n{made}", rnd.randint(0, len(order))
+                order.insert(at, doc_id)
+                changes[doc_id] = {"n": made}
+                placement.place(doc_id, order[at - 1] if at else None)
+            assert list(merged_entries(catalog, changes, placement.placed)) == order, seed

@@ -88,7 +88,7 @@ def test_faiss_search_finds_the_exact_chunk(built_index, fake_embedder):
 
 
 def test_manifest_contents(built_index, real_article):
-    manifest = json.loads((built_index.index / MANIFEST).read_text(encoding="utf-8"))
+    manifest = read_manifest(built_index.index)  # the manifest with its catalog's entries
     assert manifest["format_version"] == FORMAT_VERSION
     assert manifest["model"] == "test-hash"
     assert manifest["dim"] == 64

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from index.errors import HeraldError, IndexPathError, IndexWriteError
-from index.store.records import MANIFEST, RECORD_FILES, is_index_file
+from index.store.records import CATALOG, MANIFEST, RECORD_FILES, is_index_file
 from index.store.segments import file_digest, write_records
 from index.store.vectors import VectorStore
 
@@ -108,11 +108,13 @@ def check_replaceable(index_dir: Path) -> None:
         raise IndexPathError("foreign", index_dir, foreign)
 
 
-def write_index(index_dir: Path, manifest: dict, docs: list[dict], chunks: list[dict], store: VectorStore,
-                sentences: np.ndarray) -> None:
-    """Write a whole index (the base: index/store/segments.py) into a fresh folder, then swap it into place."""
+def write_index(index_dir: Path, manifest: dict, catalog: dict[str, dict], docs: list[dict], chunks: list[dict],
+                store: VectorStore, sentences: np.ndarray) -> None:
+    """Write a whole index (the base and its catalog: index/store/segments.py) into a fresh folder, then swap it
+    into place."""
 
     def fill(tmp: Path) -> list[str]:
+        (tmp / CATALOG).write_text(json.dumps(catalog, ensure_ascii=False, separators=(",", ":")), encoding="utf-8")
         write_records(tmp / "documents.jsonl", docs)
         write_records(tmp / "chunks.jsonl", chunks)
         written = store.save(tmp)

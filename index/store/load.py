@@ -14,8 +14,8 @@ import numpy as np
 from index.errors import IndexCorruptError, IndexMismatchError, IndexMissingError, IndexPathError, UnknownBackendError
 from index.ingest.chunking import Chunk
 from index.ingest.corpus import Document
-from index.store.records import DEFAULT_STORE, FORMAT_VERSION, MANIFEST, READABLE_FORMATS, LoadedIndex
-from index.store.segments import delta_files, file_digest, stack_rows
+from index.store.records import CATALOG, DEFAULT_STORE, FORMAT_VERSION, MANIFEST, READABLE_FORMATS, LoadedIndex
+from index.store.segments import delta_files, file_digest, merged_entries, stack_rows
 from index.store.vectors import VectorStore, load_store
 
 __all__ = ["read_manifest", "check_compatible", "file_digest", "verify_files", "load_index"]
@@ -30,6 +30,9 @@ def read_manifest(index_dir: Path) -> dict:
         raise IndexMissingError(index_dir)
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(manifest, dict) and "catalog" in manifest:  # format 3: the base's entries, then the changes
+            catalog = json.loads((index_dir / CATALOG).read_text(encoding="utf-8"))
+            manifest["documents"] = merged_entries(catalog, manifest["changes"], manifest["placed"])
         # Everything later code indexes into without a check: a half-written or hand-edited manifest
         # must be "damaged, rebuild", never a KeyError traceback when describing or building.
         if not (isinstance(manifest, dict) and isinstance(manifest["model"], str)
@@ -39,7 +42,7 @@ def read_manifest(index_dir: Path) -> dict:
         for entry in manifest["documents"].values():
             if not (isinstance(entry, dict) and isinstance(entry["fingerprint"], str)):
                 raise TypeError("a document entry is not an object with a fingerprint")
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise IndexCorruptError(index_dir, f"manifest unreadable ({type(exc).__name__})") from exc
     return manifest
 

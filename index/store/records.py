@@ -22,12 +22,14 @@ from index.store.segments import is_delta_file
 from index.store.vectors import VectorStore, store_files
 from index.text import content_terms
 
-#: 2: delta segments (index/store/segments.py). A format-1 index (one base, nothing else) is read as it is and
-#: its next update writes format 2.
-FORMAT_VERSION = 2
-READABLE_FORMATS = (1, 2)
+#: 2: delta segments (index/store/segments.py); 3: the base's document entries in ``catalog.json``, the manifest
+#: holding only what changed since (an update writes what it changed, not a line per article). An index of an
+#: older format is read as it is and its next update writes it whole in this one.
+FORMAT_VERSION = 3
+READABLE_FORMATS = (1, 2, 3)
 MANIFEST = "manifest.json"
-RECORD_FILES = ("manifest.json", "documents.jsonl", "chunks.jsonl", "sentences.npy")
+CATALOG = "catalog.json"
+RECORD_FILES = ("manifest.json", "documents.jsonl", "chunks.jsonl", "sentences.npy", CATALOG)
 DEFAULT_STORE = "faiss"
 
 

@@ -13,8 +13,14 @@ Segments are merged as they grow (``FolderWriter``, index/store/writer.py): the 
 together while the one before is at most ``MERGE_FACTOR`` times the newer (a binary counter: a few deltas,
 each row merged a logarithmic number of times), and the whole index is written as a new base once the deltas
 and the base's stale rows pass ``REWRITE_SHARE`` of the base, so the base is rewritten only after a fixed share
-of new rows (its cost, spread over those articles, does not grow with the index). Besides its delta an update
-writes the manifest, a line per article (most of an update's time at a million chunks: docs/scale.md).
+of new rows (its cost, spread over those articles, does not grow with the index).
+
+The base's per-document entries (what a build plans from: fingerprints, counts, text keys) are in
+``catalog.json``, written with the base and hard-linked by every update; the manifest holds only what changed
+since the base (``changes``: an entry, or null for a removed document) and where each document new since the
+base goes (``placed``: the document it follows, so the merged order is a full build's). An update writes its
+delta and that small manifest: at a million chunks the manifest of a line per article took most of an update's
+time (docs/scale.md). Reading the index still reads the catalog (one ``json.loads`` in C).
 """
 
 from __future__ import annotations
@@ -179,6 +185,61 @@ def write_delta(folder: Path, name: str, segment: Segment) -> list[str]:
     return files
 
 
+# ---------------------------------------------------------------------------------------------- the catalog
+
+
+def merged_entries(catalog: dict[str, dict], changes: dict[str, dict | None],
+                   placed: dict[str, str | None]) -> dict[str, dict]:
+    """Every live document's entry in the index's order: the catalog's (the base's order) with ``changes``
+    applied, each placed document right after the one it follows (a removed document still anchors the ones
+    placed after it; each document has at most one placed follower: ``place`` keeps it so)."""
+    follower = {after: doc_id for doc_id, after in placed.items()}
+    out: dict[str, dict] = {}
+
+    def emit(doc_id: str | None) -> None:
+        while doc_id in follower:
+            doc_id = follower[doc_id]
+            entry = changes.get(doc_id)
+            if entry is not None:
+                out[doc_id] = entry
+
+    emit(None)
+    for doc_id, entry in catalog.items():
+        now = changes.get(doc_id, entry) if doc_id in changes else entry
+        if now is not None:
+            out[doc_id] = now
+        emit(doc_id)
+    return out
+
+
+class Placement:
+    """``placed`` (a document new since the base -> the document it follows) with its inverse, kept so that
+    each document has at most one placed follower."""
+
+    def __init__(self, placed: dict[str, str | None]) -> None:
+        self.placed = dict(placed)
+        self._follower = {after: doc_id for doc_id, after in self.placed.items()}
+
+    def place(self, doc_id: str, after: str | None) -> None:
+        """Put a new document right after ``after`` (None: first): the one placed there before now follows it."""
+        before = self._follower.get(after)
+        if before is not None and before != doc_id:
+            self.placed[before] = doc_id
+            self._follower[doc_id] = before
+        self.placed[doc_id] = after
+        self._follower[after] = doc_id
+
+    def unplace(self, doc_id: str) -> None:
+        """Remove a placed document: the one placed after it takes its place."""
+        after = self.placed.pop(doc_id)
+        nxt = self._follower.pop(doc_id, None)
+        if nxt is not None:
+            self.placed[nxt] = after
+            self._follower[after] = nxt
+        else:
+            del self._follower[after]
+
+
 # ------------------------------------------------------------------------------------ the prior index
 
 
@@ -201,7 +262,7 @@ class PriorIndex:
     @cached_property
     def planned_from_manifest(self) -> bool:
         """True when the manifest alone says all a build needs (written by this format's writer)."""
-        return "next_chunk_id" in self.manifest and all(
+        return "catalog" in self.manifest or "next_chunk_id" in self.manifest and all(
             e.keys() >= _ENTRY_KEYS for e in self.manifest["documents"].values())
 
     @cached_property

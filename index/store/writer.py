@@ -22,11 +22,12 @@ from index.ingest.corpus import Document, text_key
 from index.ingest.dedup import simhash
 from index.store.disk import write_folder, write_index
 from index.store.load import verify_files
-from index.store.records import LoadedIndex
+from index.store.records import CATALOG, FORMAT_VERSION, LoadedIndex
 from index.store.segments import (
     MAX_DELTAS,
     MERGE_FACTOR,
     REWRITE_SHARE,
+    Placement,
     PriorIndex,
     Segment,
     delta_files,
@@ -109,12 +110,12 @@ class FolderWriter(IndexWriter):
         docs, chunks, entries, sentences = self._records(change, fresh, ids)
         counts = Written(len(docs), len(chunks), int(sentences.shape[0]))
         prev = self.previous
-        manifest = {**change.about, "vector_store_options": self.options, "documents": entries,
-                    "skipped": change.skipped,
+        manifest = {**change.about, "format_version": FORMAT_VERSION, "vector_store_options": self.options,
+                    "catalog": CATALOG, "changes": {}, "placed": {}, "skipped": change.skipped,
                     "counts": {"documents": counts.documents, "chunks": counts.chunks, "sentences": counts.sentences},
-                    "next_chunk_id": next_id, "base_chunks": counts.chunks, "deltas": [],
+                    "next_chunk_id": next_id, "base_chunks": counts.chunks, "base_stale_rows": 0, "deltas": [],
                     "next_delta": int(prev.manifest.get("next_delta", 1)) if prev else 1}
-        write_index(self.index_dir, manifest, docs, chunks, store, sentences)
+        write_index(self.index_dir, manifest, entries, docs, chunks, store, sentences)
         return counts
 
     def _kept(self, doc_id: str, fresh: dict[str, DocumentUpdate]) -> bool:
@@ -210,23 +211,92 @@ def _manifest_entry(d: Document, n_chunks: int, n_sentences: int, hashed: str | 
 
 
 class DeltaWriter:
-    """A change written as one delta segment (index/store/segments.py), every other file hard-linked."""
+    """A change written as one delta segment (index/store/segments.py), every other file hard-linked, and a
+    manifest of what changed since the base: the work is the change's, not the index's."""
 
     def __init__(self, folder: FolderWriter, prior: PriorIndex) -> None:
         self.folder, self.prior, self.manifest = folder, prior, prior.manifest
 
     def apply(self, change: IndexChange) -> Written | None:
         """The change applied; None when the index is due to be written whole instead (an index from before
-        segments, other store options, or past the segments' rules)."""
+        the catalog, other store options, or past the segments' rules)."""
         m, index_dir = self.manifest, self.folder.index_dir
-        if not self.prior.planned_from_manifest or m.get("vector_store_options", {}) != self.folder.options:
+        if "catalog" not in m or m.get("vector_store_options", {}) != self.folder.options:
             return None
         seq = int(m.get("next_delta", 1))
         name = delta_name(seq)
-        segment, entries, next_id = self._segment(change, name)
+        segment, entries = self._segment(change, name)
+        gone = set(m["documents"]).difference(change.order)
+        counts, stale = self._counts(entries, gone)
         deltas = [dict(d) for d in m.get("deltas", [])]
-        if self._rewrite_due(entries, deltas, segment.rows):
+        if self._rewrite_due(stale, deltas, segment.rows, counts["chunks"]):
             return None
+        segment, dropped = self._merge(deltas, segment, entries, gone)
+        changes, placement = dict(m["changes"]), Placement(m["placed"])
+        for doc_id in gone:
+            if doc_id in placement.placed:  # new since the base: forgotten
+                placement.unplace(doc_id)
+                changes.pop(doc_id, None)
+            else:  # the base's: marked removed
+                changes[doc_id] = None
+        for d in segment.docs:  # the change's documents and the ones merged into this delta
+            changes[d["id"]] = {**(entries.get(d["id"]) or m["documents"][d["id"]]), "segment": name}
+        self._place(change, changes, placement)
+        if segment.docs:
+            deltas.append({"name": name, "rows": segment.rows})
+        manifest = {**change.about, "format_version": FORMAT_VERSION, "vector_store_options": self.folder.options,
+                    "catalog": CATALOG, "changes": changes, "placed": placement.placed, "skipped": change.skipped,
+                    "counts": counts,
+                    "next_chunk_id": int(m["next_chunk_id"]) + sum(len(u.chunks) for u in change.upserts),
+                    "base_chunks": int(m["base_chunks"]), "base_stale_rows": stale, "deltas": deltas,
+                    "next_delta": seq + 1}
+        carried = {f: digest for f, digest in m["files"].items() if f not in dropped}
+        write_folder(index_dir, manifest, lambda tmp: write_delta(tmp, name, segment) if segment.docs else [],
+                     carried)
+        return Written(counts["documents"], counts["chunks"], counts["sentences"])
+
+    def _segment(self, change: IndexChange, name: str) -> tuple[Segment, dict[str, dict]]:
+        """The change's new and changed documents as a segment (in the change's order) and their entries."""
+        next_id = int(self.manifest["next_chunk_id"])
+        docs, chunks, entries = [], [], {}
+        sentences: list[tuple[np.ndarray, int, int]] = []
+        vectors: list[tuple[np.ndarray, int, int]] = []
+        rows = 0
+        for u in change.upserts:
+            ids = list(range(next_id, next_id + len(u.chunks)))
+            next_id += len(u.chunks)
+            docs.append(_document_record(u.doc, u.sentences))
+            chunks.extend(_chunk_records(u.chunks, ids, u.sentences, rows))
+            rows += len(u.sentences)
+            sentences.append((u.sentence_vectors, 0, len(u.sentences)))
+            vectors.append((u.chunk_vectors, 0, len(u.chunks)))
+            entries[u.doc.id] = {**_manifest_entry(u.doc, len(u.chunks), len(u.sentences)), "segment": name}
+        dim = self.folder.dim
+        return Segment(docs, chunks, stack_rows(sentences, dim), stack_rows(vectors, dim)), entries
+
+    def _counts(self, entries: dict[str, dict], gone: set[str]) -> tuple[dict[str, int], int]:
+        """The index's counts once the change is in (the manifest's, minus what leaves, plus what comes), and
+        the base's rows it no longer uses."""
+        m = self.manifest
+        counts = {k: int(m["counts"][k]) for k in ("documents", "chunks", "sentences")}
+        stale = int(m.get("base_stale_rows", 0))
+        for doc_id in gone | entries.keys():
+            old = m["documents"].get(doc_id)
+            if old is not None:
+                counts["documents"] -= 1
+                counts["chunks"] -= int(old["chunks"])
+                counts["sentences"] -= int(old["sentences"])
+                stale += 0 if old.get("segment") else int(old["chunks"])
+        for e in entries.values():
+            counts["documents"] += 1
+            counts["chunks"] += int(e["chunks"])
+            counts["sentences"] += int(e["sentences"])
+        return counts, stale
+
+    def _merge(self, deltas: list[dict], segment: Segment, entries: dict[str, dict],
+               gone: set[str]) -> tuple[Segment, list[str]]:
+        """Fold the newest deltas into this one as the segments' rules say; the merged deltas' files."""
+        m, index_dir = self.manifest, self.folder.index_dir
         dropped: list[str] = []
         while deltas and (len(deltas) >= MAX_DELTAS or deltas[-1]["rows"] <= MERGE_FACTOR * segment.rows):
             older = deltas.pop()
@@ -236,57 +306,28 @@ class DeltaWriter:
             if bad:
                 raise IndexCorruptError(index_dir, f"{', '.join(bad)} do not match their checksums")
             old = read_delta(index_dir, older["name"])
-            segment = old.select([d["id"] for d in old.docs
-                                  if entries.get(d["id"], {}).get("segment") == older["name"]]) + segment
+            live = [d["id"] for d in old.docs if d["id"] not in entries and d["id"] not in gone
+                    and m["documents"].get(d["id"], {}).get("segment") == older["name"]]
+            segment = old.select(live) + segment
             dropped.extend(files)
-        for d in segment.docs:  # a new dict: the kept entries are the previous manifest's own
-            entries[d["id"]] = {**entries[d["id"]], "segment": name}
-        if segment.docs:
-            deltas.append({"name": name, "rows": segment.rows})
-        written = Written(len(entries), sum(e["chunks"] for e in entries.values()),
-                          sum(e["sentences"] for e in entries.values()))
-        manifest = {**change.about, "vector_store_options": self.folder.options, "documents": entries,
-                    "skipped": change.skipped,
-                    "counts": {"documents": written.documents, "chunks": written.chunks,
-                               "sentences": written.sentences},
-                    "next_chunk_id": next_id, "base_chunks": int(m["base_chunks"]), "deltas": deltas,
-                    "next_delta": seq + 1}
-        carried = {f: digest for f, digest in m["files"].items() if f not in dropped}
-        write_folder(index_dir, manifest, lambda tmp: write_delta(tmp, name, segment) if segment.docs else [],
-                     carried)
-        return written
+        return segment, dropped
 
-    def _segment(self, change: IndexChange, name: str) -> tuple[Segment, dict[str, dict], int]:
-        """The change's new and changed documents as a segment; every document's manifest entry (theirs in
-        ``name``); the next chunk id."""
-        fresh = {u.doc.id: u for u in change.upserts}
-        old, next_id = self.manifest["documents"], int(self.manifest["next_chunk_id"])
-        docs, chunks, entries = [], [], {}
-        sentences: list[tuple[np.ndarray, int, int]] = []
-        vectors: list[tuple[np.ndarray, int, int]] = []
-        rows = 0
-        for doc_id in change.order:
-            u = fresh.get(doc_id)
-            if u is None:
-                entries[doc_id] = old[doc_id]  # not copied (113,000 of them at a million chunks): never changed
-                continue
-            ids = list(range(next_id, next_id + len(u.chunks)))
-            next_id += len(u.chunks)
-            docs.append(_document_record(u.doc, u.sentences))
-            chunks.extend(_chunk_records(u.chunks, ids, u.sentences, rows))
-            rows += len(u.sentences)
-            sentences.append((u.sentence_vectors, 0, len(u.sentences)))
-            vectors.append((u.chunk_vectors, 0, len(u.chunks)))
-            entries[doc_id] = {**_manifest_entry(u.doc, len(u.chunks), len(u.sentences)), "segment": name}
-        dim = self.folder.dim
-        return Segment(docs, chunks, stack_rows(sentences, dim), stack_rows(vectors, dim)), entries, next_id
+    def _place(self, change: IndexChange, changes: dict[str, dict | None], placement: Placement) -> None:
+        """Place each document new since the base after the one before it in the change's order."""
+        m = self.manifest
+        new = [u.doc.id for u in change.upserts if u.doc.id not in m["documents"]
+               and u.doc.id not in placement.placed and m["changes"].get(u.doc.id, {}) is not None]
+        if not new:
+            return
+        at = {d: i for i, d in enumerate(change.order)} if len(new) > 16 else None
+        for doc_id in sorted(new, key=at.__getitem__ if at else change.order.index):
+            i = at[doc_id] if at else change.order.index(doc_id)
+            placement.place(doc_id, change.order[i - 1] if i else None)
 
-    def _rewrite_due(self, entries: dict[str, dict], deltas: list[dict], new_rows: int) -> bool:
+    def _rewrite_due(self, stale: int, deltas: list[dict], new_rows: int, total: int) -> bool:
         """Whether the index should be written whole: the deltas' rows and the base's stale ones pass
         ``REWRITE_SHARE`` of the base, or the store would become another kind of index once the deltas join it."""
         base = int(self.manifest["base_chunks"])
-        live_base = sum(e["chunks"] for e in entries.values() if not e.get("segment"))
-        if (base - live_base) + sum(d["rows"] for d in deltas) + new_rows > REWRITE_SHARE * base:
+        if stale + sum(d["rows"] for d in deltas) + new_rows > REWRITE_SHARE * base:
             return True
-        total = sum(e["chunks"] for e in entries.values())
         return store_class(self.folder.store_kind).changes_kind(base, total, **self.folder.options)
