@@ -189,6 +189,24 @@ def test_subfolders_give_path_ids(tmp_path):
     assert [d.id for d in load_corpus(tmp_path)] == ["b.txt", "world/a.txt"]
 
 
+def test_files_are_listed_in_path_order_and_links_to_files_are_read(tmp_path):
+    """Ids sort part by part as paths do ("a/z" before "a-b", not after it as strings would); a link to an
+    article is read, a broken or looping link is no article."""
+    from index.ingest.corpus import corpus_files
+
+    for rel in ("a/z.txt", "a-b.txt", "a.txt", "a/b/c.md", "B.txt"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(f"{rel}\n\nText of {rel}.\n", encoding="utf-8")
+    elsewhere = tmp_path.parent / f"{tmp_path.name}-elsewhere.txt"
+    elsewhere.write_text("Linked\n\nA linked article.\n", encoding="utf-8")
+    (tmp_path / "linked.txt").symlink_to(elsewhere)
+    (tmp_path / "broken.txt").symlink_to(tmp_path / "nowhere.txt")
+    (tmp_path / "loop.txt").symlink_to(tmp_path / "loop.txt")
+    ids = [doc_id for doc_id, _ in corpus_files(tmp_path)]
+    assert ids == ["B.txt", "a/b/c.md", "a/z.txt", "a-b.txt", "a.txt", "linked.txt"]
+    assert [d.title for d in load_corpus(tmp_path)][-1] == "Linked"
+
+
 # ------------------------------------------------------------------------------- corpus errors
 
 

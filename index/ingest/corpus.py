@@ -407,21 +407,25 @@ def corpus_files(corpus_dir: Path) -> list[tuple[str, Path]]:
     if not os.access(corpus_dir, os.R_OK | os.X_OK):
         # rglob silently skips folders it cannot list, which would read as "no articles".
         raise CorpusError("unreadable", corpus_dir, "permission denied")
+    top = str(corpus_dir)
+    prefix = top if top.endswith(os.sep) else top + os.sep
     try:
-        found = sorted(_article_files(corpus_dir))
+        # Relative names as strings, sorted as paths compare (part by part): pathlib's objects made listing
+        # a hundred thousand files take 3.6 s, most of a small update at that size (docs/scale.md).
+        found = sorted((p[len(prefix):] for p in _article_files(corpus_dir)), key=lambda rel: rel.split(os.sep))
     except OSError as exc:
         raise CorpusError("unreadable", corpus_dir, str(exc.strerror or exc)) from exc
     out: list[tuple[str, Path]] = []
     taken: set[str] = set()
-    for p in found:
-        doc_id = shown_name(p.relative_to(corpus_dir).as_posix())
+    for rel in found:
+        doc_id = shown = shown_name(rel.replace(os.sep, "/"))
         n = 1
         while doc_id in taken:  # two names that differ only in bytes that are not UTF-8
             n += 1
-            stem, dot, suffix = shown_name(p.relative_to(corpus_dir).as_posix()).rpartition(".")
+            stem, dot, suffix = shown.rpartition(".")
             doc_id = f"{stem}~{n}{dot}{suffix}"
         taken.add(doc_id)
-        out.append((doc_id, p))
+        out.append((doc_id, Path(prefix + rel)))
     return out
 
 
@@ -431,13 +435,13 @@ def shown_name(name: str) -> str:
     return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
-def _article_files(corpus_dir: Path) -> list[Path]:
+def _article_files(corpus_dir: Path) -> list[str]:
     """Article files under the folder, following linked folders (an operator's symlinked feed folder is
     part of the corpus) but never the same real folder twice; hidden files and folders are skipped.
 
     A walk with a stack, not recursion: 1,100 nested folders overflowed os.walk's recursion."""
     seen: set[str] = set()
-    found: list[Path] = []
+    found: list[str] = []
     stack = [str(corpus_dir)]
     while stack:
         root = stack.pop()
@@ -458,10 +462,17 @@ def _article_files(corpus_dir: Path) -> list[Path]:
                 continue
             if _is_dir(entry):
                 dirs.append(entry.name)
-            elif Path(entry.name).suffix.lower() in SUFFIXES and Path(entry.path).is_file():
-                found.append(Path(entry.path))
+            elif os.path.splitext(entry.name)[1].lower() in SUFFIXES and _is_file(entry):
+                found.append(entry.path)
         stack.extend(os.path.join(root, d) for d in sorted(dirs, reverse=True))  # sorted, depth first
     return found
+
+
+def _is_file(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_file()  # a link: its target (a broken or looping one is no file)
+    except OSError:
+        return False
 
 
 def _is_dir(entry: os.DirEntry) -> bool:
