@@ -261,6 +261,7 @@ def test_english_question_has_no_note(built_index, fake_embedder, invoke):
 @pytest.mark.parametrize("name, damage", [
     ("index.faiss", "delete"), ("index.faiss", "truncate"), ("chunks.jsonl", "truncate"),
     ("sentences.npy", "delete"), ("documents.jsonl", "delete"), ("manifest.json", "garbage"),
+    ("catalog.json", "garbage"),
 ])
 @pytest.mark.parametrize("command", ["ask", "ask --json"])
 def test_ask_damaged_index(built_index, fake_embedder, invoke, name, damage, command):

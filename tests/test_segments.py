@@ -287,3 +287,17 @@ def test_placement_keeps_any_order_of_inserts_and_removals():
                 changes[doc_id] = {"n": made}
                 placement.place(doc_id, order[at - 1] if at else None)
             assert list(merged_entries(catalog, changes, placement.placed)) == order, seed
+
+
+@pytest.mark.parametrize("key, value", [("changes", []), ("placed", "s01.md"), ("changes", {"s01.md": 3})])
+def test_a_manifest_with_damaged_changes_is_corrupt_and_rebuilt(herald_paths, fake_embedder, share, key, value):
+    _corpus(herald_paths.corpus, 4)
+    build_index(herald_paths.corpus, herald_paths.index, fake_embedder)
+    path = herald_paths.index / MANIFEST
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    manifest[key] = value
+    path.write_text(json.dumps(manifest), encoding="utf-8")
+    with raises_said(IndexCorruptError, "herald build"):
+        read_manifest(herald_paths.index)
+    assert build_index(herald_paths.corpus, herald_paths.index, fake_embedder).full_rebuild
+    assert len(load_index(herald_paths.index).documents) == 4

@@ -166,6 +166,7 @@ def _drop_last_line(p):
     ("documents.jsonl", _delete), ("documents.jsonl", _truncate),
     ("sentences.npy", _delete), ("sentences.npy", _truncate),
     ("manifest.json", _truncate), ("manifest.json", _empty),
+    ("catalog.json", _delete), ("catalog.json", _truncate), ("catalog.json", _empty),
 ])
 def test_damaged_index_is_corrupt_with_rebuild_hint(built_index, fake_embedder, name, damage):
     damage(built_index.index / name)

@@ -32,7 +32,10 @@ def read_manifest(index_dir: Path) -> dict:
         manifest = json.loads(path.read_text(encoding="utf-8"))
         if isinstance(manifest, dict) and "catalog" in manifest:  # format 3: the base's entries, then the changes
             catalog = json.loads((index_dir / CATALOG).read_text(encoding="utf-8"))
-            manifest["documents"] = merged_entries(catalog, manifest["changes"], manifest["placed"])
+            parts = (catalog, manifest["changes"], manifest["placed"])
+            if not all(isinstance(part, dict) for part in parts):
+                raise TypeError("the catalog, changes or placed documents are not objects")
+            manifest["documents"] = merged_entries(*parts)
         # Everything later code indexes into without a check: a half-written or hand-edited manifest
         # must be "damaged, rebuild", never a KeyError traceback when describing or building.
         if not (isinstance(manifest, dict) and isinstance(manifest["model"], str)
