@@ -377,6 +377,14 @@ def serve(spec: dict) -> dict:
     out.update(p50_ms=percentile(ms, 50), p95_ms=percentile(ms, 95), questions=len(ms))
     out["recall10"], dense_ms = _recall(engine, queries, np.load(spec["truth"]), np.load(spec["kth"]))
     out["dense_p50_ms"] = percentile(dense_ms, 50)
+    for ef in [*spec.get("ef_also", []), None]:  # the same searches at fixed efSearch values, then back to auto
+        if spec["engine"] == "folder":
+            engine.reader.index.store.set_ef_search(ef)
+        else:
+            engine.reader.ef_search = ef
+        if ef is not None:
+            recall, ms = _recall(engine, queries, np.load(spec["truth"]), np.load(spec["kth"]))
+            out.setdefault("recall10_at_ef", {})[str(ef)] = [recall, percentile(ms, 50)]
     out["rss_mb"], out["ru_maxrss_mb"] = peak_rss_mb(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     out["profile"] = profile(engine, questions[1:21])
     if spec["engine"] == "postgres":
@@ -437,7 +445,7 @@ def measure_size(args: argparse.Namespace, data: dict, size: int, server: Any) -
     del chunks  # at 1,000,000 chunks every gigabyte the parent holds is one the child cannot have
     spec = {"model": data["model"], "questions": data["questions"], "queries": str(work / "queries.npy"),
             "truth": str(work / "truth.npy"), "kth": str(work / "kth.npy"), "new_doc": data["new_doc"],
-            "adds": args.adds, "about": data["about"]}
+            "adds": args.adds, "about": data["about"], "ef_also": args.ef_also}
     rows = []
     for engine in args.engines:
         stamp = {"size": size, "engine": engine, "chunks": n_chunks, "documents": len(updates),
@@ -479,7 +487,13 @@ def _cells(r: dict) -> list[str]:
         added += f" ({r['add_path']}{read}; written whole: {r['add_whole_s']:.2f} s)"
     return [added, f"{r['open_s']:.2f} s",
             f"{r['rss_mb']:,.0f} MB{server}", f"{r['p50_ms']:.0f} / {r['p95_ms']:.0f} ms",
-            f"{r['recall10']:.3f}{exact}", built, f"{r['bytes'] / 2**20:,.0f} MB"]
+            f"{r['recall10']:.3f}{exact}{_at_ef(r)}", built, f"{r['bytes'] / 2**20:,.0f} MB"]
+
+
+def _at_ef(r: dict) -> str:
+    """The recall at the fixed efSearch values measured too (``--ef-also``), with the search's p50."""
+    cells = [f"{v[0]:.3f} at efSearch {ef} ({v[1]:.1f} ms)" for ef, v in r.get("recall10_at_ef", {}).items()]
+    return f" ({'; '.join(cells)})" if cells else ""
 
 
 def table(rows: list[dict]) -> str:
@@ -560,6 +574,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-docs", type=int, default=2000, help="documents per PostgresWriter change at load")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--adds", type=int, default=5, help="times the new article is added (under distinct ids)")
+    ap.add_argument("--ef-also", type=int_list, default=[], help="efSearch values whose recall@10 is measured too")
     ap.add_argument("--work", type=Path, default=Path("/tmp/herald-pg-scale"))
     ap.add_argument("--out", type=Path, help="JSON of every run's rows (kept across runs)")
     ap.add_argument("--report", action="store_true", help="only print the table of the rows in --out")
