@@ -289,7 +289,11 @@ def test_placement_keeps_any_order_of_inserts_and_removals():
             assert list(merged_entries(catalog, changes, placement.placed)) == order, seed
 
 
-@pytest.mark.parametrize("key, value", [("changes", []), ("placed", "s01.md"), ("changes", {"s01.md": 3})])
+@pytest.mark.parametrize("key, value", [
+    ("changes", []), ("placed", "s01.md"), ("changes", {"s01.md": 3}),
+    ("placed", {"x.md": "y.md", "y.md": "x.md"}),  # a loop: never a hang
+    ("placed", {"x.md": "nowhere.md"}),  # after no document of the index
+])
 def test_a_manifest_with_damaged_changes_is_corrupt_and_rebuilt(herald_paths, fake_embedder, share, key, value):
     _corpus(herald_paths.corpus, 4)
     build_index(herald_paths.corpus, herald_paths.index, fake_embedder)

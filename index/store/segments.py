@@ -195,20 +195,26 @@ def merged_entries(catalog: dict[str, dict], changes: dict[str, dict | None],
     placed after it; each document has at most one placed follower: ``place`` keeps it so)."""
     follower = {after: doc_id for doc_id, after in placed.items()}
     out: dict[str, dict] = {}
+    emitted = 0
 
     def emit(doc_id: str | None) -> None:
+        nonlocal emitted
         while doc_id in follower:
-            doc_id = follower[doc_id]
+            doc_id, emitted = follower[doc_id], emitted + 1
+            if emitted > len(placed):
+                raise ValueError("placed documents follow each other in a loop")
             entry = changes.get(doc_id)
             if entry is not None:
                 out[doc_id] = entry
 
     emit(None)
     for doc_id, entry in catalog.items():
-        now = changes.get(doc_id, entry) if doc_id in changes else entry
+        now = changes.get(doc_id, entry)  # None: removed
         if now is not None:
             out[doc_id] = now
         emit(doc_id)
+    if emitted != len(placed):  # a document placed after one neither in the catalog nor placed
+        raise ValueError("a placed document follows no document of the index")
     return out
 
 
