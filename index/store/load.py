@@ -15,7 +15,7 @@ from index.errors import IndexCorruptError, IndexMismatchError, IndexMissingErro
 from index.ingest.chunking import Chunk
 from index.ingest.corpus import Document
 from index.store.records import CATALOG, DEFAULT_STORE, FORMAT_VERSION, MANIFEST, READABLE_FORMATS, LoadedIndex
-from index.store.segments import delta_files, file_digest, merged_entries, stack_rows
+from index.store.segments import delta_files, file_digest, merged_entries, rows_by_doc, spans_of, stack_rows
 from index.store.vectors import VectorStore, load_store
 
 __all__ = ["read_manifest", "check_compatible", "file_digest", "verify_files", "load_index"]
@@ -125,19 +125,12 @@ class _Part:
     sentences: np.ndarray
     vectors: np.ndarray | None = None  # a delta's chunk vectors, in chunk order
 
-    def starts(self) -> dict[str, int]:
-        """Each document's first sentence row."""
-        out, row = {}, 0
-        for d in self.documents:
-            out[d.id] = row
-            row += len(self.spans[d.id])
-        return out
+    def sentence_spans(self) -> dict[str, tuple[int, int]]:
+        """Each document's (first sentence row, count)."""
+        return spans_of((d.id, len(self.spans[d.id])) for d in self.documents)
 
     def rows_by_doc(self) -> dict[str, list[int]]:
-        out: dict[str, list[int]] = {}
-        for row, c in enumerate(self.chunks):
-            out.setdefault(c.doc_id, []).append(row)
-        return out
+        return rows_by_doc(c.doc_id for c in self.chunks)
 
 
 def _read_part(folder: Path, prefix: str, sentences: np.ndarray, vectors: np.ndarray | None = None) -> _Part:
@@ -166,7 +159,7 @@ def _assemble(entries: dict[str, dict], parts: dict[str, _Part], store: VectorSt
     if len(parts) == 1 and [d.id for d in base.documents] == list(entries):  # a whole base: nothing moves
         return replace(base, sentences=np.asarray(base.sentences))
     out = _Part([], {}, [], [], [], base.sentences)
-    starts = {name: p.starts() for name, p in parts.items()}
+    spans = {name: p.sentence_spans() for name, p in parts.items()}
     rows_by_doc = {name: p.rows_by_doc() for name, p in parts.items()}
     index_of = {name: {d.id: i for i, d in enumerate(p.documents)} for name, p in parts.items()}
     pieces: list[tuple[np.ndarray, int, int]] = []
@@ -174,10 +167,9 @@ def _assemble(entries: dict[str, dict], parts: dict[str, _Part], store: VectorSt
     row = 0
     for doc_id, entry in entries.items():
         name = entry.get("segment", "")
-        part, start = parts[name], starts[name][doc_id]
+        part, (start, count) = parts[name], spans[name][doc_id]
         out.documents.append(part.documents[index_of[name][doc_id]])
         out.spans[doc_id] = part.spans[doc_id]
-        count = len(part.spans[doc_id])
         pieces.append((part.sentences, start, start + count))
         for r in rows_by_doc[name].get(doc_id, []):
             out.chunks.append(part.chunks[r])

@@ -18,7 +18,7 @@ import numpy as np
 from index.ingest.chunking import Chunk
 from index.ingest.corpus import Document
 from index.ingest.dedup import groups, simhash
-from index.store.segments import is_delta_file
+from index.store.segments import is_delta_file, rows_by_doc, spans_of
 from index.store.vectors import VectorStore, store_files
 from index.text import content_terms
 
@@ -151,10 +151,7 @@ class LoadedIndex:
 
     @cached_property
     def chunk_rows_by_doc(self) -> dict[str, list[int]]:
-        out: dict[str, list[int]] = {}
-        for row, chunk in enumerate(self.chunks):
-            out.setdefault(chunk.doc_id, []).append(row)
-        return out
+        return rows_by_doc(chunk.doc_id for chunk in self.chunks)
 
     def sentence_span(self, doc_id: str) -> tuple[int, int]:
         """(first row, count) of a document's sentences: they are contiguous, in index order."""
@@ -162,12 +159,7 @@ class LoadedIndex:
 
     @cached_property
     def _sentence_spans(self) -> dict[str, tuple[int, int]]:
-        out, offset = {}, 0
-        for d in self.documents:
-            n = len(self.doc_sentences[d.id])
-            out[d.id] = (offset, n)
-            offset += n
-        return out
+        return spans_of((d.id, len(self.doc_sentences[d.id])) for d in self.documents)
 
     def staleness(self, fingerprints: dict[str, str]) -> Staleness:
         """Compare a source's fingerprints now with the ones the manifest recorded."""

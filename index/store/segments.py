@@ -88,11 +88,7 @@ class Segment:
 
     @cached_property
     def _spans(self) -> dict[str, tuple[int, int]]:
-        out, offset = {}, 0
-        for d in self.docs:
-            out[d["id"]] = (offset, len(d["sentences"]))
-            offset += len(d["sentences"])
-        return out
+        return spans_of((d["id"], len(d["sentences"])) for d in self.docs)
 
     def doc(self, doc_id: str) -> dict:
         return self.docs[self._doc_rows[doc_id]]
@@ -103,10 +99,7 @@ class Segment:
 
     @cached_property
     def chunk_rows(self) -> dict[str, list[int]]:
-        out: dict[str, list[int]] = {}
-        for row, c in enumerate(self.chunks):
-            out.setdefault(c["doc_id"], []).append(row)
-        return out
+        return rows_by_doc(c["doc_id"] for c in self.chunks)
 
     def select(self, doc_ids: Iterable[str]) -> Segment:
         """A segment of just these documents (in this order), sentence rows renumbered."""
@@ -135,6 +128,23 @@ class Segment:
             vectors = np.concatenate([self.vectors, other.vectors]).astype(np.float32, copy=False)
         return Segment(self.docs + other.docs, self.chunks + moved,
                        np.concatenate([self.sentences, other.sentences]).astype(np.float32, copy=False), vectors)
+
+
+def spans_of(counts: Iterable[tuple[str, int]]) -> dict[str, tuple[int, int]]:
+    """``{document id: (first row, count)}`` of documents whose rows follow each other in this order."""
+    out, offset = {}, 0
+    for doc_id, n in counts:
+        out[doc_id] = (offset, n)
+        offset += n
+    return out
+
+
+def rows_by_doc(doc_ids: Iterable[str]) -> dict[str, list[int]]:
+    """``{document id: its rows}`` of rows given by their document ids (a document's chunks)."""
+    out: dict[str, list[int]] = {}
+    for row, doc_id in enumerate(doc_ids):
+        out.setdefault(doc_id, []).append(row)
+    return out
 
 
 def stack_rows(pieces: Iterable[tuple[np.ndarray, int, int]], dim: int) -> np.ndarray:

@@ -225,7 +225,7 @@ class DeltaWriter:
             return None
         seq = int(m.get("next_delta", 1))
         name = delta_name(seq)
-        segment, entries = self._segment(change, name)
+        segment, entries = self._segment(change)
         gone = set(m["documents"]).difference(change.order)
         counts, stale = self._counts(entries, gone)
         deltas = [dict(d) for d in m.get("deltas", [])]
@@ -255,8 +255,9 @@ class DeltaWriter:
                      carried)
         return Written(counts["documents"], counts["chunks"], counts["sentences"])
 
-    def _segment(self, change: IndexChange, name: str) -> tuple[Segment, dict[str, dict]]:
-        """The change's new and changed documents as a segment (in the change's order) and their entries."""
+    def _segment(self, change: IndexChange) -> tuple[Segment, dict[str, dict]]:
+        """The change's new and changed documents as a segment and their entries (the segment's name is added
+        when the entries go into the manifest)."""
         next_id = int(self.manifest["next_chunk_id"])
         docs, chunks, entries = [], [], {}
         sentences: list[tuple[np.ndarray, int, int]] = []
@@ -270,7 +271,7 @@ class DeltaWriter:
             rows += len(u.sentences)
             sentences.append((u.sentence_vectors, 0, len(u.sentences)))
             vectors.append((u.chunk_vectors, 0, len(u.chunks)))
-            entries[u.doc.id] = {**_manifest_entry(u.doc, len(u.chunks), len(u.sentences)), "segment": name}
+            entries[u.doc.id] = _manifest_entry(u.doc, len(u.chunks), len(u.sentences))
         dim = self.folder.dim
         return Segment(docs, chunks, stack_rows(sentences, dim), stack_rows(vectors, dim)), entries
 
