@@ -519,7 +519,6 @@ def load_corpus(corpus_dir: Path, max_bytes: int = MAX_ARTICLE_BYTES,
     none is usable). Skipped, each with a warning naming the file: unreadable, empty or over ``max_bytes``
     files, and a second copy of an article already read (same text)."""
     docs: list[Document] = []
-    by_text: dict[str, str] = {}
     for doc_id, path in corpus_files(corpus_dir):
         if only is not None and doc_id not in only:
             continue
@@ -537,14 +536,9 @@ def load_corpus(corpus_dir: Path, max_bytes: int = MAX_ARTICLE_BYTES,
             log.warning("skipping %s: empty file", path)
             continue
         doc = parse_document(path, doc_id, raw)
-        if doc is None:
-            continue
-        key = text_key(doc.text)
-        if key in by_text:
-            log.warning("skipping %s: the same article as %s", path, by_text[key])
-            continue
-        by_text[key] = doc_id
-        docs.append(doc)
+        if doc is not None:
+            docs.append(doc)
+    docs = first_copies(docs, {})  # one folder, one collection: one copy of an article
     if not docs and only is None:
         raise CorpusError("empty", corpus_dir)
     return docs
