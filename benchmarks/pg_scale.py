@@ -92,12 +92,16 @@ def _copy(base: list[Any], k: int, noise: float, seed: int) -> list[Any]:
     sent_vecs = _noisy(np.vstack([u.sentence_vectors for u in base]), noise, rng)
     out, ci, si = [], 0, 0
     for u in base:
-        doc_id = f"copy{k}/{u.doc.id}"
         nc, ns = len(u.chunks), len(u.sentences)
-        out.append(replace(u, doc=replace(u.doc, id=doc_id), chunks=[replace(c, doc_id=doc_id) for c in u.chunks],
-                           chunk_vectors=chunk_vecs[ci:ci + nc], sentence_vectors=sent_vecs[si:si + ns]))
+        out.append(renamed(u, f"copy{k}/{u.doc.id}", chunk_vectors=chunk_vecs[ci:ci + nc],
+                           sentence_vectors=sent_vecs[si:si + ns]))
         ci, si = ci + nc, si + ns
     return out
+
+
+def renamed(u: Any, doc_id: str, **changes: Any) -> Any:
+    """A DocumentUpdate under another id (its document's and its chunks'), with ``changes`` made too."""
+    return replace(u, doc=replace(u.doc, id=doc_id), chunks=[replace(c, doc_id=doc_id) for c in u.chunks], **changes)
 
 
 def corpus_of(base: list[Any], size: int, noise: float, seed: int) -> list[Any]:
@@ -252,17 +256,6 @@ def server_memory(pid: int) -> dict:
     return {"server_rss_mb": rss / 2**20, "server_pss_mb": pss / 2**20, "server_processes": len(procs)}
 
 
-def _as_copy(updates: list[Any], k: int) -> list[Any]:
-    """The article's updates under id ``<id>#<k>`` (the k-th time it is added)."""
-    from dataclasses import replace as copy_of
-
-    out = []
-    for u in updates:
-        doc_id = f"{u.doc.id}#{k}"
-        out.append(copy_of(u, doc=copy_of(u.doc, id=doc_id), chunks=[copy_of(c, doc_id=doc_id) for c in u.chunks]))
-    return out
-
-
 def _add_article(spec: dict, engine: Any, embedder: Any) -> dict:
     """The held-out article added as an update does it: split, embedded (timed apart), written as one change;
     ``spec["adds"]`` times in a row under distinct ids (one figure is too noisy: their median and maximum)."""
@@ -279,7 +272,7 @@ def _add_article(spec: dict, engine: Any, embedder: Any) -> dict:
     chunk_vecs, sent_vecs = _embed_new(plan, embedder, report, None, 0)
     embed_s = time.perf_counter() - t
     updates = _updates(plan, chunk_vecs, sent_vecs)
-    adds = [_as_copy(updates, k) for k in range(1, int(spec.get("adds", 5)) + 1)]
+    adds = [[renamed(u, f"{u.doc.id}#{k}") for u in updates] for k in range(1, int(spec.get("adds", 5)) + 1)]
     out: dict[str, Any] = {}
     if spec["engine"] == "folder":
         written, out = _add_to_folder(spec, engine, adds, updates)
@@ -307,8 +300,6 @@ def _add_to_folder(spec: dict, engine: Any, adds: list[list[Any]], updates: list
     whole (FolderWriter with the loaded index as the previous one: every update before segments, and the periodic
     rewrite now). The disk is synced before each (``os.sync``): what was written before is not flushed inside a
     timed step."""
-    from dataclasses import replace as copy_of
-
     from index.store import read_manifest
     from index.store.segments import PriorIndex
     from index.store.writer import FolderWriter, IndexChange
@@ -330,7 +321,7 @@ def _add_to_folder(spec: dict, engine: Any, adds: list[list[Any]], updates: list
     deltas = read_manifest(index_dir)["deltas"]
     os.sync()
     t = time.perf_counter()
-    whole = [copy_of(u, doc=copy_of(u.doc, id=f"whole-{u.doc.id}")) for u in updates]
+    whole = [renamed(u, f"whole-{u.doc.id}") for u in updates]
     change = IndexChange([d.id for d in prev.documents] + [u.doc.id for u in whole], whole, about=spec["about"])
     FolderWriter(index_dir, prev, "faiss", DIM, {}).apply(change)
     return written, {"add_times_s": times, "add_read_s": float(np.median(reads)),
