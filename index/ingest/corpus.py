@@ -410,8 +410,8 @@ def corpus_files(corpus_dir: Path) -> list[tuple[str, Path]]:
     top = str(corpus_dir)
     prefix = top if top.endswith(os.sep) else top + os.sep
     try:
-        # Relative names as strings, sorted as paths compare (part by part): pathlib's objects made listing
-        # a hundred thousand files take 3.6 s, most of a small update at that size (docs/scale.md).
+        # Relative names as strings, sorted as paths compare (part by part): pathlib's objects were most of
+        # listing a large corpus folder, itself most of a small update (docs/scale.md, update_cost).
         found = sorted((p[len(prefix):] for p in _article_files(corpus_dir)), key=lambda rel: rel.split(os.sep))
     except OSError as exc:
         raise CorpusError("unreadable", corpus_dir, str(exc.strerror or exc)) from exc
